@@ -1,0 +1,394 @@
+//! The edge between the wire protocol and the domain. Wire data is validated
+//! here once; errors name the wire field.
+
+use crate::config::{
+    Absence, AbsenceKind, ActivityRule, ConfigError, HouseholdConfig, NoiseFloors, SleepWindow,
+    Thresholds, DEFAULT_OFFLINE_AFTER_MINUTES,
+};
+use crate::ids::{DeviceId, DongCode, HouseholdId, IncidentId, MunicipalityCode};
+use crate::incident::{
+    EventType, HouseholdEvent, IncidentKind, Outcome, Reason, ReasonCode, Route, Stage,
+    SuppressionCause,
+};
+use crate::time::Ts;
+use dolbom_proto::prost_types::Timestamp;
+use dolbom_proto::v1 as pb;
+
+/// `Ts` → protobuf `Timestamp`.
+pub fn timestamp(t: Ts) -> Timestamp {
+    let ms = t.millis();
+    Timestamp {
+        seconds: ms.div_euclid(1000),
+        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+    }
+}
+
+/// protobuf `Timestamp` → `Ts` (sub-millisecond precision is dropped).
+pub fn ts(t: &Timestamp) -> Ts {
+    Ts(t.seconds.saturating_mul(1000) + (t.nanos as i64) / 1_000_000)
+}
+
+fn required_ts(t: &Option<Timestamp>, field: &str) -> Result<Ts, ConfigError> {
+    t.as_ref()
+        .map(ts)
+        .ok_or_else(|| ConfigError::new(field, "is required"))
+}
+
+impl TryFrom<&pb::HouseholdConfig> for HouseholdConfig {
+    type Error = ConfigError;
+
+    fn try_from(p: &pb::HouseholdConfig) -> Result<Self, ConfigError> {
+        let household_id =
+            HouseholdId::new(&p.household_id).map_err(|e| ConfigError::new("household_id", e))?;
+        let municipality = MunicipalityCode::new(&p.municipality_code)
+            .map_err(|e| ConfigError::new("municipality_code", e))?;
+        let dong = DongCode::new(&p.dong_code, municipality)
+            .map_err(|e| ConfigError::new("dong_code", e))?;
+        let devices = p
+            .device_ids
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                DeviceId::new(d).map_err(|e| ConfigError::new(format!("device_ids[{i}]"), e))
+            })
+            .collect::<Result<_, _>>()?;
+        let thresholds = match &p.thresholds {
+            None => Thresholds::default(),
+            Some(t) => Thresholds {
+                attention_minutes: t.attention_minutes,
+                caution_minutes: t.caution_minutes,
+                danger_minutes: t.danger_minutes,
+            },
+        };
+        let rule = match pb::ActivityRule::try_from(p.activity_rule) {
+            Ok(pb::ActivityRule::Unspecified) | Ok(pb::ActivityRule::PowerOrLight) => {
+                ActivityRule::PowerOrLight
+            }
+            Ok(pb::ActivityRule::PowerAndLight) => ActivityRule::PowerAndLight,
+            Ok(pb::ActivityRule::PowerOnly) => ActivityRule::PowerOnly,
+            Ok(pb::ActivityRule::LightOnly) => ActivityRule::LightOnly,
+            Err(_) => {
+                return Err(ConfigError::new(
+                    "activity_rule",
+                    format!("unknown value {}", p.activity_rule),
+                ))
+            }
+        };
+        let noise = match &p.noise_floors {
+            None => NoiseFloors::default(),
+            Some(n) => NoiseFloors {
+                watts: n.watts as f32,
+                lux: n.lux as f32,
+            },
+        };
+        let mut absences = Vec::with_capacity(p.absences.len());
+        for (i, a) in p.absences.iter().enumerate() {
+            let kind = match pb::AbsenceKind::try_from(a.kind) {
+                Ok(pb::AbsenceKind::Hospital) => AbsenceKind::Hospital,
+                Ok(pb::AbsenceKind::Travel) => AbsenceKind::Travel,
+                Ok(pb::AbsenceKind::Other) | Ok(pb::AbsenceKind::Unspecified) => AbsenceKind::Other,
+                Err(_) => {
+                    return Err(ConfigError::new(
+                        format!("absences[{i}].kind"),
+                        format!("unknown value {}", a.kind),
+                    ))
+                }
+            };
+            absences.push(Absence {
+                kind,
+                starts_at: required_ts(&a.starts_at, &format!("absences[{i}].starts_at"))?,
+                ends_at: required_ts(&a.ends_at, &format!("absences[{i}].ends_at"))?,
+            });
+        }
+        // Order is not part of the contract on the wire; the engine wants it sorted.
+        absences.sort_by_key(|a| (a.starts_at, a.ends_at));
+        let sleep_window = match &p.sleep_window {
+            None => None,
+            Some(w) => Some(SleepWindow {
+                start_minute: u16::try_from(w.start_minute).map_err(|_| {
+                    ConfigError::new("sleep_window.start_minute", "must be below 1440")
+                })?,
+                end_minute: u16::try_from(w.end_minute).map_err(|_| {
+                    ConfigError::new("sleep_window.end_minute", "must be below 1440")
+                })?,
+            }),
+        };
+        let cfg = HouseholdConfig {
+            household_id,
+            municipality,
+            dong,
+            devices,
+            thresholds,
+            rule,
+            noise,
+            offline_after_minutes: match p.offline_after_minutes {
+                0 => DEFAULT_OFFLINE_AFTER_MINUTES,
+                m => m,
+            },
+            night_holiday_consent: p.night_holiday_consent,
+            absences,
+            sleep_window,
+            version: p.version,
+            building_id: (!p.building_id.is_empty()).then(|| p.building_id.as_str().into()),
+            registered_at: required_ts(&p.registered_at, "registered_at")?,
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+impl From<&HouseholdConfig> for pb::HouseholdConfig {
+    fn from(c: &HouseholdConfig) -> Self {
+        pb::HouseholdConfig {
+            household_id: c.household_id.to_string(),
+            municipality_code: c.municipality.to_string(),
+            dong_code: c.dong.to_string(),
+            device_ids: c.devices.iter().map(|d| d.to_string()).collect(),
+            thresholds: Some(pb::StageThresholds {
+                attention_minutes: c.thresholds.attention_minutes,
+                caution_minutes: c.thresholds.caution_minutes,
+                danger_minutes: c.thresholds.danger_minutes,
+            }),
+            activity_rule: rule(c.rule) as i32,
+            noise_floors: Some(pb::NoiseFloors {
+                watts: c.noise.watts as f64,
+                lux: c.noise.lux as f64,
+            }),
+            offline_after_minutes: c.offline_after_minutes,
+            night_holiday_consent: c.night_holiday_consent,
+            absences: c
+                .absences
+                .iter()
+                .map(|a| pb::Absence {
+                    kind: match a.kind {
+                        AbsenceKind::Hospital => pb::AbsenceKind::Hospital,
+                        AbsenceKind::Travel => pb::AbsenceKind::Travel,
+                        AbsenceKind::Other => pb::AbsenceKind::Other,
+                    } as i32,
+                    starts_at: Some(timestamp(a.starts_at)),
+                    ends_at: Some(timestamp(a.ends_at)),
+                })
+                .collect(),
+            sleep_window: c.sleep_window.map(|w| pb::SleepWindow {
+                start_minute: w.start_minute as u32,
+                end_minute: w.end_minute as u32,
+            }),
+            version: c.version,
+            building_id: c.building_id.as_deref().unwrap_or_default().to_string(),
+            registered_at: Some(timestamp(c.registered_at)),
+        }
+    }
+}
+
+fn rule(r: ActivityRule) -> pb::ActivityRule {
+    match r {
+        ActivityRule::PowerOrLight => pb::ActivityRule::PowerOrLight,
+        ActivityRule::PowerAndLight => pb::ActivityRule::PowerAndLight,
+        ActivityRule::PowerOnly => pb::ActivityRule::PowerOnly,
+        ActivityRule::LightOnly => pb::ActivityRule::LightOnly,
+    }
+}
+
+pub fn kind(k: IncidentKind) -> pb::IncidentKind {
+    match k {
+        IncidentKind::Inactivity => pb::IncidentKind::Inactivity,
+        IncidentKind::DeviceOffline => pb::IncidentKind::DeviceOffline,
+        IncidentKind::AreaOutage => pb::IncidentKind::AreaOutage,
+        IncidentKind::PipelineStall => pb::IncidentKind::PipelineStall,
+    }
+}
+
+pub fn stage(s: Stage) -> pb::Stage {
+    match s {
+        Stage::Normal => pb::Stage::Normal,
+        Stage::Attention => pb::Stage::Attention,
+        Stage::Caution => pb::Stage::Caution,
+        Stage::Danger => pb::Stage::Danger,
+    }
+}
+
+pub fn outcome(o: Outcome) -> pb::Outcome {
+    match o {
+        Outcome::ReachedByPhone => pb::Outcome::ReachedByPhone,
+        Outcome::NoAnswer => pb::Outcome::NoAnswer,
+        Outcome::VisitedSafe => pb::Outcome::VisitedSafe,
+        Outcome::EmergencyDispatched => pb::Outcome::EmergencyDispatched,
+        Outcome::DoorOpened => pb::Outcome::DoorOpened,
+        Outcome::Hospitalised => pb::Outcome::Hospitalised,
+        Outcome::Deceased => pb::Outcome::Deceased,
+        Outcome::DeviceFault => pb::Outcome::DeviceFault,
+        Outcome::FalseAlarm => pb::Outcome::FalseAlarm,
+        Outcome::Recovered => pb::Outcome::Recovered,
+    }
+}
+
+pub fn route(r: Route) -> pb::Route {
+    let (target, held_until) = match r {
+        Route::DongOffice => (pb::RouteTarget::DongOffice, None),
+        Route::ControlCenter => (pb::RouteTarget::ControlCenter, None),
+        Route::Held { until } => (pb::RouteTarget::Held, Some(timestamp(until))),
+        Route::Maintenance => (pb::RouteTarget::Maintenance, None),
+        Route::Sre => (pb::RouteTarget::Sre, None),
+    };
+    pb::Route {
+        target: target as i32,
+        held_until,
+    }
+}
+
+pub fn reason(r: &Reason) -> pb::Reason {
+    let code = match r.code {
+        ReasonCode::NoPowerOrLightChange => pb::ReasonCode::NoPowerOrLightChange,
+        ReasonCode::NoPowerChange => pb::ReasonCode::NoPowerChange,
+        ReasonCode::NoLightChange => pb::ReasonCode::NoLightChange,
+        ReasonCode::NoReadings => pb::ReasonCode::NoReadings,
+        ReasonCode::AreaSilent => pb::ReasonCode::AreaSilent,
+        ReasonCode::PipelineStalled => pb::ReasonCode::PipelineStalled,
+    };
+    pb::Reason {
+        code: code as i32,
+        rule: rule(r.rule) as i32,
+        quiet_since: Some(timestamp(r.quiet_since)),
+        threshold_minutes: r.threshold_minutes,
+        last_power_change: Some(timestamp(r.last_power_change)),
+        last_light_change: Some(timestamp(r.last_light_change)),
+        last_reading: Some(timestamp(r.last_reading)),
+        deferred_by_sleep_window: r.deferred_by_sleep_window,
+    }
+}
+
+fn event_type(e: EventType) -> (pb::IncidentEventType, pb::SuppressionCause) {
+    match e {
+        EventType::Opened => (
+            pb::IncidentEventType::Opened,
+            pb::SuppressionCause::Unspecified,
+        ),
+        EventType::StageRaised => (
+            pb::IncidentEventType::StageRaised,
+            pb::SuppressionCause::Unspecified,
+        ),
+        EventType::Recovered => (
+            pb::IncidentEventType::Recovered,
+            pb::SuppressionCause::Unspecified,
+        ),
+        EventType::Suppressed(c) => (
+            pb::IncidentEventType::Suppressed,
+            match c {
+                SuppressionCause::Absence => pb::SuppressionCause::Absence,
+                SuppressionCause::AreaOutage => pb::SuppressionCause::AreaOutage,
+                SuppressionCause::PipelineStall => pb::SuppressionCause::PipelineStall,
+            },
+        ),
+    }
+}
+
+/// The wire form of a household's event. `event_id` is deterministic
+/// (incident id + type + stage), so consumers can de-duplicate replays.
+pub fn incident_event(
+    cfg: &HouseholdConfig,
+    ev: &HouseholdEvent,
+    route_to: Route,
+    emitted_at: Ts,
+) -> pb::IncidentEvent {
+    let id = IncidentId::new(ev.kind, cfg.household_id.as_str(), ev.episode_start);
+    let (ty, cause) = event_type(ev.event);
+    pb::IncidentEvent {
+        event_id: format!(
+            "{id}/{}/{}",
+            ty.as_str_name(),
+            stage(ev.stage).as_str_name()
+        ),
+        incident_id: id.to_string(),
+        household_id: cfg.household_id.to_string(),
+        municipality_code: cfg.municipality.to_string(),
+        dong_code: cfg.dong.to_string(),
+        kind: kind(ev.kind) as i32,
+        r#type: ty as i32,
+        stage: stage(ev.stage) as i32,
+        reason: Some(reason(&ev.reason)),
+        route: Some(route(route_to)),
+        episode_start: Some(timestamp(ev.episode_start)),
+        due_at: Some(timestamp(ev.due_at)),
+        emitted_at: Some(timestamp(emitted_at)),
+        suppression_cause: cause as i32,
+        outcome: pb::Outcome::Unspecified as i32,
+        affected_households: 0,
+        area_id: String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wire() -> pb::HouseholdConfig {
+        pb::HouseholdConfig {
+            household_id: "hh-1".into(),
+            municipality_code: "11110".into(),
+            dong_code: "1111051500".into(),
+            device_ids: vec!["plug-1".into()],
+            registered_at: Some(timestamp(Ts(1_700_000_000_000))),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn defaults_fill_unset_fields_and_round_trip() {
+        let c = HouseholdConfig::try_from(&wire()).unwrap();
+        assert_eq!(c.thresholds, Thresholds::default());
+        assert_eq!(c.offline_after_minutes, 30);
+        let back = pb::HouseholdConfig::from(&c);
+        assert_eq!(HouseholdConfig::try_from(&back).unwrap(), c);
+    }
+
+    #[test]
+    fn wire_errors_name_the_field() {
+        let mut w = wire();
+        w.municipality_code = "123".into();
+        assert_eq!(
+            HouseholdConfig::try_from(&w).unwrap_err().field,
+            "municipality_code"
+        );
+        let mut w = wire();
+        w.dong_code = "2611051500".into();
+        assert_eq!(
+            HouseholdConfig::try_from(&w).unwrap_err().field,
+            "dong_code"
+        );
+        let mut w = wire();
+        w.thresholds = Some(pb::StageThresholds {
+            attention_minutes: 600,
+            caution_minutes: 500,
+            danger_minutes: 900,
+        });
+        assert_eq!(
+            HouseholdConfig::try_from(&w).unwrap_err().field,
+            "thresholds.caution_minutes"
+        );
+        let mut w = wire();
+        w.activity_rule = 99;
+        assert_eq!(
+            HouseholdConfig::try_from(&w).unwrap_err().field,
+            "activity_rule"
+        );
+        let mut w = wire();
+        w.device_ids.push("bad id".into());
+        assert_eq!(
+            HouseholdConfig::try_from(&w).unwrap_err().field,
+            "device_ids[1]"
+        );
+        let mut w = wire();
+        w.registered_at = None;
+        assert_eq!(
+            HouseholdConfig::try_from(&w).unwrap_err().field,
+            "registered_at"
+        );
+    }
+
+    #[test]
+    fn timestamps_round_trip_including_before_epoch() {
+        for ms in [0, 1, -1, 1_700_000_000_123, -86_400_001] {
+            assert_eq!(ts(&timestamp(Ts(ms))), Ts(ms));
+        }
+    }
+}

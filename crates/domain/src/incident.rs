@@ -1,0 +1,159 @@
+//! Incidents: what the engine reports about a household, and how it ended.
+
+use crate::config::ActivityRule;
+use crate::time::Ts;
+use serde::{Deserialize, Serialize};
+
+/// What kind of trouble an incident is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum IncidentKind {
+    /// Nothing changed in the home for longer than a stage threshold.
+    Inactivity,
+    /// No reading at all arrived from the household's plugs.
+    DeviceOffline,
+    /// Many plugs of one dong or building went silent together.
+    AreaOutage,
+    /// The platform's input stalled; no inactivity is inferred meanwhile.
+    PipelineStall,
+}
+
+impl IncidentKind {
+    /// Three-letter code used in incident ids.
+    pub fn code(self) -> &'static str {
+        match self {
+            IncidentKind::Inactivity => "INA",
+            IncidentKind::DeviceOffline => "OFF",
+            IncidentKind::AreaOutage => "AREA",
+            IncidentKind::PipelineStall => "STALL",
+        }
+    }
+    pub fn from_code(s: &str) -> Option<Self> {
+        Some(match s {
+            "INA" => IncidentKind::Inactivity,
+            "OFF" => IncidentKind::DeviceOffline,
+            "AREA" => IncidentKind::AreaOutage,
+            "STALL" => IncidentKind::PipelineStall,
+            _ => return None,
+        })
+    }
+}
+
+/// Risk stage: NORMAL → 관심 ATTENTION → 주의 CAUTION → 위험 DANGER.
+/// Within one episode a stage only moves forward.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[repr(u8)]
+pub enum Stage {
+    Normal = 0,
+    Attention = 1,
+    Caution = 2,
+    Danger = 3,
+}
+
+impl Stage {
+    pub const WELFARE: [Stage; 3] = [Stage::Attention, Stage::Caution, Stage::Danger];
+
+    pub fn korean(self) -> &'static str {
+        match self {
+            Stage::Normal => "정상",
+            Stage::Attention => "관심",
+            Stage::Caution => "주의",
+            Stage::Danger => "위험",
+        }
+    }
+    pub fn from_u8(v: u8) -> Stage {
+        match v {
+            0 => Stage::Normal,
+            1 => Stage::Attention,
+            2 => Stage::Caution,
+            _ => Stage::Danger,
+        }
+    }
+}
+
+/// Why monitoring stopped applying to an open incident.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SuppressionCause {
+    Absence,
+    AreaOutage,
+    PipelineStall,
+}
+
+/// What happened to an incident.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum EventType {
+    Opened,
+    StageRaised,
+    /// Activity (or, for device-offline, readings) returned on its own.
+    Recovered,
+    Suppressed(SuppressionCause),
+}
+
+/// Why an incident fired.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ReasonCode {
+    NoPowerOrLightChange,
+    NoPowerChange,
+    NoLightChange,
+    NoReadings,
+    AreaSilent,
+    PipelineStalled,
+}
+
+/// The reason an incident carries: which signal went quiet, since when, and
+/// which threshold it crossed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Reason {
+    pub code: ReasonCode,
+    pub rule: ActivityRule,
+    pub quiet_since: Ts,
+    /// Threshold of the event's stage in minutes; 0 for events that are not a stage.
+    pub threshold_minutes: u32,
+    pub last_power_change: Ts,
+    pub last_light_change: Ts,
+    pub last_reading: Ts,
+    pub deferred_by_sleep_window: bool,
+}
+
+/// One event the engine emits for a household.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct HouseholdEvent {
+    pub kind: IncidentKind,
+    pub event: EventType,
+    pub stage: Stage,
+    /// Start of the episode; with the household and kind it makes the incident id.
+    pub episode_start: Ts,
+    /// When the condition became true (a stage's deadline, the moment of
+    /// recovery). The engine may be told later; latency is measured from here.
+    pub due_at: Ts,
+    pub reason: Reason,
+}
+
+/// How an incident ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Outcome {
+    ReachedByPhone,
+    NoAnswer,
+    VisitedSafe,
+    EmergencyDispatched,
+    DoorOpened,
+    Hospitalised,
+    Deceased,
+    DeviceFault,
+    FalseAlarm,
+    Recovered,
+}
+
+/// Who should look at an incident now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Route {
+    /// The household's dong office (읍면동 주민센터), during office hours.
+    DongOffice,
+    /// The night/holiday control center (관제센터), for households that consented.
+    ControlCenter,
+    /// Held for the dong office's next opening (no consent outside office hours).
+    Held { until: Ts },
+    /// A device fault that is not (yet) a welfare risk.
+    Maintenance,
+    /// A problem of the platform itself.
+    Sre,
+}

@@ -1,0 +1,550 @@
+//! The household engine: pure decision logic for one household, no I/O and no
+//! wall clock — every call is told what time it is.
+//!
+//! Owns [`HouseholdState`], the compact per-household state the monitor keeps
+//! for millions of households (see `size_of_state` in the tests: under 100 bytes
+//! for a one-plug household), and the rules that turn readings and the passage
+//! of time into [`Effect`]s:
+//!
+//! - **Activity.** Per plug, a reading is compared with that plug's previous
+//!   reading: a power change beyond `noise.watts` (an appliance switched on or
+//!   off) is power activity, a light change beyond `noise.lux` is light activity.
+//!   Slow drift below the floor (daylight) is not. The household's
+//!   [`ActivityRule`] combines them: `PowerOrLight` is quiet since the later of
+//!   the last power and light change, `PowerAndLight` since the earlier,
+//!   `PowerOnly`/`LightOnly` since the one signal.
+//! - **Order and duplicates.** A plug's readings are ordered by
+//!   `(observed_at, sequence)`; the last 64 sequence numbers seen are kept in a
+//!   bitmap. A reading already seen is a duplicate and changes nothing. A late
+//!   reading never seen before (within that window) that differs from the plug's
+//!   newest reading proves a change happened before that newest reading, so it
+//!   counts as activity at the newest reading's time. Older late readings only
+//!   prove the plug was alive, which is already known. A sequence number that
+//!   goes down while time moves on is a reboot, not a duplicate.
+//! - **Stages.** From the quiet start `q`, ATTENTION, CAUTION and DANGER fall due
+//!   at `q + threshold`. One incident per episode: its id is household + kind +
+//!   episode start, stages only move forward, and activity closes it as
+//!   recovered (a late stage is emitted one event per stage, each with its own
+//!   `due_at`).
+//! - **Sleep window** (local time, Asia/Seoul): if the ATTENTION deadline falls
+//!   inside it, ATTENTION is deferred to the window's end, but never past the
+//!   CAUTION deadline. CAUTION and DANGER are never deferred.
+//! - **Absences** `[start, end)`: in force while there has been no activity since
+//!   `start`. While one is in force nothing is raised (an open incident is
+//!   closed as suppressed); activity ends it early ([`Effect::AbsenceEndedEarly`]
+//!   tells the registry); when it expires, the quiet clock restarts at `end`.
+//! - **Offline.** No reading at all for `offline_after` opens a DEVICE_OFFLINE
+//!   incident (stage NORMAL: a device fault for maintenance) instead of an
+//!   inactivity incident; while offline, activity cannot be seen, so the same
+//!   incident is raised through ATTENTION/CAUTION/DANGER as the quiet time
+//!   crosses the thresholds (prolonged offline is a welfare risk). Readings
+//!   coming back close it as recovered; if the home is still quiet an
+//!   inactivity incident opens at once. An inactivity incident that is already
+//!   open is never replaced by an offline one: it keeps escalating.
+//! - A household with no plugs is not monitored.
+//!
+//! Data flow: the monitor's shard resolves a reading's device to its household,
+//! calls [`HouseholdState::on_reading`], and schedules a timer at
+//! [`HouseholdState::next_deadline`]; when it fires it calls
+//! [`HouseholdState::evaluate`]. Effects go out as incident events.
+
+use dolbom_domain::config::HouseholdConfig;
+use dolbom_domain::incident::{
+    EventType, HouseholdEvent, IncidentKind, Reason, ReasonCode, Stage, SuppressionCause,
+};
+use dolbom_domain::{Absence, ActivityRule, Ts, MINUTE_MS};
+use smallvec::SmallVec;
+
+/// Readings stamped further than this ahead of the caller's clock are rejected:
+/// a plug with a runaway clock must not push its household's deadlines away.
+pub const MAX_CLOCK_SKEW_MS: i64 = 5 * MINUTE_MS;
+/// Largest plausible power reading, in watts.
+pub const MAX_WATTS: f32 = 100_000.0;
+/// Largest plausible light reading, in lux (direct sunlight).
+pub const MAX_LUX: f32 = 200_000.0;
+/// How many recent sequence numbers per plug are remembered.
+pub const SEEN_WINDOW: u64 = 64;
+
+/// A reading as the engine needs it. The monitor builds it from the wire
+/// (`current_amps × 220 V` when a plug reports current only).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Reading<'a> {
+    pub device_id: &'a str,
+    pub observed_at: Ts,
+    pub sequence: u64,
+    pub watts: Option<f32>,
+    pub lux: Option<f32>,
+}
+
+/// Why a reading was rejected. Rejections change nothing in the state.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ReadingError {
+    #[error("device {0:?} is not registered to this household")]
+    UnknownDevice(String),
+    #[error("observed_at is {ahead_ms} ms ahead of the platform clock")]
+    FromTheFuture { ahead_ms: i64 },
+    #[error("{field} = {value} is not a plausible measurement")]
+    Implausible { field: &'static str, value: f32 },
+}
+
+impl ReadingError {
+    /// Short label for metrics (`dolbom_readings_rejected_total{reason=…}`).
+    pub fn label(&self) -> &'static str {
+        match self {
+            ReadingError::UnknownDevice(_) => "unknown_device",
+            ReadingError::FromTheFuture { .. } => "future_timestamp",
+            ReadingError::Implausible { .. } => "implausible_value",
+        }
+    }
+}
+
+/// What became of an accepted reading.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadingOutcome {
+    /// Newer than anything seen from this plug.
+    Fresh { activity: bool },
+    /// Arrived after a newer reading of the same plug.
+    Late { activity: bool },
+    /// Seen before; ignored.
+    Duplicate,
+}
+
+/// Something the engine wants the outside world to know.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Effect {
+    Incident(HouseholdEvent),
+    /// Activity during an absence ended it early; the registry should record it.
+    AbsenceEndedEarly {
+        starts_at: Ts,
+        at: Ts,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Open {
+    kind: IncidentKind,
+    stage: Stage,
+    since: Ts,
+}
+
+/// Per-plug memory: the newest reading and which recent sequences were seen.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct PlugState {
+    device: u64,
+    last_at: Ts,
+    last_seq: u64,
+    /// Bit i set = sequence `last_seq - i` was seen.
+    seen: u64,
+    watts: f32,
+    lux: f32,
+}
+
+/// The state of one household. Time and configuration come in as arguments.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HouseholdState {
+    last_power_change: Ts,
+    last_light_change: Ts,
+    last_reading: Ts,
+    open: Option<Open>,
+    plugs: SmallVec<[PlugState; 1]>,
+}
+
+fn device_hash(id: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(id.as_bytes())
+}
+
+fn changed(prev: f32, now: Option<f32>, floor: f32) -> bool {
+    match now {
+        Some(v) if !prev.is_nan() => (v - prev).abs() > floor,
+        _ => false,
+    }
+}
+
+impl HouseholdState {
+    /// A household whose clocks all start at `start` (its registration, or the
+    /// moment monitoring began).
+    pub fn new(start: Ts) -> Self {
+        Self {
+            last_power_change: start,
+            last_light_change: start,
+            last_reading: start,
+            open: None,
+            plugs: SmallVec::new(),
+        }
+    }
+
+    /// The household's last activity under its rule (before absences).
+    pub fn last_activity(&self, rule: ActivityRule) -> Ts {
+        let (p, l) = (self.last_power_change, self.last_light_change);
+        match rule {
+            ActivityRule::PowerOrLight => p.max(l),
+            ActivityRule::PowerAndLight => p.min(l),
+            ActivityRule::PowerOnly => p,
+            ActivityRule::LightOnly => l,
+        }
+    }
+
+    /// Newest reading time from any plug.
+    pub fn last_reading(&self) -> Ts {
+        self.last_reading
+    }
+
+    /// The open incident, if any: kind, stage and episode start.
+    pub fn open_incident(&self) -> Option<(IncidentKind, Stage, Ts)> {
+        self.open.map(|o| (o.kind, o.stage, o.since))
+    }
+
+    fn absence_in_force<'c>(&self, cfg: &'c HouseholdConfig, at: Ts) -> Option<&'c Absence> {
+        let a = self.last_activity(cfg.rule);
+        cfg.absences
+            .iter()
+            .find(|x| x.starts_at <= at && at < x.ends_at && a < x.starts_at)
+    }
+
+    /// End of the latest absence that expired by `at` (and was not ended early).
+    fn expired_absence_end(&self, cfg: &HouseholdConfig, at: Ts) -> Ts {
+        let a = self.last_activity(cfg.rule);
+        cfg.absences
+            .iter()
+            .filter(|x| a < x.starts_at && x.ends_at <= at)
+            .map(|x| x.ends_at)
+            .fold(Ts::MIN, Ts::max)
+    }
+
+    /// Start of the quiet period at `at`: the last activity, or the end of an
+    /// absence that expired since.
+    pub fn quiet_since(&self, cfg: &HouseholdConfig, at: Ts) -> Ts {
+        self.last_activity(cfg.rule)
+            .max(self.expired_absence_end(cfg, at))
+    }
+
+    /// Start of the silence (no readings) at `at`: the newest reading, or the
+    /// end of an absence that expired since (an unplugged plug while away is
+    /// expected).
+    fn silent_since(&self, cfg: &HouseholdConfig, at: Ts) -> Ts {
+        self.last_reading.max(self.expired_absence_end(cfg, at))
+    }
+
+    fn is_offline(&self, cfg: &HouseholdConfig, at: Ts) -> bool {
+        at.since(self.silent_since(cfg, at)) >= cfg.offline_after_ms()
+    }
+
+    /// When `stage` falls due for a quiet period starting at `q`, and whether
+    /// the sleep window deferred it.
+    fn stage_due(cfg: &HouseholdConfig, q: Ts, stage: Stage) -> (Ts, bool) {
+        let due = q.plus_minutes(cfg.thresholds.minutes(stage));
+        if stage == Stage::Attention {
+            if let Some(end) = cfg.sleep_window.and_then(|w| w.end_after(due)) {
+                let caution = q.plus_minutes(cfg.thresholds.caution_minutes);
+                return (end.min(caution), true);
+            }
+        }
+        (due, false)
+    }
+
+    fn reason(&self, cfg: &HouseholdConfig, kind: IncidentKind, q: Ts, stage: Stage) -> Reason {
+        let (p, l) = (self.last_power_change, self.last_light_change);
+        let code = match (kind, cfg.rule) {
+            (IncidentKind::DeviceOffline, _) => ReasonCode::NoReadings,
+            (_, ActivityRule::PowerOrLight) => ReasonCode::NoPowerOrLightChange,
+            (_, ActivityRule::PowerOnly) => ReasonCode::NoPowerChange,
+            (_, ActivityRule::LightOnly) => ReasonCode::NoLightChange,
+            (_, ActivityRule::PowerAndLight) if p <= l => ReasonCode::NoPowerChange,
+            (_, ActivityRule::PowerAndLight) => ReasonCode::NoLightChange,
+        };
+        let (quiet_since, threshold_minutes, deferred) = match stage {
+            Stage::Normal => (self.silent_since(cfg, q), cfg.offline_after_minutes, false),
+            s => (q, cfg.thresholds.minutes(s), Self::stage_due(cfg, q, s).1),
+        };
+        Reason {
+            code,
+            rule: cfg.rule,
+            quiet_since,
+            threshold_minutes,
+            last_power_change: p,
+            last_light_change: l,
+            last_reading: self.last_reading,
+            deferred_by_sleep_window: deferred,
+        }
+    }
+
+    fn emit(
+        &self,
+        cfg: &HouseholdConfig,
+        open: Open,
+        event: EventType,
+        due_at: Ts,
+        q: Ts,
+        out: &mut Vec<Effect>,
+    ) {
+        out.push(Effect::Incident(HouseholdEvent {
+            kind: open.kind,
+            event,
+            stage: open.stage,
+            episode_start: open.since,
+            due_at,
+            reason: self.reason(cfg, open.kind, q, open.stage),
+        }));
+    }
+
+    /// Raises the open incident through every welfare stage due by `now`.
+    fn raise(&mut self, cfg: &HouseholdConfig, q: Ts, now: Ts, out: &mut Vec<Effect>) {
+        let Some(mut open) = self.open else { return };
+        for stage in Stage::WELFARE {
+            if stage <= open.stage {
+                continue;
+            }
+            let (due, _) = Self::stage_due(cfg, q, stage);
+            if due > now {
+                break;
+            }
+            // An inactivity incident exists only from its first welfare stage on.
+            let first = open.kind == IncidentKind::Inactivity && open.stage == Stage::Normal;
+            open.stage = stage;
+            self.open = Some(open);
+            let ev = if first {
+                EventType::Opened
+            } else {
+                EventType::StageRaised
+            };
+            self.emit(cfg, open, ev, due, q, out);
+        }
+    }
+
+    /// Brings the household up to date at `now`: opens, raises, recovers or
+    /// suppresses its incident. Idempotent: a second call at the same `now`
+    /// emits nothing.
+    pub fn evaluate(&mut self, cfg: &HouseholdConfig, now: Ts, out: &mut Vec<Effect>) {
+        if cfg.devices.is_empty() {
+            return;
+        }
+        let q = self.quiet_since(cfg, now);
+        if let Some(absence) = self.absence_in_force(cfg, now) {
+            if let Some(open) = self.open.take() {
+                let cause = EventType::Suppressed(SuppressionCause::Absence);
+                self.emit(cfg, open, cause, absence.starts_at, q, out);
+            }
+            return;
+        }
+        if let Some(open) = self.open {
+            match open.kind {
+                IncidentKind::Inactivity if q > open.since => {
+                    self.open = None;
+                    let a = self.last_activity(cfg.rule);
+                    if a > open.since {
+                        self.emit(cfg, open, EventType::Recovered, a, q, out);
+                    } else {
+                        // The clock restarted because an absence expired.
+                        let cause = EventType::Suppressed(SuppressionCause::Absence);
+                        self.emit(cfg, open, cause, q, q, out);
+                    }
+                }
+                IncidentKind::DeviceOffline if !self.is_offline(cfg, now) => {
+                    self.open = None;
+                    self.emit(cfg, open, EventType::Recovered, self.last_reading, q, out);
+                }
+                _ => {}
+            }
+        }
+        if self.open.is_none() {
+            if self.is_offline(cfg, now) {
+                let since = self.silent_since(cfg, now);
+                let open = Open {
+                    kind: IncidentKind::DeviceOffline,
+                    stage: Stage::Normal,
+                    since,
+                };
+                self.open = Some(open);
+                let due = since.plus_ms(cfg.offline_after_ms());
+                self.emit(cfg, open, EventType::Opened, due, q, out);
+            } else if Self::stage_due(cfg, q, Stage::Attention).0 <= now {
+                self.open = Some(Open {
+                    kind: IncidentKind::Inactivity,
+                    stage: Stage::Normal,
+                    since: q,
+                });
+            }
+        }
+        self.raise(cfg, q, now, out);
+    }
+
+    /// The next instant at which [`evaluate`](Self::evaluate) has something to
+    /// do if no reading arrives before it; `None` if nothing is pending. Always
+    /// later than `now` after `evaluate(now)`.
+    pub fn next_deadline(&self, cfg: &HouseholdConfig, now: Ts) -> Option<Ts> {
+        if cfg.devices.is_empty() {
+            return None;
+        }
+        if let Some(absence) = self.absence_in_force(cfg, now) {
+            return Some(absence.ends_at);
+        }
+        let q = self.quiet_since(cfg, now);
+        let mut next = Ts::MAX;
+        let stage = match self.open {
+            None => {
+                let silent = self.silent_since(cfg, now);
+                next = next.min(silent.plus_ms(cfg.offline_after_ms()));
+                Stage::Normal
+            }
+            Some(o) => {
+                // An absence starting later suppresses the open incident then.
+                let a = self.last_activity(cfg.rule);
+                if let Some(s) = cfg
+                    .absences
+                    .iter()
+                    .filter(|x| x.starts_at > now && a < x.starts_at)
+                    .map(|x| x.starts_at)
+                    .min()
+                {
+                    next = next.min(s);
+                }
+                o.stage
+            }
+        };
+        if let Some(s) = Stage::WELFARE.into_iter().find(|s| *s > stage) {
+            next = next.min(Self::stage_due(cfg, q, s).0);
+        }
+        // An absence expiring restarts the quiet clock.
+        let a = self.last_activity(cfg.rule);
+        if let Some(e) = cfg
+            .absences
+            .iter()
+            .filter(|x| a < x.starts_at && x.ends_at > now)
+            .map(|x| x.ends_at)
+            .min()
+        {
+            next = next.min(e);
+        }
+        (next < Ts::MAX).then_some(next)
+    }
+
+    /// Takes one reading observed by one of the household's plugs, processed at
+    /// `now`, and evaluates the household. Rejected readings change nothing.
+    pub fn on_reading(
+        &mut self,
+        cfg: &HouseholdConfig,
+        r: &Reading<'_>,
+        now: Ts,
+        out: &mut Vec<Effect>,
+    ) -> Result<ReadingOutcome, ReadingError> {
+        if cfg.device_index(r.device_id).is_none() {
+            return Err(ReadingError::UnknownDevice(r.device_id.to_string()));
+        }
+        let ahead_ms = r.observed_at.since(now);
+        if ahead_ms > MAX_CLOCK_SKEW_MS {
+            return Err(ReadingError::FromTheFuture { ahead_ms });
+        }
+        for (field, v, max) in [("watts", r.watts, MAX_WATTS), ("lux", r.lux, MAX_LUX)] {
+            if let Some(v) = v {
+                if !(v.is_finite() && (0.0..=max).contains(&v)) {
+                    return Err(ReadingError::Implausible { field, value: v });
+                }
+            }
+        }
+        let absence_before = self.absence_in_force(cfg, now).map(|a| a.starts_at);
+        let device = device_hash(r.device_id);
+        let noise = cfg.noise;
+        let idx = match self.plugs.iter().position(|p| p.device == device) {
+            Some(i) => i,
+            None => {
+                self.plugs.push(PlugState {
+                    device,
+                    last_at: r.observed_at,
+                    last_seq: r.sequence,
+                    seen: 1,
+                    watts: r.watts.unwrap_or(f32::NAN),
+                    lux: r.lux.unwrap_or(f32::NAN),
+                });
+                self.last_reading = self.last_reading.max(r.observed_at);
+                self.evaluate(cfg, now, out);
+                return Ok(ReadingOutcome::Fresh { activity: false });
+            }
+        };
+        let plug = &mut self.plugs[idx];
+        let key = (r.observed_at, r.sequence);
+        let last = (plug.last_at, plug.last_seq);
+        let (power, light, outcome);
+        if key > last {
+            power = changed(plug.watts, r.watts, noise.watts);
+            light = changed(plug.lux, r.lux, noise.lux);
+            if r.sequence > plug.last_seq {
+                let shift = r.sequence - plug.last_seq;
+                plug.seen = if shift >= SEEN_WINDOW {
+                    0
+                } else {
+                    plug.seen << shift
+                };
+                plug.seen |= 1;
+            } else {
+                // Time moved on but the counter went down: the plug rebooted.
+                plug.seen = 1;
+            }
+            plug.last_at = r.observed_at;
+            plug.last_seq = r.sequence;
+            if let Some(w) = r.watts {
+                plug.watts = w;
+            }
+            if let Some(l) = r.lux {
+                plug.lux = l;
+            }
+            if power {
+                self.last_power_change = self.last_power_change.max(r.observed_at);
+            }
+            if light {
+                self.last_light_change = self.last_light_change.max(r.observed_at);
+            }
+            self.last_reading = self.last_reading.max(r.observed_at);
+            outcome = ReadingOutcome::Fresh {
+                activity: power || light,
+            };
+        } else {
+            let behind = plug.last_seq.wrapping_sub(r.sequence);
+            if key == last || r.sequence > plug.last_seq || behind >= SEEN_WINDOW {
+                return Ok(ReadingOutcome::Duplicate);
+            }
+            let bit = 1u64 << behind;
+            if plug.seen & bit != 0 {
+                return Ok(ReadingOutcome::Duplicate);
+            }
+            plug.seen |= bit;
+            // A change between this reading and the newest one happened by then.
+            power = changed(plug.watts, r.watts, noise.watts);
+            light = changed(plug.lux, r.lux, noise.lux);
+            let at = plug.last_at;
+            if power {
+                self.last_power_change = self.last_power_change.max(at);
+            }
+            if light {
+                self.last_light_change = self.last_light_change.max(at);
+            }
+            outcome = ReadingOutcome::Late {
+                activity: power || light,
+            };
+            if !(power || light) {
+                return Ok(outcome);
+            }
+        }
+        if let Some(starts_at) = absence_before {
+            if self.absence_in_force(cfg, now).is_none() {
+                let at = self.last_activity(cfg.rule);
+                out.push(Effect::AbsenceEndedEarly { starts_at, at });
+            }
+        }
+        self.evaluate(cfg, now, out);
+        Ok(outcome)
+    }
+
+    /// Applies a new configuration: forgets plugs no longer registered and
+    /// re-evaluates (thresholds, rule or absences may have changed).
+    pub fn apply_config(&mut self, cfg: &HouseholdConfig, now: Ts, out: &mut Vec<Effect>) {
+        self.plugs.retain(|p| {
+            cfg.devices
+                .iter()
+                .any(|d| device_hash(d.as_str()) == p.device)
+        });
+        self.evaluate(cfg, now, out);
+    }
+}
+
+#[cfg(test)]
+mod tests;
