@@ -242,7 +242,8 @@ impl HouseholdState {
         (due, false)
     }
 
-    fn reason(&self, cfg: &HouseholdConfig, kind: IncidentKind, q: Ts, stage: Stage) -> Reason {
+    fn reason(&self, cfg: &HouseholdConfig, open: Open, q: Ts) -> Reason {
+        let Open { kind, stage, since } = open;
         let (p, l) = (self.last_power_change, self.last_light_change);
         let code = match (kind, cfg.rule) {
             (IncidentKind::DeviceOffline, _) => ReasonCode::NoReadings,
@@ -253,7 +254,8 @@ impl HouseholdState {
             (_, ActivityRule::PowerAndLight) => ReasonCode::NoLightChange,
         };
         let (quiet_since, threshold_minutes, deferred) = match stage {
-            Stage::Normal => (self.silent_since(cfg, q), cfg.offline_after_minutes, false),
+            // A device-offline incident before it became a welfare risk: silent since its start.
+            Stage::Normal => (since, cfg.offline_after_minutes, false),
             s => (q, cfg.thresholds.minutes(s), Self::stage_due(cfg, q, s).1),
         };
         Reason {
@@ -283,7 +285,7 @@ impl HouseholdState {
             stage: open.stage,
             episode_start: open.since,
             due_at,
-            reason: self.reason(cfg, open.kind, q, open.stage),
+            reason: self.reason(cfg, open, q),
         }));
     }
 

@@ -1,1 +1,141 @@
-fn main() {}
+//! `dolbom`: every dolbom service as a subcommand of one binary.
+//!
+//! - `dolbom standalone` runs the whole platform in one process with a
+//!   simulated town (see `dolbom-standalone`).
+//! - `dolbom holidays YEAR` prints Korean public holidays (see `dolbom-calendar`).
+//!
+//! This file only parses flags, sets up logging and signal handling, and hands
+//! over; the services own their logic.
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use dolbom_calendar::HolidayCalendar;
+use dolbom_standalone::StandaloneOptions;
+use serde::Serialize;
+use std::path::PathBuf;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(
+    name = "dolbom",
+    version,
+    about = "dolbom — care plug monitoring for Korean municipalities"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the whole platform in one process with a simulated town of plugs.
+    Standalone(StandaloneFlags),
+    /// Print the public holidays of a year (2000–2050): `YYYY-MM-DD<TAB>name`.
+    Holidays {
+        year: i32,
+        /// Extra election/temporary holidays, TOML (see crates/calendar/data).
+        #[arg(long)]
+        extra: Option<PathBuf>,
+    },
+}
+
+/// Flags override `DOLBOM_*` environment variables, which override the TOML
+/// file, which overrides the defaults.
+#[derive(Args, Serialize)]
+struct StandaloneFlags {
+    /// TOML file with options.
+    #[arg(long)]
+    #[serde(skip)]
+    config: Option<PathBuf>,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    #[serde(skip)]
+    json: bool,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    households: Option<usize>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    quiet: Option<usize>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    offline: Option<usize>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hospital: Option<usize>,
+    /// Simulated hours to run.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sim_hours: Option<u32>,
+    /// Simulated seconds per real second (0 = as fast as possible).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    speed: Option<u32>,
+    /// Simulation start, RFC 3339.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    start: Option<String>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seed: Option<u64>,
+    /// Extra holidays TOML.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    holidays_file: Option<PathBuf>,
+}
+
+fn shutdown_on_signals() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        #[cfg(unix)]
+        tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("shutdown requested; draining");
+        t.cancel();
+    });
+    token
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<std::process::ExitCode> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("DOLBOM_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Holidays { year, extra } => {
+            let mut cal = HolidayCalendar::builtin();
+            if let Some(f) = extra {
+                cal = cal.with_extra_file(&f)?;
+            }
+            for h in cal.holidays(year)? {
+                println!("{}\t{}", h.date, h.name);
+            }
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Standalone(flags) => {
+            let opts = StandaloneOptions::load(flags.config.as_deref(), &flags)
+                .context("loading standalone options")?;
+            let summary = dolbom_standalone::run(&opts, shutdown_on_signals()).await?;
+            if flags.json {
+                println!("{}", serde_json::to_string_pretty(&summary)?);
+            } else {
+                print!("{}", summary.render());
+            }
+            Ok(if summary.passed() {
+                std::process::ExitCode::SUCCESS
+            } else {
+                std::process::ExitCode::from(2)
+            })
+        }
+    }
+}

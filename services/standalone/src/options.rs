@@ -1,0 +1,152 @@
+//! Standalone options: defaults → TOML file → `DOLBOM_` environment → flags.
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StandaloneOptions {
+    /// Households in the simulated town.
+    pub households: usize,
+    /// Households that go quiet during the run.
+    pub quiet: usize,
+    /// Of those, how many come back to life.
+    pub quiet_recovering: usize,
+    /// Households whose plug goes offline.
+    pub offline: usize,
+    /// Households with a hospital stay registered as an absence.
+    pub hospital: usize,
+    /// Simulated hours to run.
+    pub sim_hours: u32,
+    /// Simulated seconds per real second; 0 = as fast as possible.
+    pub speed: u32,
+    /// Simulation start, RFC 3339.
+    pub start: String,
+    pub seed: u64,
+    /// Print every incident event as it happens.
+    pub print_events: bool,
+    /// Extra election/temporary holidays (same format as the shipped file).
+    pub holidays_file: Option<PathBuf>,
+}
+
+impl Default for StandaloneOptions {
+    fn default() -> Self {
+        Self {
+            households: 1000,
+            quiet: 6,
+            quiet_recovering: 2,
+            offline: 4,
+            hospital: 2,
+            sim_hours: 72,
+            speed: 7200,
+            // Friday 18:00 KST before the 3-day weekend of 삼일절 2026 (Sun
+            // 1 Mar, substitute Mon 2 Mar): nights and holidays in the first days.
+            start: "2026-02-27T18:00:00+09:00".into(),
+            seed: 2026,
+            print_events: true,
+            holidays_file: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OptionsError {
+    #[error("configuration: {0}")]
+    Figment(#[from] Box<figment::Error>),
+    #[error("invalid option {field}: {problem}")]
+    Invalid {
+        field: &'static str,
+        problem: String,
+    },
+}
+
+impl StandaloneOptions {
+    /// Layers defaults, the TOML file (if given), `DOLBOM_*` environment
+    /// variables and `flags` (only the fields it sets), then validates.
+    pub fn load(file: Option<&Path>, flags: impl Serialize) -> Result<Self, OptionsError> {
+        let mut fig = Figment::from(Serialized::defaults(StandaloneOptions::default()));
+        if let Some(f) = file {
+            fig = fig.merge(Toml::file_exact(f));
+        }
+        let opts: Self = fig
+            .merge(Env::prefixed("DOLBOM_"))
+            .merge(Serialized::defaults(flags))
+            .extract()
+            .map_err(Box::new)?;
+        opts.validate()?;
+        Ok(opts)
+    }
+
+    pub fn validate(&self) -> Result<(), OptionsError> {
+        let bad = |field, problem: &str| {
+            Err(OptionsError::Invalid {
+                field,
+                problem: problem.to_string(),
+            })
+        };
+        if self.households == 0 {
+            return bad("households", "must be at least 1");
+        }
+        if self.quiet + self.offline + self.hospital > self.households {
+            return bad("quiet", "quiet + offline + hospital exceed households");
+        }
+        if self.quiet_recovering > self.quiet {
+            return bad("quiet_recovering", "cannot exceed quiet");
+        }
+        if self.sim_hours == 0 || self.sim_hours > 24 * 366 {
+            return bad("sim_hours", "must be between 1 and 8784");
+        }
+        if dolbom_domain::Ts::parse_rfc3339(&self.start).is_none() {
+            return bad(
+                "start",
+                "must be an RFC 3339 time such as 2026-03-02T09:00:00+09:00",
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Serialize, Default)]
+    struct Flags {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        households: Option<usize>,
+    }
+
+    #[test]
+    fn layers_apply_in_order() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("dolbom.toml", "households = 50\nsim_hours = 10\nseed = 1\n")?;
+            jail.set_env("DOLBOM_SIM_HOURS", "20");
+            let o =
+                StandaloneOptions::load(Some(Path::new("dolbom.toml")), Flags::default()).unwrap();
+            assert_eq!((o.households, o.sim_hours, o.seed), (50, 20, 1));
+            let o = StandaloneOptions::load(
+                Some(Path::new("dolbom.toml")),
+                Flags {
+                    households: Some(70),
+                },
+            )
+            .unwrap();
+            assert_eq!(o.households, 70);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn invalid_options_are_named() {
+        let o = StandaloneOptions {
+            quiet: 2000,
+            ..Default::default()
+        };
+        assert!(matches!(
+            o.validate(),
+            Err(OptionsError::Invalid { field: "quiet", .. })
+        ));
+    }
+}
