@@ -1,1 +1,15 @@
+//! Benchmarks and load generators that measure dolbom's targets.
+//!
+//! Owns the measurement binaries under `src/bin/` (each prints its figures;
+//! none asserts timings) and small helpers they share. Figures and the commands
+//! that produced them are recorded in `load-tests/README.md`.
+//!
+//! Data flow: a binary builds its input (a simulated town, synthetic
+//! households), drives the code under test in-process, and prints results.
 
+/// Resident set size of this process in bytes (Linux `/proc/self/statm`).
+pub fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}

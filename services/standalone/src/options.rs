@@ -119,6 +119,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail's closure signature
     fn layers_apply_in_order() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("dolbom.toml", "households = 50\nsim_hours = 10\nseed = 1\n")?;
