@@ -83,6 +83,21 @@ impl Sim {
         }
     }
 
+    /// Readings every minute from the start to `end` (exclusive), the TV
+    /// going on and off every 10 minutes: a busy household.
+    fn busy_until(&mut self, end: Ts) {
+        let mut t = self.cfg.registered_at;
+        while t < end {
+            let w = if (t.millis() / (10 * MIN)) % 2 == 0 {
+                60.0
+            } else {
+                0.0
+            };
+            self.read("p1", t, w, 100.0);
+            t = t.plus_ms(MIN);
+        }
+    }
+
     fn events(&self) -> Vec<HouseholdEvent> {
         self.out
             .iter()
@@ -332,17 +347,7 @@ fn the_sleep_window_defers_attention_only() {
     let mut sim = Sim::new(c);
     // Last activity 14:00; ATTENTION would be 02:00, inside the window.
     let last = t0().plus_ms(14 * HOUR);
-    let mut t = t0();
-    while t < last {
-        // Busy until 14:00: the TV goes on and off every 10 minutes.
-        let w = if (t.millis() / (10 * MIN)) % 2 == 0 {
-            60.0
-        } else {
-            0.0
-        };
-        sim.read("p1", t, w, 100.0);
-        t = t.plus_ms(MIN);
-    }
+    sim.busy_until(last);
     sim.read("p1", last, 90.0, 100.0);
     sim.steady(last.plus_ms(MIN), last.plus_ms(40 * HOUR), 90.0, 100.0);
     assert_eq!(
@@ -371,16 +376,7 @@ fn deferral_never_passes_the_caution_deadline() {
     });
     let mut sim = Sim::new(c);
     let last = t0().plus_ms(22 * HOUR); // 22:00: ATTENTION due 00:00, CAUTION 01:00
-    let mut t = t0();
-    while t < last {
-        let w = if (t.millis() / (10 * MIN)) % 2 == 0 {
-            60.0
-        } else {
-            0.0
-        };
-        sim.read("p1", t, w, 100.0);
-        t = t.plus_ms(MIN);
-    }
+    sim.busy_until(last);
     sim.read("p1", last, 90.0, 100.0);
     sim.steady(last.plus_ms(MIN), last.plus_ms(5 * HOUR), 90.0, 100.0);
     assert_eq!(

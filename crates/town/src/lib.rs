@@ -86,6 +86,19 @@ pub struct TownReading {
     pub lux: f32,
 }
 
+impl TownReading {
+    /// The reading as the engine takes it.
+    pub fn reading(&self) -> dolbom_engine::Reading<'_> {
+        dolbom_engine::Reading {
+            device_id: &self.device_id,
+            observed_at: self.observed_at,
+            sequence: self.sequence,
+            watts: Some(self.watts),
+            lux: Some(self.lux),
+        }
+    }
+}
+
 /// 서울특별시 종로구 and some of its 행정동 codes.
 const MUNICIPALITY: &str = "11110";
 const DONGS: &[&str] = &[

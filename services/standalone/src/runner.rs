@@ -5,7 +5,7 @@ use dolbom_calendar::{CalendarError, HolidayCalendar, OfficeHours, Router};
 use dolbom_domain::convert;
 use dolbom_domain::incident::{EventType, IncidentKind, Route, Stage};
 use dolbom_domain::{HouseholdId, Ts, MINUTE_MS};
-use dolbom_engine::{Effect, HouseholdState, Reading, ReadingOutcome};
+use dolbom_engine::{Effect, HouseholdState, ReadingOutcome};
 use dolbom_proto::v1 as pb;
 use dolbom_town::{Scripted, Town, TownReading, TownSpec};
 use serde::Serialize;
@@ -235,15 +235,8 @@ pub async fn run(
         town.readings_at(t, &mut readings);
         for r in &readings {
             let i = r.household;
-            let reading = Reading {
-                device_id: &r.device_id,
-                observed_at: r.observed_at,
-                sequence: r.sequence,
-                watts: Some(r.watts),
-                lux: Some(r.lux),
-            };
             summary.readings += 1;
-            match states[i].on_reading(town.config(i), &reading, t, &mut effects) {
+            match states[i].on_reading(town.config(i), &r.reading(), t, &mut effects) {
                 Ok(ReadingOutcome::Duplicate) => summary.readings_duplicate += 1,
                 Ok(_) => {}
                 Err(e) => {
