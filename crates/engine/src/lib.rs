@@ -538,6 +538,13 @@ impl HouseholdState {
 
     /// Applies a new configuration: forgets plugs no longer registered and
     /// re-evaluates (thresholds, rule or absences may have changed).
+    ///
+    /// Known edge: a change that moves the quiet start backwards (a rule
+    /// change from `PowerOrLight` to `PowerAndLight`, a removed absence) keeps
+    /// an open incident as it is, but after an incident has closed it could
+    /// make a later episode start at the closed one's start and so reuse its
+    /// id. The monitor should guard against this when it applies changelog
+    /// updates (remember the last closed episode per household).
     pub fn apply_config(&mut self, cfg: &HouseholdConfig, now: Ts, out: &mut Vec<Effect>) {
         self.plugs.retain(|p| {
             cfg.devices
