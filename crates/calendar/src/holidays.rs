@@ -75,7 +75,7 @@ struct SpecialDays {
     day: Vec<SpecialDay>,
 }
 
-#[derive(Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 struct SpecialDay {
     date: NaiveDate,
     name: String,
@@ -89,22 +89,6 @@ const BUILTIN_SPECIAL_DAYS: &str = include_str!("../data/special-days.toml");
 pub struct HolidayCalendar {
     days: BTreeMap<NaiveDate, Vec<Holiday>>,
     extra: Vec<SpecialDay>,
-}
-
-impl Clone for SpecialDay {
-    fn clone(&self) -> Self {
-        Self {
-            date: self.date,
-            name: self.name.clone(),
-            kind: self.kind,
-        }
-    }
-}
-
-impl std::fmt::Debug for SpecialDay {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {} {:?}", self.date, self.name, self.kind)
-    }
 }
 
 fn ymd(y: i32, m: u32, d: u32) -> NaiveDate {
@@ -179,14 +163,22 @@ impl HolidayCalendar {
         let buddha_xmas = ymd(2023, 5, 4);
         for y in FIRST_YEAR..=LAST_YEAR {
             add(ymd(y, 1, 1), "신정", Fixed, Never);
-            let seol = lunar(y, 1, 1);
-            let seol_rule = SundayOrOther {
-                since: since_2014,
-                period_end: seol + Days::new(1),
-            };
-            add(seol - Days::new(1), "설날 전날", Lunar, seol_rule);
-            add(seol, "설날", Lunar, seol_rule);
-            add(seol + Days::new(1), "설날 다음날", Lunar, seol_rule);
+            // 설날 and 추석: the day before, the day, the day after.
+            for (day, names) in [
+                (lunar(y, 1, 1), ["설날 전날", "설날", "설날 다음날"]),
+                (lunar(y, 8, 15), ["추석 전날", "추석", "추석 다음날"]),
+            ] {
+                let rule = SundayOrOther {
+                    since: since_2014,
+                    period_end: day + Days::new(1),
+                };
+                for (date, name) in [day - Days::new(1), day, day + Days::new(1)]
+                    .into_iter()
+                    .zip(names)
+                {
+                    add(date, name, Lunar, rule);
+                }
+            }
             add(
                 ymd(y, 3, 1),
                 "삼일절",
@@ -227,14 +219,6 @@ impl HolidayCalendar {
                 Fixed,
                 WeekendOrOther { since: national },
             );
-            let chuseok = lunar(y, 8, 15);
-            let chuseok_rule = SundayOrOther {
-                since: since_2014,
-                period_end: chuseok + Days::new(1),
-            };
-            add(chuseok - Days::new(1), "추석 전날", Lunar, chuseok_rule);
-            add(chuseok, "추석", Lunar, chuseok_rule);
-            add(chuseok + Days::new(1), "추석 다음날", Lunar, chuseok_rule);
             add(
                 ymd(y, 10, 3),
                 "개천절",
