@@ -317,6 +317,73 @@ pub fn incident_event(
     }
 }
 
+/// An incident that is not about one household: an area outage (the subject
+/// is the area id) or a pipeline stall (the subject is the stalled input).
+#[derive(Clone, Copy, Debug)]
+pub struct PlatformIncident<'a> {
+    pub kind: IncidentKind,
+    pub subject: &'a str,
+    pub event: EventType,
+    pub episode_start: Ts,
+    pub due_at: Ts,
+    pub emitted_at: Ts,
+    pub route: Route,
+    pub municipality: Option<MunicipalityCode>,
+    pub dong: Option<DongCode>,
+    /// Households whose own incidents this one stands for.
+    pub affected_households: u32,
+}
+
+/// The wire form of a [`PlatformIncident`] event; ids are deterministic like
+/// household events (`KIND:subject:episode_start`).
+pub fn platform_event(p: &PlatformIncident<'_>) -> pb::IncidentEvent {
+    let id = IncidentId::new(p.kind, p.subject, p.episode_start);
+    let (ty, cause) = event_type(p.event);
+    let code = match p.kind {
+        IncidentKind::PipelineStall => ReasonCode::PipelineStalled,
+        IncidentKind::AreaOutage => ReasonCode::AreaSilent,
+        IncidentKind::DeviceOffline => ReasonCode::NoReadings,
+        IncidentKind::Inactivity => ReasonCode::NoPowerOrLightChange,
+    };
+    let stage_of = Stage::Normal;
+    pb::IncidentEvent {
+        event_id: format!(
+            "{id}/{}/{}",
+            ty.as_str_name(),
+            stage(stage_of).as_str_name()
+        ),
+        incident_id: id.to_string(),
+        household_id: String::new(),
+        municipality_code: p.municipality.map(|m| m.to_string()).unwrap_or_default(),
+        dong_code: p.dong.map(|d| d.to_string()).unwrap_or_default(),
+        kind: kind(p.kind) as i32,
+        r#type: ty as i32,
+        stage: stage(stage_of) as i32,
+        reason: Some(reason(&Reason {
+            code,
+            rule: ActivityRule::PowerOrLight,
+            quiet_since: p.episode_start,
+            threshold_minutes: 0,
+            last_power_change: p.episode_start,
+            last_light_change: p.episode_start,
+            last_reading: p.episode_start,
+            deferred_by_sleep_window: false,
+        })),
+        route: Some(route(p.route)),
+        episode_start: Some(timestamp(p.episode_start)),
+        due_at: Some(timestamp(p.due_at)),
+        emitted_at: Some(timestamp(p.emitted_at)),
+        suppression_cause: cause as i32,
+        outcome: pb::Outcome::Unspecified as i32,
+        affected_households: p.affected_households,
+        area_id: if p.kind == IncidentKind::AreaOutage {
+            p.subject.to_string()
+        } else {
+            String::new()
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

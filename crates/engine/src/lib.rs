@@ -120,7 +120,7 @@ pub enum Effect {
     },
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct Open {
     kind: IncidentKind,
     stage: Stage,
@@ -128,7 +128,7 @@ struct Open {
 }
 
 /// Per-plug memory: the newest reading and which recent sequences were seen.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 struct PlugState {
     device: u64,
     last_at: Ts,
@@ -140,7 +140,8 @@ struct PlugState {
 }
 
 /// The state of one household. Time and configuration come in as arguments.
-#[derive(Clone, Debug, PartialEq)]
+/// Serializable so the monitor can snapshot it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct HouseholdState {
     last_power_change: Ts,
     last_light_change: Ts,
@@ -192,6 +193,22 @@ impl HouseholdState {
     /// The open incident, if any: kind, stage and episode start.
     pub fn open_incident(&self) -> Option<(IncidentKind, Stage, Ts)> {
         self.open.map(|o| (o.kind, o.stage, o.since))
+    }
+
+    /// The open incident as an `Opened` event at its current stage, due at
+    /// `now`: used to re-announce an incident whose events were held back
+    /// (an area outage absorbed it and then ended without it).
+    pub fn describe_open(&self, cfg: &HouseholdConfig, now: Ts) -> Option<HouseholdEvent> {
+        let open = self.open?;
+        let q = self.quiet_since(cfg, now);
+        Some(HouseholdEvent {
+            kind: open.kind,
+            event: EventType::Opened,
+            stage: open.stage,
+            episode_start: open.since,
+            due_at: now,
+            reason: self.reason(cfg, open, q),
+        })
     }
 
     fn absence_in_force<'c>(&self, cfg: &'c HouseholdConfig, at: Ts) -> Option<&'c Absence> {

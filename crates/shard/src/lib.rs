@@ -1,0 +1,1132 @@
+//! One partition's households: the monitor's unit of work, as pure code.
+//!
+//! A [`Shard`] hosts every household of one `plug.readings` partition as a
+//! compact logical actor (config + [`HouseholdState`] + two deadlines, about
+//! 320 bytes with its index and wheel entry), processed one message at a
+//! time. It owns:
+//!
+//! - **One timer wheel** ([`TimerWheel`]) for all its households' deadlines.
+//! - **The partition's watermark.** Event time is the newest `observed_at` of
+//!   an accepted reading; deadlines fire up to `watermark - allowed_lateness`.
+//!   With [`ClockMode::Wall`] (production) readings stamped beyond the wall
+//!   clock plus [`MAX_CLOCK_SKEW_MS`] are rejected, so a runaway plug cannot
+//!   push the partition's time; [`ClockMode::Event`] (replays, simulations,
+//!   tests) trusts event time alone.
+//! - **Stall inhibition.** If input stops for `stall_after_ms` of wall time
+//!   while households are hosted (or, in wall mode, event time lags the wall
+//!   clock by more than `max_event_lag_ms`), firing freezes: no inactivity is
+//!   inferred from missing data, and one PIPELINE_STALL incident (routed to
+//!   SRE) goes out. When input resumes the stall recovers, and firing stays
+//!   frozen for `resume_grace_ms` of event time so every household can report
+//!   before deadlines that fell inside the gap are judged: no flood.
+//! - **Area inhibition.** Households are grouped by dong (or building, if
+//!   configured). A DEVICE_OFFLINE opening is held for `area.hold_ms`; if
+//!   enough of an area's households go offline within `area.window_ms`, one
+//!   AREA_OUTAGE incident replaces their individual incidents (they are
+//!   absorbed, with everything they would emit until they recover). When most
+//!   come back the area incident recovers and anyone still offline is
+//!   released: their incident is announced then, nothing is lost. Incidents
+//!   that were already open before the outage are never absorbed.
+//! - **Snapshots** ([`Shard::snapshot`] / [`Shard::restore`]): the whole shard
+//!   as bytes. A restore can be told which event ids were already published,
+//!   so replaying the input after the snapshot does not publish them again.
+//!
+//! Data flow: the monitor feeds records ([`Shard::on_reading_bytes`],
+//! [`Shard::on_config_bytes`]) and ticks ([`Shard::advance`]) with the wall
+//! clock passed in; the shard appends [`Output`]s (wire incident events, all
+//! with deterministic ids) for the monitor to publish. No I/O, no clock.
+
+mod wheel;
+
+pub use wheel::TimerWheel;
+
+use dolbom_calendar::Router;
+use dolbom_domain::convert::{self, PlatformIncident};
+use dolbom_domain::{
+    ConfigError, DongCode, EventType, HouseholdConfig, HouseholdEvent, HouseholdId, IncidentKind,
+    MunicipalityCode, Route, Ts, MINUTE_MS,
+};
+pub use dolbom_engine::MAX_CLOCK_SKEW_MS;
+use dolbom_engine::{Effect, HouseholdState, Reading, ReadingError, ReadingOutcome};
+use dolbom_proto::v1 as pb;
+use hashbrown::HashTable;
+use prost::Message;
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet, VecDeque};
+
+/// Where the shard's sense of "now" comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ClockMode {
+    /// Production: readings are checked against the wall clock.
+    #[default]
+    Wall,
+    /// Replays, simulations and tests: event time only.
+    Event,
+}
+
+/// Area inhibition settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AreaOptions {
+    /// Offline openings counted together (event time).
+    pub window_ms: i64,
+    /// How long a DEVICE_OFFLINE opening waits to see whether it is part of an
+    /// outage (event time). 0 disables area inhibition.
+    pub hold_ms: i64,
+    /// At least this many households of the area, on this shard…
+    pub min_households: u32,
+    /// …and at least this share of the area's households on this shard.
+    pub share: f64,
+    /// Group by building where a household has one, else by dong.
+    pub by_building: bool,
+}
+
+impl Default for AreaOptions {
+    fn default() -> Self {
+        Self {
+            window_ms: 10 * MINUTE_MS,
+            hold_ms: 2 * MINUTE_MS,
+            min_households: 5,
+            share: 0.5,
+            by_building: true,
+        }
+    }
+}
+
+/// Timing settings of a shard.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ShardOptions {
+    pub clock: ClockMode,
+    /// Deadlines fire this far behind the partition's newest event time, so a
+    /// reading delayed by less than this still counts.
+    pub allowed_lateness_ms: i64,
+    /// No input for this long (wall time) while households are hosted is a stall.
+    pub stall_after_ms: i64,
+    /// Wall mode: event time lagging the wall clock by more than this is a stall.
+    /// 0 disables the check.
+    pub max_event_lag_ms: i64,
+    /// After a stall, firing stays frozen for this much event time.
+    pub resume_grace_ms: i64,
+    pub area: AreaOptions,
+}
+
+impl Default for ShardOptions {
+    fn default() -> Self {
+        Self {
+            clock: ClockMode::Wall,
+            allowed_lateness_ms: 1_000,
+            stall_after_ms: 2 * MINUTE_MS,
+            max_event_lag_ms: 10 * MINUTE_MS,
+            resume_grace_ms: 5 * MINUTE_MS,
+            area: AreaOptions::default(),
+        }
+    }
+}
+
+/// Why a record was not taken. The shard is unchanged by a rejection.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Rejection {
+    #[error("not a valid {what}: {detail}")]
+    Malformed { what: &'static str, detail: String },
+    #[error("reading has no household id")]
+    MissingHousehold,
+    #[error("household {0:?} is not registered on this partition")]
+    UnknownHousehold(String),
+    #[error(transparent)]
+    Reading(#[from] ReadingError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("config version {got} of {household} is older than version {have}")]
+    StaleConfig {
+        household: String,
+        got: u64,
+        have: u64,
+    },
+    #[error("record key {key:?} does not match household {household:?}")]
+    KeyMismatch { key: String, household: String },
+}
+
+impl Rejection {
+    /// Short label for `dolbom_readings_rejected_total{reason=…}`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Rejection::Malformed { .. } => "malformed",
+            Rejection::MissingHousehold => "missing_household",
+            Rejection::UnknownHousehold(_) => "unknown_household",
+            Rejection::Reading(e) => e.label(),
+            Rejection::Config(_) => "invalid_config",
+            Rejection::StaleConfig { .. } => "stale_config",
+            Rejection::KeyMismatch { .. } => "key_mismatch",
+        }
+    }
+}
+
+/// A snapshot that cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("snapshot cannot be decoded: {0}")]
+    Decode(#[from] postcard::Error),
+    #[error("snapshot format {0} is not supported (expected {SNAPSHOT_FORMAT})")]
+    Format(u32),
+}
+
+/// What the shard wants the world to know.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Output {
+    /// An incident event to publish (key: [`Output::key`]).
+    Event(Box<pb::IncidentEvent>),
+    /// Activity during an absence ended it early; the registry should record it.
+    AbsenceEndedEarly {
+        household: HouseholdId,
+        starts_at: Ts,
+        at: Ts,
+    },
+}
+
+impl Output {
+    /// The Kafka key: the household id, or the subject of a platform incident.
+    pub fn key(&self) -> &str {
+        match self {
+            Output::Event(e) if !e.household_id.is_empty() => &e.household_id,
+            Output::Event(e) => e.incident_id.as_str(),
+            Output::AbsenceEndedEarly { household, .. } => household.as_str(),
+        }
+    }
+}
+
+/// Counters a shard keeps about itself.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ShardStats {
+    pub events_emitted: u64,
+    /// Events not published again because they were before a restore.
+    pub replays_suppressed: u64,
+    /// Household events absorbed by an area outage.
+    pub absorbed_by_area: u64,
+    pub stalls: u64,
+}
+
+const NEVER: Ts = Ts::MAX;
+fn never() -> Ts {
+    NEVER
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Entity {
+    cfg: HouseholdConfig,
+    state: HouseholdState,
+    /// The authoritative next deadline ([`NEVER`] = none).
+    scheduled: Ts,
+    /// The earliest entry this household has in the wheel.
+    #[serde(skip, default = "never")]
+    queued: Ts,
+    area: u32,
+    /// Its open incident is absorbed by an area outage.
+    absorbed: bool,
+    /// Its open incident is a DEVICE_OFFLINE one (counted in its area).
+    offline_open: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Area {
+    id: String,
+    municipality: MunicipalityCode,
+    dong: DongCode,
+    households: u32,
+    offline: u32,
+    recent: VecDeque<Ts>,
+    /// Episode start of the active outage.
+    active: Option<Ts>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Pending {
+    slot: u32,
+    event: HouseholdEvent,
+    until: Ts,
+    /// Released from an area outage that ended: if the household recovers
+    /// before `until`, neither this nor its recovery is published.
+    release: bool,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct Health {
+    last_input_wall: Ts,
+    /// Firing limit frozen by a stall in progress, and the stall's episode start.
+    stalled: Option<(Ts, Ts)>,
+    /// After a stall: firing frozen at `.0` until event time reaches `.1`.
+    grace: Option<(Ts, Ts)>,
+}
+
+/// One partition's households. See the crate documentation.
+pub struct Shard {
+    partition: i32,
+    opts: ShardOptions,
+    router: Router,
+    index: HashTable<u32>,
+    slots: Vec<Option<Entity>>,
+    free: Vec<u32>,
+    households: usize,
+    wheel: TimerWheel,
+    areas: Vec<Area>,
+    area_index: HashMap<String, u32>,
+    pending: Vec<Pending>,
+    event_max: Option<Ts>,
+    fired_to: Ts,
+    health: Health,
+    already_published: HashSet<String>,
+    stats: ShardStats,
+    effects: Vec<Effect>,
+    due: Vec<u32>,
+}
+
+fn hash_id(id: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(id.as_bytes())
+}
+
+impl Shard {
+    pub fn new(partition: i32, opts: ShardOptions, router: Router, wall_now: Ts) -> Self {
+        Self {
+            partition,
+            opts,
+            router,
+            index: HashTable::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            households: 0,
+            wheel: TimerWheel::default(),
+            areas: Vec::new(),
+            area_index: HashMap::new(),
+            pending: Vec::new(),
+            event_max: None,
+            fired_to: Ts::MIN,
+            health: Health {
+                last_input_wall: wall_now,
+                ..Health::default()
+            },
+            already_published: HashSet::new(),
+            stats: ShardStats::default(),
+            effects: Vec::new(),
+            due: Vec::new(),
+        }
+    }
+
+    pub fn partition(&self) -> i32 {
+        self.partition
+    }
+    pub fn households(&self) -> usize {
+        self.households
+    }
+    /// Wheel entries, including stale ones waiting to be skipped.
+    pub fn pending_deadlines(&self) -> usize {
+        self.wheel.len()
+    }
+    /// Newest accepted event time.
+    pub fn watermark(&self) -> Option<Ts> {
+        self.event_max
+    }
+    /// Deadlines up to here have fired.
+    pub fn fired_to(&self) -> Ts {
+        self.fired_to
+    }
+    pub fn is_stalled(&self) -> bool {
+        self.health.stalled.is_some()
+    }
+    pub fn stats(&self) -> ShardStats {
+        self.stats
+    }
+    /// The household's open incident, if any (kind, stage, episode start).
+    pub fn open_incident(
+        &self,
+        household: &str,
+    ) -> Option<(IncidentKind, dolbom_domain::Stage, Ts)> {
+        let slot = self.lookup(household)?;
+        self.entity(slot).state.open_incident()
+    }
+
+    fn lookup(&self, id: &str) -> Option<u32> {
+        let slots = &self.slots;
+        self.index
+            .find(hash_id(id), |&s| {
+                slots[s as usize]
+                    .as_ref()
+                    .is_some_and(|e| e.cfg.household_id.as_str() == id)
+            })
+            .copied()
+    }
+
+    fn entity(&self, slot: u32) -> &Entity {
+        self.slots[slot as usize].as_ref().expect("live slot")
+    }
+    fn entity_mut(&mut self, slot: u32) -> &mut Entity {
+        self.slots[slot as usize].as_mut().expect("live slot")
+    }
+
+    /// Current time for engine calls: the firing limit, or a later reading's own time.
+    fn engine_now(&self, at_least: Ts) -> Ts {
+        self.fired_to.max(at_least)
+    }
+
+    fn emit_time(&self, wall_now: Ts, event_now: Ts) -> Ts {
+        match self.opts.clock {
+            ClockMode::Wall => wall_now,
+            ClockMode::Event => event_now,
+        }
+    }
+
+    // ── configuration ────────────────────────────────────────────────────
+
+    /// A `care.households` record: a `dolbom.v1.HouseholdConfig`, or a
+    /// tombstone (`None`) that removes the household named by the key.
+    pub fn on_config_bytes(
+        &mut self,
+        key: &[u8],
+        payload: Option<&[u8]>,
+        wall_now: Ts,
+        out: &mut Vec<Output>,
+    ) -> Result<(), Rejection> {
+        let key = std::str::from_utf8(key).map_err(|e| Rejection::Malformed {
+            what: "household key",
+            detail: e.to_string(),
+        })?;
+        let Some(bytes) = payload else {
+            self.remove(key);
+            return Ok(());
+        };
+        let wire = pb::HouseholdConfig::decode(bytes).map_err(|e| Rejection::Malformed {
+            what: "dolbom.v1.HouseholdConfig",
+            detail: e.to_string(),
+        })?;
+        let cfg = HouseholdConfig::try_from(&wire)?;
+        if cfg.household_id.as_str() != key {
+            return Err(Rejection::KeyMismatch {
+                key: key.to_string(),
+                household: cfg.household_id.to_string(),
+            });
+        }
+        self.apply_config(cfg, wall_now, out)
+    }
+
+    /// Registers a household or updates it. Versions only move forward.
+    pub fn apply_config(
+        &mut self,
+        cfg: HouseholdConfig,
+        wall_now: Ts,
+        out: &mut Vec<Output>,
+    ) -> Result<(), Rejection> {
+        cfg.validate()?;
+        let now = self.engine_now(Ts::MIN);
+        if let Some(slot) = self.lookup(cfg.household_id.as_str()) {
+            let have = self.entity(slot).cfg.version;
+            if cfg.version < have {
+                return Err(Rejection::StaleConfig {
+                    household: cfg.household_id.to_string(),
+                    got: cfg.version,
+                    have,
+                });
+            }
+            let area = self.area_for(&cfg);
+            if area != self.entity(slot).area {
+                self.leave_area(slot, wall_now, out);
+                let e = self.entity_mut(slot);
+                e.area = area;
+                self.areas[area as usize].households += 1;
+            }
+            let mut effects = std::mem::take(&mut self.effects);
+            let e = self.entity_mut(slot);
+            e.cfg = cfg;
+            e.state.apply_config(&e.cfg, now, &mut effects);
+            self.after_effects(slot, now, wall_now, &mut effects, out);
+            self.effects = effects;
+            return Ok(());
+        }
+        let start = match self.opts.clock {
+            ClockMode::Wall => wall_now,
+            ClockMode::Event => self.event_max.unwrap_or(cfg.registered_at),
+        }
+        .max(cfg.registered_at);
+        let area = self.area_for(&cfg);
+        self.areas[area as usize].households += 1;
+        let entity = Entity {
+            state: HouseholdState::new(start),
+            cfg,
+            scheduled: NEVER,
+            queued: NEVER,
+            area,
+            absorbed: false,
+            offline_open: false,
+        };
+        let hash = hash_id(entity.cfg.household_id.as_str());
+        let slot = match self.free.pop() {
+            Some(s) => {
+                self.slots[s as usize] = Some(entity);
+                s
+            }
+            None => {
+                self.slots.push(Some(entity));
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let slots = &self.slots;
+        self.index.insert_unique(hash, slot, |&s| {
+            hash_id(
+                slots[s as usize]
+                    .as_ref()
+                    .expect("live")
+                    .cfg
+                    .household_id
+                    .as_str(),
+            )
+        });
+        self.households += 1;
+        let mut effects = std::mem::take(&mut self.effects);
+        let e = self.entity_mut(slot);
+        e.state.evaluate(&e.cfg, now.max(start), &mut effects);
+        self.after_effects(slot, now.max(start), wall_now, &mut effects, out);
+        self.effects = effects;
+        Ok(())
+    }
+
+    /// Stops monitoring a household (deregistered).
+    pub fn remove(&mut self, household: &str) -> bool {
+        let Some(slot) = self.lookup(household) else {
+            return false;
+        };
+        let (area, offline_open) = {
+            let e = self.entity(slot);
+            (e.area, e.offline_open)
+        };
+        let area = &mut self.areas[area as usize];
+        area.households -= 1;
+        if offline_open {
+            area.offline -= 1;
+        }
+        self.pending.retain(|p| p.slot != slot);
+        let slots = &self.slots;
+        if let Ok(entry) = self.index.find_entry(hash_id(household), |&s| {
+            slots[s as usize]
+                .as_ref()
+                .is_some_and(|e| e.cfg.household_id.as_str() == household)
+        }) {
+            entry.remove();
+        }
+        self.slots[slot as usize] = None;
+        self.free.push(slot);
+        self.households -= 1;
+        true
+    }
+
+    fn area_for(&mut self, cfg: &HouseholdConfig) -> u32 {
+        let id = match (&cfg.building_id, self.opts.area.by_building) {
+            (Some(b), true) => format!("{}/{}", cfg.dong, b),
+            _ => cfg.dong.to_string(),
+        };
+        if let Some(&i) = self.area_index.get(&id) {
+            return i;
+        }
+        let i = self.areas.len() as u32;
+        self.areas.push(Area {
+            id: id.clone(),
+            municipality: cfg.municipality,
+            dong: cfg.dong,
+            households: 0,
+            offline: 0,
+            recent: VecDeque::new(),
+            active: None,
+        });
+        self.area_index.insert(id, i);
+        i
+    }
+
+    fn leave_area(&mut self, slot: u32, wall_now: Ts, out: &mut Vec<Output>) {
+        let now = self.engine_now(Ts::MIN);
+        let e = self.entity_mut(slot);
+        let (area, absorbed, offline) = (e.area, e.absorbed, e.offline_open);
+        e.absorbed = false;
+        e.offline_open = false;
+        let a = &mut self.areas[area as usize];
+        a.households -= 1;
+        if offline {
+            a.offline -= 1;
+        }
+        if absorbed {
+            self.announce(slot, now, wall_now, out);
+        }
+    }
+
+    // ── readings ─────────────────────────────────────────────────────────
+
+    /// Marks that input arrived (any record, accepted or not): the pipeline is alive.
+    pub fn note_input(&mut self, wall_now: Ts) {
+        self.health.last_input_wall = self.health.last_input_wall.max(wall_now);
+    }
+
+    /// A `plug.readings` record. `key` is the record key (the household id),
+    /// when there is one.
+    pub fn on_reading_bytes(
+        &mut self,
+        key: Option<&[u8]>,
+        payload: &[u8],
+        wall_now: Ts,
+        out: &mut Vec<Output>,
+    ) -> Result<ReadingOutcome, Rejection> {
+        self.note_input(wall_now);
+        let r = pb::PlugReading::decode(payload).map_err(|e| Rejection::Malformed {
+            what: "dolbom.v1.PlugReading",
+            detail: e.to_string(),
+        })?;
+        if let Some(k) = key {
+            if !r.household_id.is_empty() && k != r.household_id.as_bytes() {
+                return Err(Rejection::KeyMismatch {
+                    key: String::from_utf8_lossy(k).into_owned(),
+                    household: r.household_id,
+                });
+            }
+        }
+        self.on_reading(&r, wall_now, out)
+    }
+
+    /// One decoded reading.
+    pub fn on_reading(
+        &mut self,
+        r: &pb::PlugReading,
+        wall_now: Ts,
+        out: &mut Vec<Output>,
+    ) -> Result<ReadingOutcome, Rejection> {
+        self.note_input(wall_now);
+        if r.household_id.is_empty() {
+            return Err(Rejection::MissingHousehold);
+        }
+        let observed = Ts(r.observed_at_ms);
+        if self.opts.clock == ClockMode::Wall && observed.since(wall_now) > MAX_CLOCK_SKEW_MS {
+            return Err(ReadingError::FromTheFuture {
+                ahead_ms: observed.since(wall_now),
+            }
+            .into());
+        }
+        let slot = self
+            .lookup(&r.household_id)
+            .ok_or_else(|| Rejection::UnknownHousehold(r.household_id.clone()))?;
+        let watts = r.watts.or(r.current_amps.map(|a| a * 220.0));
+        let reading = Reading {
+            device_id: &r.device_id,
+            observed_at: observed,
+            sequence: r.sequence,
+            watts: watts.map(|w| w as f32),
+            lux: r.lux.map(|l| l as f32),
+        };
+        let now = self.engine_now(observed);
+        let mut effects = std::mem::take(&mut self.effects);
+        let e = self.slots[slot as usize].as_mut().expect("live slot");
+        let result = e.state.on_reading(&e.cfg, &reading, now, &mut effects);
+        if result.is_ok() {
+            self.event_max = Some(self.event_max.map_or(observed, |m| m.max(observed)));
+        }
+        self.after_effects(slot, now, wall_now, &mut effects, out);
+        self.effects = effects;
+        Ok(result?)
+    }
+
+    // ── time ─────────────────────────────────────────────────────────────
+
+    /// Checks the partition's health and fires every deadline the watermark
+    /// has passed. Call after each batch of records and on a regular tick.
+    pub fn advance(&mut self, wall_now: Ts, out: &mut Vec<Output>) {
+        self.check_health(wall_now, out);
+        let Some(event_max) = self.event_max else {
+            return;
+        };
+        let mut limit = event_max.plus_ms(-self.opts.allowed_lateness_ms);
+        if let Some((frozen, _)) = self.health.stalled {
+            limit = limit.min(frozen);
+        } else if let Some((frozen, until)) = self.health.grace {
+            if event_max < until {
+                limit = limit.min(frozen);
+            } else {
+                self.health.grace = None;
+            }
+        }
+        if limit > self.fired_to {
+            self.fire_due(limit, wall_now, out);
+            self.fired_to = limit;
+        }
+        self.flush_pending(self.fired_to, wall_now, out);
+    }
+
+    fn check_health(&mut self, wall_now: Ts, out: &mut Vec<Output>) {
+        let idle = self.households > 0
+            && wall_now.since(self.health.last_input_wall) > self.opts.stall_after_ms;
+        let lagging = self.opts.clock == ClockMode::Wall
+            && self.opts.max_event_lag_ms > 0
+            && self
+                .event_max
+                .is_some_and(|e| wall_now.since(e) > self.opts.max_event_lag_ms);
+        let unhealthy = idle || lagging;
+        let subject = format!("partition-{}", self.partition);
+        match (self.health.stalled, unhealthy) {
+            (None, true) => {
+                let frozen = self.fired_to;
+                let episode = if frozen == Ts::MIN { wall_now } else { frozen };
+                self.health.stalled = Some((frozen, episode));
+                self.health.grace = None;
+                self.stats.stalls += 1;
+                let due = if idle {
+                    self.health
+                        .last_input_wall
+                        .plus_ms(self.opts.stall_after_ms)
+                } else {
+                    wall_now
+                };
+                let ev = convert::platform_event(&PlatformIncident {
+                    kind: IncidentKind::PipelineStall,
+                    subject: &subject,
+                    event: EventType::Opened,
+                    episode_start: episode,
+                    due_at: due,
+                    emitted_at: wall_now,
+                    route: Route::Sre,
+                    municipality: None,
+                    dong: None,
+                    affected_households: self.households as u32,
+                });
+                self.publish(ev, out);
+            }
+            (Some((frozen, episode)), false) => {
+                self.health.stalled = None;
+                let resumed = self.event_max.unwrap_or(frozen);
+                self.health.grace = Some((frozen, resumed.plus_ms(self.opts.resume_grace_ms)));
+                let ev = convert::platform_event(&PlatformIncident {
+                    kind: IncidentKind::PipelineStall,
+                    subject: &subject,
+                    event: EventType::Recovered,
+                    episode_start: episode,
+                    due_at: wall_now,
+                    emitted_at: wall_now,
+                    route: Route::Sre,
+                    municipality: None,
+                    dong: None,
+                    affected_households: self.households as u32,
+                });
+                self.publish(ev, out);
+            }
+            _ => {}
+        }
+    }
+
+    fn fire_due(&mut self, limit: Ts, wall_now: Ts, out: &mut Vec<Output>) {
+        let mut due = std::mem::take(&mut self.due);
+        let mut ready: Vec<(Ts, u32)> = Vec::new();
+        let mut requeue: Vec<u32> = Vec::new();
+        let limit_bucket = limit.millis().div_euclid(1000);
+        let mut effects = std::mem::take(&mut self.effects);
+        loop {
+            due.clear();
+            self.wheel.take_due(limit.millis(), &mut due);
+            if due.is_empty() {
+                break;
+            }
+            ready.clear();
+            for &slot in &due {
+                let Some(e) = self.slots[slot as usize].as_mut() else {
+                    continue; // removed household
+                };
+                let popped_earliest =
+                    e.queued != NEVER && e.queued.millis().div_euclid(1000) <= limit_bucket;
+                if popped_earliest {
+                    e.queued = NEVER;
+                }
+                if e.scheduled <= limit {
+                    ready.push((e.scheduled, slot));
+                } else if popped_earliest && e.scheduled != NEVER {
+                    requeue.push(slot);
+                }
+            }
+            ready.sort_unstable();
+            ready.dedup_by_key(|r| r.1);
+            for &(t, slot) in &ready {
+                let e = self.slots[slot as usize].as_mut().expect("live");
+                if e.scheduled != t {
+                    continue;
+                }
+                e.scheduled = NEVER;
+                e.state.evaluate(&e.cfg, t, &mut effects);
+                self.after_effects(slot, t, wall_now, &mut effects, out);
+            }
+        }
+        for slot in requeue {
+            if let Some(e) = self.slots[slot as usize].as_mut() {
+                if e.scheduled != NEVER && e.scheduled < e.queued {
+                    e.queued = e.scheduled;
+                    self.wheel.push(e.scheduled.millis(), slot);
+                }
+            }
+        }
+        self.effects = effects;
+        self.due = due;
+    }
+
+    fn reschedule(&mut self, slot: u32, now: Ts) {
+        let e = self.slots[slot as usize].as_mut().expect("live");
+        let next = e.state.next_deadline(&e.cfg, now).unwrap_or(NEVER);
+        e.scheduled = next;
+        if next != NEVER && next < e.queued {
+            e.queued = next;
+            self.wheel.push(next.millis(), slot);
+        }
+    }
+
+    // ── effects → outputs ────────────────────────────────────────────────
+
+    fn after_effects(
+        &mut self,
+        slot: u32,
+        now: Ts,
+        wall_now: Ts,
+        effects: &mut Vec<Effect>,
+        out: &mut Vec<Output>,
+    ) {
+        for eff in effects.drain(..) {
+            match eff {
+                Effect::AbsenceEndedEarly { starts_at, at } => {
+                    out.push(Output::AbsenceEndedEarly {
+                        household: self.entity(slot).cfg.household_id.clone(),
+                        starts_at,
+                        at,
+                    });
+                }
+                Effect::Incident(ev) => self.household_event(slot, ev, now, wall_now, out),
+            }
+        }
+        self.reschedule(slot, now);
+    }
+
+    fn household_event(
+        &mut self,
+        slot: u32,
+        ev: HouseholdEvent,
+        now: Ts,
+        wall_now: Ts,
+        out: &mut Vec<Output>,
+    ) {
+        let closing = matches!(ev.event, EventType::Recovered | EventType::Suppressed(_));
+        let area = self.entity(slot).area;
+        let hold = self.opts.area.hold_ms;
+        if ev.kind == IncidentKind::DeviceOffline && ev.event == EventType::Opened {
+            self.entity_mut(slot).offline_open = true;
+            let window = self.opts.area.window_ms;
+            let a = &mut self.areas[area as usize];
+            a.offline += 1;
+            a.recent.push_back(ev.due_at);
+            while a
+                .recent
+                .front()
+                .is_some_and(|t| ev.due_at.since(*t) > window)
+            {
+                a.recent.pop_front();
+            }
+            if hold > 0 {
+                if a.active.is_some() {
+                    self.absorb(slot);
+                    return;
+                }
+                self.pending.push(Pending {
+                    slot,
+                    event: ev,
+                    until: ev.due_at.plus_ms(hold),
+                    release: false,
+                });
+                self.check_area_outage(area, now, wall_now, out);
+                return;
+            }
+        }
+        if closing && self.entity(slot).offline_open {
+            self.entity_mut(slot).offline_open = false;
+            self.areas[area as usize].offline -= 1;
+        }
+        if self.entity(slot).absorbed {
+            self.stats.absorbed_by_area += 1;
+            if closing {
+                self.entity_mut(slot).absorbed = false;
+                self.check_area_recovery(area, now, wall_now, out);
+            }
+            return;
+        }
+        if let Some(i) = self.pending.iter().position(|p| p.slot == slot) {
+            let p = self.pending.remove(i);
+            if p.release && closing {
+                // Came back right after its area did: never announced, so no recovery either.
+                return;
+            }
+            self.publish_household(slot, &p.event, now, wall_now, out);
+        }
+        self.publish_household(slot, &ev, now, wall_now, out);
+        if closing {
+            self.check_area_recovery(area, now, wall_now, out);
+        }
+    }
+
+    fn absorb(&mut self, slot: u32) {
+        self.stats.absorbed_by_area += 1;
+        self.entity_mut(slot).absorbed = true;
+    }
+
+    fn area_threshold(&self, a: &Area) -> usize {
+        let share = (self.opts.area.share * a.households as f64).ceil() as usize;
+        share.max(self.opts.area.min_households as usize).max(1)
+    }
+
+    fn check_area_outage(&mut self, area: u32, now: Ts, wall_now: Ts, out: &mut Vec<Output>) {
+        let a = &self.areas[area as usize];
+        if a.active.is_some() || a.recent.len() < self.area_threshold(a) {
+            return;
+        }
+        // Aligned to the window so shards that see the same outage agree on its id.
+        let window = self.opts.area.window_ms.max(1);
+        let first = *a.recent.front().expect("non-empty");
+        let episode = Ts(first.millis().div_euclid(window) * window);
+        self.areas[area as usize].active = Some(episode);
+        let mut absorbed = 0;
+        let mut i = 0;
+        while i < self.pending.len() {
+            let slot = self.pending[i].slot;
+            if self.entity(slot).area == area {
+                self.pending.swap_remove(i);
+                self.absorb(slot);
+                absorbed += 1;
+            } else {
+                i += 1;
+            }
+        }
+        let a = &self.areas[area as usize];
+        let ev = convert::platform_event(&PlatformIncident {
+            kind: IncidentKind::AreaOutage,
+            subject: &a.id,
+            event: EventType::Opened,
+            episode_start: episode,
+            due_at: first,
+            emitted_at: self.emit_time(wall_now, now),
+            route: Route::Maintenance,
+            municipality: Some(a.municipality),
+            dong: Some(a.dong),
+            affected_households: absorbed.max(a.offline),
+        });
+        self.publish(ev, out);
+    }
+
+    fn check_area_recovery(&mut self, area: u32, now: Ts, wall_now: Ts, out: &mut Vec<Output>) {
+        let a = &self.areas[area as usize];
+        let Some(episode) = a.active else { return };
+        // Recovered when fewer than half the outage threshold are still offline.
+        if (a.offline as usize) * 2 >= self.area_threshold(a) {
+            return;
+        }
+        let ev = convert::platform_event(&PlatformIncident {
+            kind: IncidentKind::AreaOutage,
+            subject: &a.id,
+            event: EventType::Recovered,
+            episode_start: episode,
+            due_at: now,
+            emitted_at: self.emit_time(wall_now, now),
+            route: Route::Maintenance,
+            municipality: Some(a.municipality),
+            dong: Some(a.dong),
+            affected_households: a.offline,
+        });
+        self.areas[area as usize].active = None;
+        self.areas[area as usize].recent.clear();
+        self.publish(ev, out);
+        // Whoever is still offline is released: their incident is announced
+        // unless they report within the hold time.
+        let members: Vec<u32> = (0..self.slots.len() as u32)
+            .filter(|&s| {
+                self.slots[s as usize]
+                    .as_ref()
+                    .is_some_and(|e| e.area == area && e.absorbed)
+            })
+            .collect();
+        // They get the hold time to report like their neighbours did.
+        let hold = self.opts.area.hold_ms;
+        for slot in members {
+            self.entity_mut(slot).absorbed = false;
+            let e = self.entity(slot);
+            if let Some(ev) = e.state.describe_open(&e.cfg, now) {
+                self.pending.push(Pending {
+                    slot,
+                    event: ev,
+                    until: now.plus_ms(hold),
+                    release: true,
+                });
+            }
+        }
+    }
+
+    /// Publishes a household's open incident as opened now.
+    fn announce(&mut self, slot: u32, now: Ts, wall_now: Ts, out: &mut Vec<Output>) {
+        let e = self.entity(slot);
+        if let Some(ev) = e.state.describe_open(&e.cfg, now) {
+            self.publish_household(slot, &ev, now, wall_now, out);
+        }
+    }
+
+    fn flush_pending(&mut self, limit: Ts, wall_now: Ts, out: &mut Vec<Output>) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let mut i = 0;
+        while i < self.pending.len() {
+            if self.pending[i].until <= limit {
+                let p = self.pending.remove(i);
+                let now = self.engine_now(Ts::MIN);
+                self.publish_household(p.slot, &p.event, now, wall_now, out);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    fn publish_household(
+        &mut self,
+        slot: u32,
+        ev: &HouseholdEvent,
+        now: Ts,
+        wall_now: Ts,
+        out: &mut Vec<Output>,
+    ) {
+        let emitted_at = self.emit_time(wall_now, now);
+        let cfg = &self.entity(slot).cfg;
+        let route = self.router.route_event(cfg, ev, emitted_at);
+        let wire = convert::incident_event(cfg, ev, route, emitted_at);
+        self.publish(wire, out);
+    }
+
+    fn publish(&mut self, ev: pb::IncidentEvent, out: &mut Vec<Output>) {
+        if !self.already_published.is_empty() && self.already_published.remove(&ev.event_id) {
+            self.stats.replays_suppressed += 1;
+            return;
+        }
+        self.stats.events_emitted += 1;
+        out.push(Output::Event(Box::new(ev)));
+    }
+
+    // ── snapshots ────────────────────────────────────────────────────────
+
+    /// The whole shard as bytes (postcard).
+    pub fn snapshot(&self) -> Vec<u8> {
+        let s = SnapshotRef {
+            format: SNAPSHOT_FORMAT,
+            partition: self.partition,
+            slots: &self.slots,
+            areas: &self.areas,
+            pending: &self.pending,
+            event_max: self.event_max,
+            fired_to: self.fired_to,
+            health: &self.health,
+        };
+        postcard::to_allocvec(&s).expect("in-memory serialization cannot fail")
+    }
+
+    /// Rebuilds a shard from [`snapshot`](Self::snapshot) bytes. Events whose
+    /// ids are in `already_published` will not be published again (the
+    /// replay after a restore re-derives them).
+    pub fn restore(
+        bytes: &[u8],
+        opts: ShardOptions,
+        router: Router,
+        wall_now: Ts,
+        already_published: HashSet<String>,
+    ) -> Result<Self, SnapshotError> {
+        let s: SnapshotOwned = postcard::from_bytes(bytes)?;
+        if s.format != SNAPSHOT_FORMAT {
+            return Err(SnapshotError::Format(s.format));
+        }
+        let mut shard = Shard::new(s.partition, opts, router, wall_now);
+        shard.slots = s.slots;
+        shard.areas = s.areas;
+        shard.pending = s.pending;
+        shard.event_max = s.event_max;
+        shard.fired_to = s.fired_to;
+        shard.health = s.health;
+        shard.health.last_input_wall = wall_now;
+        shard.already_published = already_published;
+        for (i, a) in shard.areas.iter().enumerate() {
+            shard.area_index.insert(a.id.clone(), i as u32);
+        }
+        for (i, slot) in shard.slots.iter_mut().enumerate() {
+            match slot {
+                None => shard.free.push(i as u32),
+                Some(e) => {
+                    shard.households += 1;
+                    e.queued = NEVER;
+                    if e.scheduled != NEVER {
+                        e.queued = e.scheduled;
+                        shard.wheel.push(e.scheduled.millis(), i as u32);
+                    }
+                }
+            }
+        }
+        let slots = &shard.slots;
+        for (i, slot) in slots.iter().enumerate() {
+            if let Some(e) = slot {
+                shard
+                    .index
+                    .insert_unique(hash_id(e.cfg.household_id.as_str()), i as u32, |&s| {
+                        hash_id(
+                            slots[s as usize]
+                                .as_ref()
+                                .expect("live")
+                                .cfg
+                                .household_id
+                                .as_str(),
+                        )
+                    });
+            }
+        }
+        Ok(shard)
+    }
+
+    /// Event ids still expected from the replay (not yet re-derived).
+    pub fn replay_pending(&self) -> usize {
+        self.already_published.len()
+    }
+
+    /// Open incidents hosted here: (household, kind, stage, episode start).
+    pub fn open_incidents(
+        &self,
+    ) -> impl Iterator<Item = (&HouseholdId, IncidentKind, dolbom_domain::Stage, Ts)> {
+        self.slots.iter().flatten().filter_map(|e| {
+            e.state
+                .open_incident()
+                .map(|(k, s, t)| (&e.cfg.household_id, k, s, t))
+        })
+    }
+}
+
+const SNAPSHOT_FORMAT: u32 = 1;
+
+#[derive(Serialize)]
+struct SnapshotRef<'a> {
+    format: u32,
+    partition: i32,
+    slots: &'a [Option<Entity>],
+    areas: &'a [Area],
+    pending: &'a [Pending],
+    event_max: Option<Ts>,
+    fired_to: Ts,
+    health: &'a Health,
+}
+
+#[derive(Deserialize)]
+struct SnapshotOwned {
+    format: u32,
+    partition: i32,
+    slots: Vec<Option<Entity>>,
+    areas: Vec<Area>,
+    pending: Vec<Pending>,
+    event_max: Option<Ts>,
+    fired_to: Ts,
+    health: Health,
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,492 @@
+use super::*;
+use dolbom_calendar::{HolidayCalendar, OfficeHours};
+use dolbom_domain::time::HOUR_MS;
+use dolbom_domain::DeviceId;
+use proptest::prelude::*;
+use std::sync::Arc;
+
+const T0: Ts = Ts(1_767_225_600_000); // 2026-01-01T00:00:00Z
+const WALL0: Ts = Ts(1_000_000_000_000);
+
+fn router() -> Router {
+    Router::new(Arc::new(HolidayCalendar::builtin()), OfficeHours::default())
+}
+
+fn opts() -> ShardOptions {
+    ShardOptions {
+        clock: ClockMode::Event,
+        allowed_lateness_ms: 0,
+        stall_after_ms: 10 * MINUTE_MS,
+        ..ShardOptions::default()
+    }
+}
+
+fn cfg(i: usize, dong: &str) -> HouseholdConfig {
+    let muni = MunicipalityCode::new(&dong[..5]).unwrap();
+    HouseholdConfig::with_defaults(
+        HouseholdId::new(&format!("hh-{i}")).unwrap(),
+        DongCode::new(dong, muni).unwrap(),
+        [DeviceId::new(&format!("plug-{i}")).unwrap()],
+        T0,
+    )
+}
+
+fn reading(i: usize, t: Ts, seq: u64, watts: f64) -> pb::PlugReading {
+    pb::PlugReading {
+        device_id: format!("plug-{i}"),
+        household_id: format!("hh-{i}"),
+        observed_at_ms: t.millis(),
+        watts: Some(watts),
+        lux: Some(10.0),
+        sequence: seq,
+        current_amps: None,
+    }
+}
+
+fn events(out: &[Output]) -> Vec<&pb::IncidentEvent> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Event(e) => Some(&**e),
+            _ => None,
+        })
+        .collect()
+}
+
+fn summary(out: &[Output]) -> Vec<String> {
+    events(out)
+        .iter()
+        .map(|e| e.event_id.clone())
+        .collect::<Vec<_>>()
+}
+
+/// Household 0 stays quiet; household 1 is busy and keeps the partition's clock moving.
+fn quiet_and_busy(minutes: i64, shard: &mut Shard, out: &mut Vec<Output>) {
+    for m in 0..minutes {
+        let t = T0.plus_ms(m * MINUTE_MS);
+        let wall = WALL0.plus_ms(m * 1000);
+        shard
+            .on_reading(&reading(0, t, m as u64, 5.0), wall, out)
+            .unwrap();
+        let w = if m % 30 == 0 { 100.0 } else { 5.0 };
+        shard
+            .on_reading(&reading(1, t, m as u64, w), wall, out)
+            .unwrap();
+        shard.advance(wall, out);
+    }
+}
+
+fn two_households() -> Shard {
+    let mut s = Shard::new(0, opts(), router(), WALL0);
+    let mut out = Vec::new();
+    s.apply_config(cfg(0, "1111051500"), WALL0, &mut out)
+        .unwrap();
+    s.apply_config(cfg(1, "1111051500"), WALL0, &mut out)
+        .unwrap();
+    assert!(out.is_empty());
+    s
+}
+
+#[test]
+fn a_quiet_household_raises_each_stage_once_at_its_deadline() {
+    let mut s = two_households();
+    let mut out = Vec::new();
+    quiet_and_busy(37 * 60, &mut s, &mut out);
+    let evs = events(&out);
+    assert_eq!(evs.len(), 3, "{:#?}", summary(&out));
+    for (e, (stage, hours)) in evs.iter().zip([
+        (pb::Stage::Attention, 12),
+        (pb::Stage::Caution, 24),
+        (pb::Stage::Danger, 36),
+    ]) {
+        assert_eq!(e.household_id, "hh-0");
+        assert_eq!(e.stage, stage as i32);
+        assert_eq!(
+            convert::ts(e.due_at.as_ref().unwrap()),
+            T0.plus_ms(hours * HOUR_MS)
+        );
+        // Fired when the watermark reached the deadline, not later.
+        assert_eq!(e.emitted_at, e.due_at);
+    }
+    assert_eq!(evs[0].incident_id, format!("INA:hh-0:{}", T0.millis()));
+    assert_eq!(s.stats().events_emitted, 3);
+}
+
+#[test]
+fn activity_recovers_the_incident() {
+    let mut s = two_households();
+    let mut out = Vec::new();
+    quiet_and_busy(13 * 60, &mut s, &mut out);
+    assert_eq!(events(&out).len(), 1);
+    let t = T0.plus_ms(13 * HOUR_MS);
+    s.on_reading(&reading(0, t, 10_000, 300.0), WALL0, &mut out)
+        .unwrap();
+    let evs = events(&out);
+    assert_eq!(evs.len(), 2);
+    assert_eq!(evs[1].r#type, pb::IncidentEventType::Recovered as i32);
+    assert_eq!(evs[1].incident_id, evs[0].incident_id);
+    assert!(s.open_incident("hh-0").is_none());
+}
+
+#[test]
+fn rejections_name_their_reason_and_change_nothing() {
+    let mut s = two_households();
+    let mut out = Vec::new();
+    let e = s
+        .on_reading_bytes(Some(b"hh-0"), b"\xff\xff\xff", WALL0, &mut out)
+        .unwrap_err();
+    assert_eq!(e.label(), "malformed");
+    let bytes = reading(7, T0, 1, 1.0).encode_to_vec();
+    let e = s
+        .on_reading_bytes(Some(b"hh-7"), &bytes, WALL0, &mut out)
+        .unwrap_err();
+    assert_eq!(e, Rejection::UnknownHousehold("hh-7".into()));
+    let bytes = reading(0, T0, 1, 1.0).encode_to_vec();
+    let e = s
+        .on_reading_bytes(Some(b"hh-1"), &bytes, WALL0, &mut out)
+        .unwrap_err();
+    assert_eq!(e.label(), "key_mismatch");
+    let mut r = reading(0, T0, 1, 1.0);
+    r.device_id = "plug-9".into();
+    let e = s.on_reading(&r, WALL0, &mut out).unwrap_err();
+    assert_eq!(e.label(), "unknown_device");
+    let mut c = pb::HouseholdConfig::from(&cfg(2, "1111051500"));
+    c.dong_code = "2611051500".into();
+    let e = s
+        .on_config_bytes(b"hh-2", Some(&c.encode_to_vec()), WALL0, &mut out)
+        .unwrap_err();
+    assert_eq!(e.label(), "invalid_config");
+    assert!(e.to_string().contains("dong_code"), "{e}");
+    assert!(s.watermark().is_none());
+    assert!(out.is_empty());
+    assert_eq!(s.households(), 2);
+}
+
+#[test]
+fn config_versions_only_move_forward_and_tombstones_remove() {
+    let mut s = two_households();
+    let mut out = Vec::new();
+    let mut c = cfg(0, "1111051500");
+    c.version = 5;
+    c.thresholds.attention_minutes = 60;
+    s.apply_config(c.clone(), WALL0, &mut out).unwrap();
+    c.version = 4;
+    assert_eq!(
+        s.apply_config(c, WALL0, &mut out).unwrap_err().label(),
+        "stale_config"
+    );
+    s.on_config_bytes(b"hh-1", None, WALL0, &mut out).unwrap();
+    assert_eq!(s.households(), 1);
+    let e = s.on_reading(&reading(1, T0, 1, 1.0), WALL0, &mut out);
+    assert!(matches!(e, Err(Rejection::UnknownHousehold(_))));
+}
+
+#[test]
+fn wall_mode_rejects_readings_from_the_future() {
+    let mut o = opts();
+    o.clock = ClockMode::Wall;
+    let mut s = Shard::new(0, o, router(), T0);
+    let mut out = Vec::new();
+    s.apply_config(cfg(0, "1111051500"), T0, &mut out).unwrap();
+    let r = reading(0, T0.plus_ms(HOUR_MS), 1, 1.0);
+    let e = s.on_reading(&r, T0, &mut out).unwrap_err();
+    assert_eq!(e.label(), "future_timestamp");
+    assert!(s.watermark().is_none(), "a runaway plug must not move time");
+    s.on_reading(&reading(0, T0.plus_ms(1000), 2, 1.0), T0, &mut out)
+        .unwrap();
+    assert_eq!(s.watermark(), Some(T0.plus_ms(1000)));
+}
+
+/// Ten households in one dong report every minute; at `cut` eight of them
+/// stop (a blackout); `back` is when power returns (for all but household 9,
+/// whose plug really broke).
+fn blackout(shard: &mut Shard, cut: i64, back: i64, end: i64, out: &mut Vec<Output>) {
+    for m in 0..end {
+        let t = T0.plus_ms(m * MINUTE_MS);
+        let wall = WALL0.plus_ms(m * 1000);
+        for i in 0..10 {
+            let dark = (2..10).contains(&i) && m >= cut && (m < back || i == 9);
+            if dark {
+                continue;
+            }
+            let w = if m % 60 == i as i64 { 100.0 } else { 5.0 };
+            shard
+                .on_reading(&reading(i, t, m as u64, w), wall, out)
+                .unwrap();
+        }
+        shard.advance(wall, out);
+    }
+}
+
+fn ten_in_a_dong() -> Shard {
+    let mut s = Shard::new(3, opts(), router(), WALL0);
+    let mut out = Vec::new();
+    for i in 0..10 {
+        s.apply_config(cfg(i, "1111051500"), WALL0, &mut out)
+            .unwrap();
+    }
+    s
+}
+
+#[test]
+fn a_blackout_is_one_area_incident_and_releases_who_stays_offline() {
+    let mut s = ten_in_a_dong();
+    let mut out = Vec::new();
+    blackout(&mut s, 60, 180, 300, &mut out);
+    let evs = events(&out);
+    let kinds: Vec<(i32, i32, &str)> = evs
+        .iter()
+        .map(|e| (e.kind, e.r#type, e.household_id.as_str()))
+        .collect();
+    let area: Vec<_> = evs
+        .iter()
+        .filter(|e| e.kind == pb::IncidentKind::AreaOutage as i32)
+        .collect();
+    assert_eq!(area.len(), 2, "{kinds:?}");
+    assert_eq!(area[0].r#type, pb::IncidentEventType::Opened as i32);
+    assert_eq!(area[0].area_id, "1111051500");
+    // Counted when the outage was recognised: the threshold (5 of 10) was met.
+    assert!(area[0].affected_households >= 5);
+    assert_eq!(area[1].r#type, pb::IncidentEventType::Recovered as i32);
+    // The one plug that never came back is released when the area recovers.
+    let own: Vec<_> = evs
+        .iter()
+        .filter(|e| e.kind == pb::IncidentKind::DeviceOffline as i32)
+        .collect();
+    assert_eq!(own.len(), 1, "{kinds:?}");
+    assert_eq!(own[0].household_id, "hh-9");
+    assert_eq!(own[0].r#type, pb::IncidentEventType::Opened as i32);
+    assert!(evs
+        .iter()
+        .all(|e| e.kind != pb::IncidentKind::Inactivity as i32));
+}
+
+#[test]
+fn a_single_offline_plug_is_its_own_incident_after_the_hold() {
+    let mut s = ten_in_a_dong();
+    let mut out = Vec::new();
+    for m in 0..120 {
+        let t = T0.plus_ms(m * MINUTE_MS);
+        for i in 0..10 {
+            if i == 4 && m >= 10 {
+                continue;
+            }
+            let w = if m % 60 == i as i64 { 100.0 } else { 5.0 };
+            s.on_reading(&reading(i, t, m as u64, w), WALL0, &mut out)
+                .unwrap();
+        }
+        s.advance(WALL0, &mut out);
+    }
+    let evs = events(&out);
+    assert_eq!(evs.len(), 1);
+    assert_eq!(evs[0].household_id, "hh-4");
+    assert_eq!(evs[0].kind, pb::IncidentKind::DeviceOffline as i32);
+    let due = convert::ts(evs[0].due_at.as_ref().unwrap());
+    assert_eq!(due, T0.plus_ms(39 * MINUTE_MS)); // last reading at 9 min + 30 min
+    assert_eq!(
+        convert::ts(evs[0].emitted_at.as_ref().unwrap()),
+        due.plus_ms(2 * MINUTE_MS),
+        "held for the area window"
+    );
+}
+
+#[test]
+fn a_stall_raises_one_stall_incident_and_no_flood_when_input_resumes() {
+    let mut s = two_households();
+    let mut out = Vec::new();
+    // An hour of normal input.
+    for m in 0..60 {
+        let t = T0.plus_ms(m * MINUTE_MS);
+        for i in 0..2 {
+            s.on_reading(
+                &reading(i, t, m as u64, 5.0 + (m % 2) as f64 * 100.0),
+                WALL0,
+                &mut out,
+            )
+            .unwrap();
+        }
+        s.advance(WALL0.plus_ms(m * 1000), &mut out);
+    }
+    assert!(out.is_empty());
+    // The input stops for an hour of wall time.
+    let wall = WALL0.plus_ms(HOUR_MS);
+    s.advance(wall, &mut out);
+    assert!(s.is_stalled());
+    let evs = events(&out);
+    assert_eq!(evs.len(), 1);
+    assert_eq!(evs[0].kind, pb::IncidentKind::PipelineStall as i32);
+    assert_eq!(
+        evs[0].incident_id,
+        format!("STALL:partition-0:{}", T0.plus_ms(59 * MINUTE_MS).millis())
+    );
+    s.advance(wall.plus_ms(HOUR_MS), &mut out);
+    assert_eq!(
+        events(&out).len(),
+        1,
+        "one stall incident, not one per tick"
+    );
+    // Input resumes three event-hours later (the plugs' buffered data was
+    // lost); both households report again within the grace period.
+    for m in 240..300 {
+        let t = T0.plus_ms(m * MINUTE_MS);
+        let wall = wall.plus_ms(2 * HOUR_MS + m * 1000);
+        for i in 0..2 {
+            s.on_reading(
+                &reading(i, t, m as u64, 5.0 + (m % 2) as f64 * 100.0),
+                wall,
+                &mut out,
+            )
+            .unwrap();
+        }
+        s.advance(wall, &mut out);
+    }
+    let evs = events(&out);
+    assert_eq!(evs.len(), 2, "{:?}", summary(&out));
+    assert_eq!(evs[1].r#type, pb::IncidentEventType::Recovered as i32);
+    assert!(!s.is_stalled());
+}
+
+#[test]
+fn after_a_stall_a_household_that_stays_silent_is_still_reported() {
+    let mut s = two_households();
+    let mut out = Vec::new();
+    for m in 0..60 {
+        let t = T0.plus_ms(m * MINUTE_MS);
+        for i in 0..2 {
+            s.on_reading(
+                &reading(i, t, m as u64, 5.0 + (m % 2) as f64 * 100.0),
+                WALL0,
+                &mut out,
+            )
+            .unwrap();
+        }
+        s.advance(WALL0, &mut out);
+    }
+    let wall = WALL0.plus_ms(HOUR_MS);
+    s.advance(wall, &mut out);
+    for m in 240..300 {
+        let t = T0.plus_ms(m * MINUTE_MS);
+        s.on_reading(
+            &reading(1, t, m as u64, 5.0 + (m % 2) as f64 * 100.0),
+            wall,
+            &mut out,
+        )
+        .unwrap();
+        s.advance(wall, &mut out);
+    }
+    let offline: Vec<_> = events(&out)
+        .into_iter()
+        .filter(|e| e.kind == pb::IncidentKind::DeviceOffline as i32)
+        .collect();
+    assert_eq!(offline.len(), 1);
+    assert_eq!(offline[0].household_id, "hh-0");
+}
+
+#[test]
+fn snapshot_round_trips() {
+    let mut s = two_households();
+    let mut out = Vec::new();
+    quiet_and_busy(13 * 60, &mut s, &mut out);
+    let bytes = s.snapshot();
+    let last_wall = WALL0.plus_ms((13 * 60 - 1) * 1000);
+    let r = Shard::restore(&bytes, opts(), router(), last_wall, HashSet::new()).unwrap();
+    assert_eq!(r.households(), 2);
+    assert_eq!(r.watermark(), s.watermark());
+    assert_eq!(r.fired_to(), s.fired_to());
+    assert_eq!(r.open_incident("hh-0"), s.open_incident("hh-0"));
+    assert_eq!(r.snapshot(), bytes);
+    assert!(matches!(
+        Shard::restore(
+            &bytes[..bytes.len() / 2],
+            opts(),
+            router(),
+            WALL0,
+            HashSet::new()
+        ),
+        Err(SnapshotError::Decode(_))
+    ));
+}
+
+#[derive(Clone, Debug)]
+enum Rec {
+    Reading(usize, i64, u64, f64),
+    Tick,
+}
+
+fn script() -> impl Strategy<Value = Vec<Rec>> {
+    // Five households; each minute some of them report, some change.
+    proptest::collection::vec((0usize..5, 0u8..4, proptest::bool::ANY, 1i64..240), 1..400).prop_map(
+        |steps| {
+            let mut t = 0i64;
+            let mut seq = [0u64; 5];
+            let mut recs = Vec::new();
+            for (i, kind, change, gap) in steps {
+                t += gap * MINUTE_MS / 4;
+                if kind == 0 {
+                    recs.push(Rec::Tick);
+                    continue;
+                }
+                seq[i] += 1;
+                let w = if change { 100.0 + seq[i] as f64 } else { 5.0 };
+                recs.push(Rec::Reading(i, t, seq[i], w));
+            }
+            recs
+        },
+    )
+}
+
+fn fresh() -> Shard {
+    let mut s = Shard::new(0, opts(), router(), WALL0);
+    let mut out = Vec::new();
+    for i in 0..5 {
+        let dong = if i < 3 { "1111051500" } else { "1111052000" };
+        s.apply_config(cfg(i, dong), WALL0, &mut out).unwrap();
+    }
+    s
+}
+
+fn feed(s: &mut Shard, r: &Rec, out: &mut Vec<Output>) {
+    match *r {
+        Rec::Reading(i, t, seq, w) => {
+            let _ = s.on_reading(&reading(i, T0.plus_ms(t), seq, w), WALL0, out);
+        }
+        Rec::Tick => {}
+    }
+    s.advance(WALL0, out);
+}
+
+proptest! {
+    /// The monitor's crash contract: outputs published before a crash plus
+    /// the outputs of (snapshot at k → restore told what was published →
+    /// replay from k) equal the outputs of an uninterrupted run, exactly:
+    /// nothing missed, nothing twice.
+    #[test]
+    fn restore_and_replay_equals_an_uninterrupted_run(
+        recs in script(),
+        k_frac in 0.0f64..1.0,
+        crash_frac in 0.0f64..1.0,
+    ) {
+        let mut whole = fresh();
+        let mut expected = Vec::new();
+        for r in &recs { feed(&mut whole, r, &mut expected); }
+
+        let k = (recs.len() as f64 * k_frac) as usize;
+        let crash = k + ((recs.len() - k) as f64 * crash_frac) as usize;
+        let mut first = fresh();
+        let mut published = Vec::new();
+        let mut snap = None;
+        for (n, r) in recs.iter().enumerate() {
+            if n == k { snap = Some((first.snapshot(), published.len())); }
+            if n == crash { break; }
+            feed(&mut first, r, &mut published);
+        }
+        let (snap, at_snapshot) = snap.unwrap_or_else(|| (first.snapshot(), published.len()));
+        let after: HashSet<String> = summary(&published[at_snapshot..]).into_iter().collect();
+        let mut restored = Shard::restore(&snap, opts(), router(), WALL0, after).unwrap();
+        let mut rest = Vec::new();
+        for r in &recs[k..] { feed(&mut restored, r, &mut rest); }
+        let mut combined = summary(&published);
+        combined.extend(summary(&rest));
+        prop_assert_eq!(combined, summary(&expected));
+        prop_assert_eq!(restored.replay_pending(), 0);
+    }
+}
