@@ -1085,6 +1085,13 @@ impl Shard {
         Ok(shard)
     }
 
+    /// Tells a fresh shard which event ids were already published (by an
+    /// owner that crashed before its first snapshot): they are not published
+    /// again when the replay re-derives them.
+    pub fn expect_replay(&mut self, already_published: HashSet<String>) {
+        self.already_published = already_published;
+    }
+
     /// Event ids still expected from the replay (not yet re-derived).
     pub fn replay_pending(&self) -> usize {
         self.already_published.len()

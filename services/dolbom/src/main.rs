@@ -30,6 +30,8 @@ struct Cli {
 enum Command {
     /// Run the whole platform in one process with a simulated town of plugs.
     Standalone(StandaloneFlags),
+    /// Run the monitor service: households as sharded actors over Kafka.
+    Monitor(MonitorFlags),
     /// Print the public holidays of a year (2000–2050): `YYYY-MM-DD<TAB>name`.
     Holidays {
         year: i32,
@@ -84,6 +86,63 @@ struct StandaloneFlags {
     holidays_file: Option<PathBuf>,
 }
 
+#[derive(Args, Serialize)]
+struct MonitorFlags {
+    /// TOML file with monitor options.
+    #[arg(long)]
+    #[serde(skip)]
+    config: Option<PathBuf>,
+    /// Kafka bootstrap servers.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    brokers: Option<String>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    group_id: Option<String>,
+    /// Static membership id (group.instance.id).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    instance_id: Option<String>,
+    /// Partitions for topics created by this service.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    partitions: Option<i32>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    snapshot_dir: Option<PathBuf>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    snapshot_interval_secs: Option<u64>,
+    /// Serve Prometheus metrics here, e.g. 127.0.0.1:9464.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metrics_listen: Option<String>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    holidays_file: Option<PathBuf>,
+    #[command(flatten)]
+    #[serde(skip_serializing_if = "ShardFlags::is_empty")]
+    shard: ShardFlags,
+}
+
+#[derive(Args, Serialize, Default, PartialEq)]
+struct ShardFlags {
+    /// `wall` (production) or `event` (replays, simulations, tests).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    clock: Option<String>,
+    /// Wall milliseconds without input before a partition counts as stalled.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stall_after_ms: Option<i64>,
+}
+
+impl ShardFlags {
+    fn is_empty(&self) -> bool {
+        *self == ShardFlags::default()
+    }
+}
+
 fn shutdown_on_signals() -> CancellationToken {
     let token = CancellationToken::new();
     let t = token.clone();
@@ -110,6 +169,7 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
                 .unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match Cli::parse().command {
         Command::Holidays { year, extra } => {
@@ -120,6 +180,12 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
             for h in cal.holidays(year)? {
                 println!("{}\t{}", h.date, h.name);
             }
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Monitor(flags) => {
+            let opts = dolbom_monitor::MonitorOptions::load(flags.config.as_deref(), &flags)
+                .context("loading monitor options")?;
+            dolbom_monitor::run(opts, shutdown_on_signals()).await?;
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Standalone(flags) => {

@@ -1,0 +1,201 @@
+//! Monitor options: defaults → TOML file → `DOLBOM_` environment → flags.
+
+use dolbom_shard::{ClockMode, ShardOptions};
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Kafka topic names.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Topics {
+    pub readings: String,
+    pub households: String,
+    pub incidents: String,
+    pub dead_letter: String,
+}
+
+impl Default for Topics {
+    fn default() -> Self {
+        Self {
+            readings: "plug.readings".into(),
+            households: "care.households".into(),
+            incidents: "care.incidents".into(),
+            dead_letter: "monitor.deadletter".into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MonitorOptions {
+    /// Kafka bootstrap servers.
+    pub brokers: String,
+    /// Consumer group shared by all monitor instances.
+    pub group_id: String,
+    /// Static membership id of this instance (`group.instance.id`); a
+    /// restart with the same id within the session timeout keeps its
+    /// partitions without a rebalance. Empty = dynamic membership.
+    pub instance_id: String,
+    pub topics: Topics,
+    /// Partitions for topics this service creates when they are missing.
+    /// `plug.readings`, `care.households` and `care.incidents` must all have
+    /// the same count (they are co-partitioned by household id).
+    pub partitions: i32,
+    pub replication_factor: i32,
+    /// Create missing topics (otherwise the service names them and stops).
+    pub create_topics: bool,
+    /// Where shard snapshots are kept.
+    pub snapshot_dir: PathBuf,
+    /// Seconds between snapshots (and offset commits) of each shard.
+    pub snapshot_interval_secs: u64,
+    /// Milliseconds between shard ticks (deadline firing, health checks).
+    pub tick_ms: u64,
+    /// Largest batch of records handed to a shard at once.
+    pub batch_size: usize,
+    /// Kafka consumer session timeout (ms).
+    pub session_timeout_ms: u32,
+    /// `partition.assignment.strategy`: `cooperative-sticky` (default: a
+    /// rebalance moves only the partitions that change owner) or an eager
+    /// strategy such as `range` for brokers without incremental rebalancing.
+    pub assignment_strategy: String,
+    /// librdkafka `debug` contexts (e.g. `cgrp,topic`) for troubleshooting.
+    pub kafka_debug: String,
+    /// Prometheus metrics on this address (e.g. `127.0.0.1:9464`); empty = off.
+    pub metrics_listen: String,
+    /// Extra election/temporary holidays (same format as the shipped file).
+    pub holidays_file: Option<PathBuf>,
+    pub shard: ShardOptions,
+    /// Chaos testing only: a reading from this device id makes its shard
+    /// panic, to exercise supervision, restore and dead-lettering.
+    pub fault_injection_device: String,
+}
+
+impl Default for MonitorOptions {
+    fn default() -> Self {
+        Self {
+            brokers: "127.0.0.1:9092".into(),
+            group_id: "dolbom-monitor".into(),
+            instance_id: String::new(),
+            topics: Topics::default(),
+            partitions: 12,
+            replication_factor: 1,
+            create_topics: true,
+            snapshot_dir: PathBuf::from("dolbom-data/snapshots"),
+            snapshot_interval_secs: 30,
+            tick_ms: 100,
+            batch_size: 2048,
+            session_timeout_ms: 10_000,
+            assignment_strategy: "cooperative-sticky".into(),
+            kafka_debug: String::new(),
+            metrics_listen: String::new(),
+            holidays_file: None,
+            shard: ShardOptions::default(),
+            fault_injection_device: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OptionsError {
+    #[error("configuration: {0}")]
+    Figment(#[from] Box<figment::Error>),
+    #[error("invalid option {field}: {problem}")]
+    Invalid {
+        field: &'static str,
+        problem: String,
+    },
+}
+
+impl MonitorOptions {
+    /// Layers defaults, the TOML file (if given), `DOLBOM_*` environment
+    /// variables (nested with `__`, e.g. `DOLBOM_SHARD__CLOCK=event`) and
+    /// `flags` (only the fields it sets), then validates.
+    pub fn load(file: Option<&Path>, flags: impl Serialize) -> Result<Self, OptionsError> {
+        let mut fig = Figment::from(Serialized::defaults(MonitorOptions::default()));
+        if let Some(f) = file {
+            fig = fig.merge(Toml::file_exact(f));
+        }
+        let opts: Self = fig
+            .merge(Env::prefixed("DOLBOM_").split("__"))
+            .merge(Serialized::defaults(flags))
+            .extract()
+            .map_err(Box::new)?;
+        opts.validate()?;
+        Ok(opts)
+    }
+
+    pub fn validate(&self) -> Result<(), OptionsError> {
+        let bad = |field, problem: &str| {
+            Err(OptionsError::Invalid {
+                field,
+                problem: problem.to_string(),
+            })
+        };
+        if self.brokers.trim().is_empty() {
+            return bad("brokers", "must name at least one broker");
+        }
+        if self.group_id.trim().is_empty() {
+            return bad("group_id", "must not be empty");
+        }
+        if self.partitions < 1 {
+            return bad("partitions", "must be at least 1");
+        }
+        if self.snapshot_interval_secs == 0 {
+            return bad("snapshot_interval_secs", "must be at least 1");
+        }
+        if self.tick_ms == 0 || self.batch_size == 0 {
+            return bad("tick_ms", "tick_ms and batch_size must be positive");
+        }
+        let s = &self.shard;
+        if s.allowed_lateness_ms < 0 || s.stall_after_ms <= 0 || s.resume_grace_ms < 0 {
+            return bad(
+                "shard",
+                "allowed_lateness_ms and resume_grace_ms must be >= 0, stall_after_ms > 0",
+            );
+        }
+        if !(0.0..=1.0).contains(&s.area.share) {
+            return bad("shard.area.share", "must be between 0 and 1");
+        }
+        if s.clock == ClockMode::Event && s.max_event_lag_ms > 0 {
+            tracing::debug!("shard.max_event_lag_ms is ignored with the event clock");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_file_then_flags_and_validates() {
+        let dir = std::env::temp_dir().join(format!("dolbom-monitor-opts-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("monitor.toml");
+        std::fs::write(
+            &f,
+            "partitions = 4\ngroup_id = \"from-file\"\n[shard]\nclock = \"event\"\n[shard.area]\nshare = 0.7\n",
+        )
+        .unwrap();
+        #[derive(Serialize)]
+        struct Flags {
+            group_id: &'static str,
+        }
+        let o = MonitorOptions::load(
+            Some(&f),
+            Flags {
+                group_id: "from-flag",
+            },
+        )
+        .unwrap();
+        assert_eq!(o.partitions, 4);
+        assert_eq!(o.group_id, "from-flag");
+        assert_eq!(o.shard.clock, ClockMode::Event);
+        assert_eq!(o.shard.area.share, 0.7);
+        std::fs::write(&f, "partitions = 0\n").unwrap();
+        let e = MonitorOptions::load(Some(&f), Flags { group_id: "x" }).unwrap_err();
+        assert!(e.to_string().contains("partitions"), "{e}");
+    }
+}
