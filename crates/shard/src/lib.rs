@@ -116,7 +116,7 @@ impl Default for ShardOptions {
     fn default() -> Self {
         Self {
             clock: ClockMode::Wall,
-            allowed_lateness_ms: 1_000,
+            allowed_lateness_ms: 200,
             stall_after_ms: 2 * MINUTE_MS,
             max_event_lag_ms: 10 * MINUTE_MS,
             resume_grace_ms: 5 * MINUTE_MS,

@@ -26,6 +26,8 @@ pub(crate) const KAFKA_TIMEOUT: Duration = Duration::from_secs(10);
 /// snapshotted, then commits the offset that snapshot covers.
 pub struct MonitorContext {
     pub(crate) root: OnceLock<ActorRef<RootMsg>>,
+    /// Set once the monitor has drained its shards itself.
+    pub(crate) drained: std::sync::atomic::AtomicBool,
     pub(crate) readings_topic: String,
 }
 
@@ -37,6 +39,9 @@ impl ConsumerContext for MonitorContext {
             return;
         };
         let Some(root) = self.root.get() else { return };
+        if self.drained.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
         let partitions: Vec<i32> = tpl
             .elements_for_topic(&self.readings_topic)
             .iter()
@@ -128,6 +133,7 @@ pub(crate) fn group_consumer(opts: &MonitorOptions) -> Result<Arc<GroupConsumer>
     }
     let ctx = MonitorContext {
         root: OnceLock::new(),
+        drained: Default::default(),
         readings_topic: opts.topics.readings.clone(),
     };
     let consumer: GroupConsumer = c.create_with_context(ctx).map_err(MonitorError::Kafka)?;
@@ -162,7 +168,7 @@ use rdkafka::config::FromClientConfig;
 
 /// Makes sure the three co-partitioned topics and the dead-letter topic
 /// exist with matching partition counts; returns the partition count.
-pub(crate) async fn ensure_topics(opts: &MonitorOptions) -> Result<i32, MonitorError> {
+pub async fn ensure_topics(opts: &MonitorOptions) -> Result<i32, MonitorError> {
     let admin: AdminClient<DefaultClientContext> =
         base_config(opts).create().map_err(MonitorError::Kafka)?;
     let t = &opts.topics;

@@ -243,6 +243,10 @@ pub async fn run(
     let _ = tokio::task::block_in_place(move || {
         rdkafka::producer::Producer::flush(&p, Duration::from_secs(10))
     });
+    consumer
+        .context()
+        .drained
+        .store(true, std::sync::atomic::Ordering::SeqCst);
     root.stop(None);
     let _ = root_handle.await;
     consumer.unsubscribe();

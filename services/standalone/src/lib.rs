@@ -1,19 +1,19 @@
 //! `dolbom standalone`: the whole platform in one process, on a laptop.
 //!
 //! Owns the standalone runner: a simulated town ([`dolbom_town`]) reports a
-//! reading a minute per plug; the readings go through the same household engine
-//! the monitor uses ([`dolbom_engine`]); due deadlines fire from one timer heap
-//! (the shard's timer wheel in the monitor); every incident event is routed with
-//! the Korean calendar ([`dolbom_calendar`]), turned into its wire form
-//! (`dolbom.v1.IncidentEvent`, deterministic ids) and printed as it opens,
-//! escalates and recovers. Simulated time runs `speed` times faster than real
+//! reading a minute per plug; the readings travel over an in-process bus (one
+//! channel per partition, the stand-in for Kafka) to the same shard code the
+//! monitor runs ([`dolbom_shard`]: engine, timer wheel, watermarks, stall and
+//! area inhibition, calendar routing); every incident event comes back in its
+//! wire form (`dolbom.v1.IncidentEvent`, deterministic ids) and is printed as
+//! it opens, escalates and recovers. Simulated time runs `speed` times faster than real
 //! time. At the end (or on SIGINT/SIGTERM) a summary checks the incidents
 //! against the town's ground truth.
 //!
 //! Data flow: options ([`options`]: defaults → TOML → `DOLBOM_` env → flags) →
-//! [`run`] → town → engine → router → printed events → [`Summary`].
-//! Later issues put the monitor's shard actors, the in-process bus, the notify
-//! gRPC API and the embedded history store behind this same command.
+//! [`run`] → town → bus → shards → printed events → [`Summary`].
+//! Later issues put the notify gRPC API and the embedded history store behind
+//! this same command.
 
 pub mod options;
 mod runner;

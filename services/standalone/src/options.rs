@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 pub struct StandaloneOptions {
     /// Households in the simulated town.
     pub households: usize,
+    /// Shards (partitions of the in-process bus), like Kafka partitions.
+    pub partitions: usize,
     /// Households that go quiet during the run.
     pub quiet: usize,
     /// Of those, how many come back to life.
@@ -35,6 +37,7 @@ impl Default for StandaloneOptions {
     fn default() -> Self {
         Self {
             households: 1000,
+            partitions: 4,
             quiet: 6,
             quiet_recovering: 2,
             offline: 4,
@@ -88,6 +91,9 @@ impl StandaloneOptions {
         };
         if self.households == 0 {
             return bad("households", "must be at least 1");
+        }
+        if self.partitions == 0 || self.partitions > 1024 {
+            return bad("partitions", "must be between 1 and 1024");
         }
         if self.quiet + self.offline + self.hospital > self.households {
             return bad("quiet", "quiet + offline + hospital exceed households");

@@ -1,17 +1,20 @@
-//! The standalone run loop: town → engine → router → printed incident events.
+//! The standalone run loop: town → in-process bus → shards (the monitor's
+//! shard code) → printed incident events → summary vs. ground truth.
 
 use crate::options::StandaloneOptions;
 use dolbom_calendar::{CalendarError, HolidayCalendar, OfficeHours, Router};
 use dolbom_domain::convert;
-use dolbom_domain::incident::{EventType, IncidentKind, Route, Stage};
-use dolbom_domain::{HouseholdId, Ts, MINUTE_MS};
-use dolbom_engine::{Effect, HouseholdState, ReadingOutcome};
+use dolbom_domain::incident::{Route, Stage};
+use dolbom_domain::{HouseholdConfig, HouseholdId, Ts, MINUTE_MS};
+use dolbom_engine::ReadingOutcome;
 use dolbom_proto::v1 as pb;
+use dolbom_shard::{ClockMode, Output, Shard, ShardOptions};
 use dolbom_town::{Scripted, Town, TownReading, TownSpec};
 use serde::Serialize;
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashSet};
+use std::collections::{BTreeMap, HashSet};
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +80,222 @@ fn stage_label(s: Stage) -> &'static str {
     }
 }
 
+/// What a partition's shard hands back at the end of a simulated minute.
+#[derive(Default)]
+struct Flushed {
+    outputs: Vec<Output>,
+    rejected: u64,
+    duplicates: u64,
+}
+
+/// Messages on the in-process bus (the standalone stand-in for Kafka).
+enum BusMsg {
+    Config(Box<HouseholdConfig>),
+    Readings(Vec<pb::PlugReading>),
+    /// Fire what is due and hand back everything emitted since the last flush.
+    Flush(oneshot::Sender<Flushed>),
+}
+
+/// The in-process bus: one channel per partition, each served by a task
+/// hosting that partition's [`Shard`] — the monitor's shard code, without
+/// Kafka. Households are partitioned by a hash of their id.
+struct Bus {
+    partitions: Vec<mpsc::Sender<BusMsg>>,
+}
+
+/// Standalone shards run on event time; the wall clock they are given is
+/// fixed (a simulation has no pipeline to stall).
+const SIM_WALL: Ts = Ts(0);
+
+impl Bus {
+    fn start(partitions: usize, router: &Router) -> Bus {
+        let opts = ShardOptions {
+            clock: ClockMode::Event,
+            allowed_lateness_ms: 0,
+            stall_after_ms: i64::MAX / 4,
+            ..ShardOptions::default()
+        };
+        let partitions = (0..partitions)
+            .map(|p| {
+                let (tx, rx) = mpsc::channel(64);
+                let shard = Shard::new(p as i32, opts.clone(), router.clone(), SIM_WALL);
+                tokio::spawn(serve(shard, rx));
+                tx
+            })
+            .collect();
+        Bus { partitions }
+    }
+
+    fn partition_of(&self, household: &str) -> usize {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        household.hash(&mut h);
+        (h.finish() % self.partitions.len() as u64) as usize
+    }
+
+    async fn send(&self, p: usize, msg: BusMsg) {
+        self.partitions[p]
+            .send(msg)
+            .await
+            .expect("shard task alive");
+    }
+
+    async fn flush(&self) -> Flushed {
+        let mut all = Flushed::default();
+        for tx in &self.partitions {
+            let (reply, rx) = oneshot::channel();
+            tx.send(BusMsg::Flush(reply))
+                .await
+                .expect("shard task alive");
+            let f = rx.await.expect("shard task alive");
+            all.outputs.extend(f.outputs);
+            all.rejected += f.rejected;
+            all.duplicates += f.duplicates;
+        }
+        // Deterministic order across partitions: by due time, then id.
+        all.outputs.sort_by(|a, b| match (a, b) {
+            (Output::Event(x), Output::Event(y)) => (x.due_at.map(|d| d.seconds), &x.event_id)
+                .cmp(&(y.due_at.map(|d| d.seconds), &y.event_id)),
+            _ => std::cmp::Ordering::Equal,
+        });
+        all
+    }
+}
+
+async fn serve(mut shard: Shard, mut rx: mpsc::Receiver<BusMsg>) {
+    let mut pending = Flushed::default();
+    while let Some(msg) = rx.recv().await {
+        match msg {
+            BusMsg::Config(cfg) => {
+                if let Err(e) = shard.apply_config(*cfg, SIM_WALL, &mut pending.outputs) {
+                    tracing::warn!(reason = e.label(), error = %e, "household config rejected");
+                }
+            }
+            BusMsg::Readings(rs) => {
+                for r in &rs {
+                    match shard.on_reading(r, SIM_WALL, &mut pending.outputs) {
+                        Ok(ReadingOutcome::Duplicate) => pending.duplicates += 1,
+                        Ok(_) => {}
+                        Err(e) => {
+                            pending.rejected += 1;
+                            tracing::warn!(household = %r.household_id, reason = e.label(), "reading rejected");
+                        }
+                    }
+                }
+            }
+            BusMsg::Flush(reply) => {
+                shard.advance(SIM_WALL, &mut pending.outputs);
+                let _ = reply.send(std::mem::take(&mut pending));
+            }
+        }
+    }
+}
+
+fn wire_route(r: Option<&pb::Route>) -> (String, bool) {
+    let Some(r) = r else {
+        return ("?".into(), false);
+    };
+    match pb::RouteTarget::try_from(r.target).unwrap_or(pb::RouteTarget::Unspecified) {
+        pb::RouteTarget::DongOffice => (route_name(&Route::DongOffice), false),
+        pb::RouteTarget::ControlCenter => (route_name(&Route::ControlCenter), false),
+        pb::RouteTarget::Held => {
+            let until = r.held_until.as_ref().map(convert::ts).unwrap_or_default();
+            (route_name(&Route::Held { until }), true)
+        }
+        pb::RouteTarget::Maintenance => (route_name(&Route::Maintenance), false),
+        pb::RouteTarget::Sre => (route_name(&Route::Sre), false),
+        pb::RouteTarget::Unspecified => ("?".into(), false),
+    }
+}
+
+fn wire_kind(k: i32) -> (&'static str, &'static str) {
+    match pb::IncidentKind::try_from(k).unwrap_or(pb::IncidentKind::Unspecified) {
+        pb::IncidentKind::Inactivity => ("Inactivity", "inactivity"),
+        pb::IncidentKind::DeviceOffline => ("DeviceOffline", "device offline"),
+        pb::IncidentKind::AreaOutage => ("AreaOutage", "area outage"),
+        pb::IncidentKind::PipelineStall => ("PipelineStall", "pipeline stall"),
+        pb::IncidentKind::Unspecified => ("Unspecified", "?"),
+    }
+}
+
+fn wire_stage(s: i32) -> Stage {
+    match pb::Stage::try_from(s).unwrap_or(pb::Stage::Unspecified) {
+        pb::Stage::Attention => Stage::Attention,
+        pb::Stage::Caution => Stage::Caution,
+        pb::Stage::Danger => Stage::Danger,
+        _ => Stage::Normal,
+    }
+}
+
+/// Takes one published event into the summary (and prints it).
+fn record(
+    wire: &pb::IncidentEvent,
+    opts: &StandaloneOptions,
+    seen_events: &mut HashSet<String>,
+    incidents: &mut BTreeMap<String, IncidentRecord>,
+    summary: &mut Summary,
+) {
+    summary.events += 1;
+    if !seen_events.insert(wire.event_id.clone()) {
+        summary.duplicate_event_ids += 1;
+    }
+    let (route, held) = wire_route(wire.route.as_ref());
+    if held {
+        summary.held_for_dong_office += 1;
+    }
+    let ty = pb::IncidentEventType::try_from(wire.r#type)
+        .map(|t| t.as_str_name().trim_start_matches("INCIDENT_EVENT_TYPE_"))
+        .unwrap_or("?");
+    let (kind, kind_text) = wire_kind(wire.kind);
+    let stage = wire_stage(wire.stage);
+    let due = wire.due_at.as_ref().map(convert::ts).unwrap_or_default();
+    let rec = incidents
+        .entry(wire.incident_id.clone())
+        .or_insert_with(|| IncidentRecord {
+            incident_id: wire.incident_id.clone(),
+            household_id: wire.household_id.clone(),
+            kind: kind.to_string(),
+            highest_stage: String::new(),
+            opened_due_at: due.to_string(),
+            first_route: route.clone(),
+            closed: String::new(),
+        });
+    rec.highest_stage = format!("{stage:?}");
+    if ty == "RECOVERED" || ty == "SUPPRESSED" {
+        rec.closed = ty.to_string();
+    }
+    if opts.print_events {
+        let now = wire
+            .emitted_at
+            .as_ref()
+            .map(convert::ts)
+            .unwrap_or_default();
+        let quiet_since = wire
+            .reason
+            .as_ref()
+            .and_then(|r| r.quiet_since.as_ref())
+            .map(convert::ts)
+            .unwrap_or_default();
+        let subject = if wire.area_id.is_empty() {
+            String::new()
+        } else {
+            format!(" ({} households)", wire.affected_households)
+        };
+        println!(
+            "{}  {:<12} {:<15} {:<15} {}{}  dong {}  → {}  (quiet since {}, due {})",
+            now,
+            ty,
+            stage_label(stage),
+            kind_text,
+            wire.incident_id,
+            subject,
+            wire.dong_code,
+            route,
+            quiet_since,
+            due,
+        );
+    }
+}
+
 /// Runs the simulated town until `sim_hours` have passed or `shutdown` fires.
 pub async fn run(
     opts: &StandaloneOptions,
@@ -103,104 +322,30 @@ pub async fn run(
     let n = town.len();
     tracing::info!(
         households = n,
+        partitions = opts.partitions,
         sim_hours = opts.sim_hours,
         speed = opts.speed,
         "standalone town starting"
     );
 
-    let mut states: Vec<HouseholdState> = (0..n).map(|_| HouseholdState::new(start)).collect();
-    let mut scheduled: Vec<Option<Ts>> = vec![None; n];
-    let mut timers: BinaryHeap<Reverse<(Ts, usize)>> = BinaryHeap::new();
+    let bus = Bus::start(opts.partitions, &router);
+    let household_partition: Vec<usize> = town
+        .configs()
+        .map(|c| bus.partition_of(c.household_id.as_str()))
+        .collect();
+    for (cfg, &p) in town.configs().zip(&household_partition) {
+        bus.send(p, BusMsg::Config(Box::new(cfg.clone()))).await;
+    }
+
     let mut summary = Summary {
         households: n,
         ..Default::default()
     };
     let mut seen_events = HashSet::new();
     let mut incidents: BTreeMap<String, IncidentRecord> = BTreeMap::new();
-    let mut effects = Vec::new();
     let mut readings: Vec<TownReading> = Vec::with_capacity(n);
+    let mut batches: Vec<Vec<pb::PlugReading>> = vec![Vec::new(); opts.partitions];
     let real_start = tokio::time::Instant::now();
-
-    let mut handle = |i: usize,
-                      cfg: &dolbom_domain::HouseholdConfig,
-                      now: Ts,
-                      effects: &mut Vec<Effect>,
-                      states: &mut [HouseholdState],
-                      scheduled: &mut [Option<Ts>],
-                      timers: &mut BinaryHeap<Reverse<(Ts, usize)>>,
-                      summary: &mut Summary| {
-        for e in effects.drain(..) {
-            let Effect::Incident(ev) = e else { continue };
-            let route = router.route_event(cfg, &ev, now);
-            let wire = convert::incident_event(cfg, &ev, route, now);
-            summary.events += 1;
-            if !seen_events.insert(wire.event_id.clone()) {
-                summary.duplicate_event_ids += 1;
-            }
-            if matches!(route, Route::Held { .. }) {
-                summary.held_for_dong_office += 1;
-            }
-            let ty = pb::IncidentEventType::try_from(wire.r#type)
-                .map(|t| t.as_str_name().trim_start_matches("INCIDENT_EVENT_TYPE_"))
-                .unwrap_or("?");
-            let rec = incidents
-                .entry(wire.incident_id.clone())
-                .or_insert_with(|| IncidentRecord {
-                    incident_id: wire.incident_id.clone(),
-                    household_id: wire.household_id.clone(),
-                    kind: format!("{:?}", ev.kind),
-                    highest_stage: String::new(),
-                    opened_due_at: ev.due_at.to_string(),
-                    first_route: route_name(&route),
-                    closed: String::new(),
-                });
-            rec.highest_stage = format!("{:?}", ev.stage);
-            if matches!(ev.event, EventType::Recovered | EventType::Suppressed(_)) {
-                rec.closed = ty.to_string();
-            }
-            if opts.print_events {
-                let kind = match ev.kind {
-                    IncidentKind::Inactivity => "inactivity",
-                    IncidentKind::DeviceOffline => "device offline",
-                    IncidentKind::AreaOutage => "area outage",
-                    IncidentKind::PipelineStall => "pipeline stall",
-                };
-                println!(
-                    "{}  {:<12} {:<15} {:<15} {}  dong {}  → {}  (quiet since {}, due {})",
-                    now,
-                    ty,
-                    stage_label(ev.stage),
-                    kind,
-                    wire.incident_id,
-                    wire.dong_code,
-                    route_name(&route),
-                    ev.reason.quiet_since,
-                    ev.due_at,
-                );
-            }
-        }
-        let next = states[i].next_deadline(cfg, now);
-        if next != scheduled[i] {
-            scheduled[i] = next;
-            if let Some(t) = next {
-                timers.push(Reverse((t, i)));
-            }
-        }
-    };
-
-    // Every household starts with a deadline (its offline limit).
-    for i in 0..n {
-        handle(
-            i,
-            town.config(i),
-            start,
-            &mut effects,
-            &mut states,
-            &mut scheduled,
-            &mut timers,
-            &mut summary,
-        );
-    }
 
     let end = start.plus_ms(duration_ms);
     let mut t = start;
@@ -209,51 +354,38 @@ pub async fn run(
             summary.cancelled = true;
             break;
         }
-        // Fire every deadline due by this minute, in order.
-        while let Some(&Reverse((due, i))) = timers.peek() {
-            if due > t {
-                break;
-            }
-            timers.pop();
-            if scheduled[i] != Some(due) {
-                continue; // superseded
-            }
-            scheduled[i] = None;
-            states[i].evaluate(town.config(i), due, &mut effects);
-            handle(
-                i,
-                town.config(i),
-                due,
-                &mut effects,
-                &mut states,
-                &mut scheduled,
-                &mut timers,
-                &mut summary,
-            );
-        }
         readings.clear();
         town.readings_at(t, &mut readings);
         for r in &readings {
-            let i = r.household;
-            summary.readings += 1;
-            match states[i].on_reading(town.config(i), &r.reading(), t, &mut effects) {
-                Ok(ReadingOutcome::Duplicate) => summary.readings_duplicate += 1,
-                Ok(_) => {}
-                Err(e) => {
-                    summary.readings_rejected += 1;
-                    tracing::warn!(household = %town.config(i).household_id, reason = e.label(), "reading rejected");
+            let cfg = town.config(r.household);
+            batches[household_partition[r.household]].push(pb::PlugReading {
+                device_id: r.device_id.clone(),
+                household_id: cfg.household_id.to_string(),
+                observed_at_ms: r.observed_at.millis(),
+                watts: Some(r.watts as f64),
+                lux: Some(r.lux as f64),
+                sequence: r.sequence,
+                current_amps: None,
+            });
+        }
+        summary.readings += readings.len() as u64;
+        for (p, batch) in batches.iter_mut().enumerate() {
+            if !batch.is_empty() {
+                bus.send(p, BusMsg::Readings(std::mem::take(batch))).await;
+            }
+        }
+        let flushed = bus.flush().await;
+        summary.readings_rejected += flushed.rejected;
+        summary.readings_duplicate += flushed.duplicates;
+        for o in &flushed.outputs {
+            match o {
+                Output::Event(wire) => {
+                    record(wire, opts, &mut seen_events, &mut incidents, &mut summary)
+                }
+                Output::AbsenceEndedEarly { household, .. } => {
+                    tracing::info!(household = %household, "absence ended early by activity");
                 }
             }
-            handle(
-                i,
-                town.config(i),
-                t,
-                &mut effects,
-                &mut states,
-                &mut scheduled,
-                &mut timers,
-                &mut summary,
-            );
         }
         summary.simulated_minutes = t.since(start) / MINUTE_MS;
         t = t.plus_ms(MINUTE_MS);
@@ -265,8 +397,6 @@ pub async fn run(
                 _ = tokio::time::sleep_until(due) => {}
                 _ = shutdown.cancelled() => {}
             }
-        } else if t.millis() % (60 * MINUTE_MS) == 0 {
-            tokio::task::yield_now().await;
         }
     }
 
