@@ -305,6 +305,17 @@ pub enum ShardMsg {
     Tick,
     SnapshotTick,
     Snapshot(RpcReplyPort<Result<i64, String>>),
+    /// An incident actor spawned off the shard's path is running (or failed).
+    IncidentStarted(String, Option<ActorRef<IncidentMsg>>),
+}
+
+/// Incident actors started per shard tick (see `spawn_incident_actors`).
+const INCIDENT_ACTOR_SPAWNS_PER_TICK: usize = 256;
+
+/// An open incident's actor, or the events waiting for it to start.
+pub(crate) enum Tracked {
+    Starting(Vec<(i32, i32)>),
+    Running(ActorRef<IncidentMsg>),
 }
 
 pub(crate) struct ShardArgs {
@@ -330,7 +341,9 @@ pub(crate) struct ShardState {
     /// Records are taken only once the ingest loop has positioned the partition.
     accepting: bool,
     deliveries: Vec<DeliveryFuture>,
-    incidents: HashMap<String, ActorRef<IncidentMsg>>,
+    incidents: HashMap<String, Tracked>,
+    /// Incident actors waiting to be started (incident id, household, stage).
+    to_spawn: std::collections::VecDeque<(String, String, i32)>,
     poisoned: BTreeSet<i64>,
     inflight: Arc<AtomicI64>,
     changelog: Option<tokio::task::JoinHandle<()>>,
@@ -504,7 +517,7 @@ impl ShardActor {
         }))
     }
 
-    async fn publish(st: &mut ShardState, myself: &ActorRef<ShardMsg>) {
+    fn publish(st: &mut ShardState) {
         let outputs: Vec<Output> = st.out.drain(..).collect();
         for o in outputs {
             match o {
@@ -545,7 +558,7 @@ impl ShardActor {
                             }
                         }
                     }
-                    Self::track_incident(st, myself, &ev).await;
+                    Self::track_incident(st, &ev);
                 }
                 Output::AbsenceEndedEarly { household, .. } => {
                     metrics::counter!(m::ABSENCES_ENDED_EARLY).increment(1);
@@ -555,31 +568,67 @@ impl ShardActor {
         }
     }
 
-    async fn track_incident(
-        st: &mut ShardState,
-        myself: &ActorRef<ShardMsg>,
-        ev: &pb::IncidentEvent,
-    ) {
+    /// Keeps one actor per open incident. Actors are started off the shard's
+    /// path (a burst of openings must not wait for actor start-up); events
+    /// that arrive before an actor is running are buffered for it.
+    fn track_incident(st: &mut ShardState, ev: &pb::IncidentEvent) {
         let closing = ev.r#type == pb::IncidentEventType::Recovered as i32
             || ev.r#type == pb::IncidentEventType::Suppressed as i32;
-        if let Some(a) = st.incidents.get(&ev.incident_id) {
-            let _ = a.cast(IncidentMsg::Event(ev.r#type, ev.stage));
-            if closing {
-                st.incidents.remove(&ev.incident_id);
+        match st.incidents.get_mut(&ev.incident_id) {
+            Some(Tracked::Running(a)) => {
+                let _ = a.cast(IncidentMsg::Event(ev.r#type, ev.stage));
+                if closing {
+                    st.incidents.remove(&ev.incident_id);
+                }
             }
-            return;
+            Some(Tracked::Starting(buffered)) => buffered.push((ev.r#type, ev.stage)),
+            None if closing => {}
+            None => {
+                st.incidents
+                    .insert(ev.incident_id.clone(), Tracked::Starting(Vec::new()));
+                st.to_spawn
+                    .push_back((ev.incident_id.clone(), ev.household_id.clone(), ev.stage));
+            }
         }
-        if closing {
-            return;
+    }
+
+    /// Starts queued incident actors, a bounded number per tick: a burst of
+    /// openings (a mass of deadlines due at once) is published first and its
+    /// actors come up over the following ticks instead of competing with it.
+    fn spawn_incident_actors(st: &mut ShardState, myself: &ActorRef<ShardMsg>) {
+        for _ in 0..INCIDENT_ACTOR_SPAWNS_PER_TICK {
+            let Some(args) = st.to_spawn.pop_front() else {
+                break;
+            };
+            if !matches!(st.incidents.get(&args.0), Some(Tracked::Starting(_))) {
+                continue;
+            }
+            let cell = myself.get_cell();
+            let me = myself.clone();
+            tokio::spawn(async move {
+                let id = args.0.clone();
+                let started = Actor::spawn_linked(None, IncidentActor, args, cell).await;
+                if let Err(e) = &started {
+                    tracing::warn!(incident = %id, error = %e, "incident actor did not start");
+                }
+                let _ = me.cast(ShardMsg::IncidentStarted(id, started.ok().map(|s| s.0)));
+            });
         }
-        let args = (ev.incident_id.clone(), ev.household_id.clone(), ev.stage);
-        match Actor::spawn_linked(None, IncidentActor, args, myself.get_cell()).await {
-            Ok((a, _)) => {
-                st.incidents.insert(ev.incident_id.clone(), a);
-            }
-            Err(e) => {
-                tracing::warn!(incident = %ev.incident_id, error = %e, "incident actor did not start")
-            }
+    }
+
+    fn incident_started(st: &mut ShardState, id: String, actor: Option<ActorRef<IncidentMsg>>) {
+        let Some(Tracked::Starting(buffered)) = st.incidents.remove(&id) else {
+            return;
+        };
+        let Some(a) = actor else { return };
+        let mut closed = false;
+        for (ty, stage) in buffered {
+            let _ = a.cast(IncidentMsg::Event(ty, stage));
+            closed |= ty == pb::IncidentEventType::Recovered as i32
+                || ty == pb::IncidentEventType::Suppressed as i32;
+        }
+        if !closed {
+            st.incidents.insert(id, Tracked::Running(a));
         }
     }
 
@@ -672,6 +721,7 @@ impl Actor for ShardActor {
             accepting: false,
             deliveries: Vec::new(),
             incidents: HashMap::new(),
+            to_spawn: Default::default(),
             poisoned: args.poisoned,
             inflight: args.inflight,
             changelog: Some(changelog),
@@ -697,7 +747,7 @@ impl Actor for ShardActor {
                 myself.get_cell(),
             )
             .await?;
-            st.incidents.insert(id, a);
+            st.incidents.insert(id, Tracked::Running(a));
         }
         Self::gauges(&st);
         args.deps
@@ -804,7 +854,7 @@ impl Actor for ShardActor {
                 st.inflight.store(-1, Ordering::SeqCst);
                 metrics::counter!(m::READINGS_ACCEPTED).increment(accepted);
                 st.shard.advance(now, &mut st.out);
-                Self::publish(st, &myself).await;
+                Self::publish(st);
             }
             ShardMsg::Config(batch) => {
                 let topic = st.deps.opts.topics.households.clone();
@@ -827,13 +877,14 @@ impl Actor for ShardActor {
                     st.households_offset = rec.offset + 1;
                 }
                 st.shard.advance(now, &mut st.out);
-                Self::publish(st, &myself).await;
+                Self::publish(st);
                 Self::gauges(st);
             }
             ShardMsg::Tick => {
+                Self::spawn_incident_actors(st, &myself);
                 if st.accepting {
                     st.shard.advance(now, &mut st.out);
-                    Self::publish(st, &myself).await;
+                    Self::publish(st);
                 }
             }
             ShardMsg::SnapshotTick => {
@@ -852,6 +903,7 @@ impl Actor for ShardActor {
                 }
                 Self::gauges(st);
             }
+            ShardMsg::IncidentStarted(id, actor) => Self::incident_started(st, id, actor),
             ShardMsg::Snapshot(reply) => {
                 let r = if st.accepting {
                     Self::snapshot(st).await
