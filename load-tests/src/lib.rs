@@ -1,7 +1,11 @@
 //! Benchmarks and load generators that measure dolbom's targets.
 //!
 //! Owns the measurement binaries under `src/bin/` (each prints its figures;
-//! none asserts timings) and small helpers they share. Figures and the commands
+//! none asserts timings) and small helpers they share: `engine-bench`
+//! (household engine), `monitor-memory` (bytes per idle household in the
+//! shards), `monitor-bench` (monitor vs. a bare rdkafka loop over Tansu, and
+//! deadline-to-incident latency) and `plug-sim` (a simulated town published to
+//! Kafka with its ground truth). Figures and the commands
 //! that produced them are recorded in `load-tests/README.md`.
 //!
 //! Data flow: a binary builds its input (a simulated town, synthetic
