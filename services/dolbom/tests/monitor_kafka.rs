@@ -6,6 +6,11 @@
 //! `care.incidents`: every expected event exactly once, nothing invented.
 //! Without a broker the tests say loudly that they were skipped; under CI
 //! (`CI` set) a missing broker is a failure.
+//!
+//! Troubleshooting knobs: `DOLBOM_TEST_MONITOR_LOG` sets the monitors' log
+//! filter (e.g. `info,librdkafka=debug` with `DOLBOM_TEST_ENV_KAFKA_DEBUG=cgrp`);
+//! any `DOLBOM_TEST_ENV_X` is passed to the monitors as `DOLBOM_X`;
+//! `DOLBOM_TEST_DEBUG` prints every record the checks read back.
 
 use dolbom_proto::v1 as pb;
 use prost::Message as _;

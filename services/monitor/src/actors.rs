@@ -495,7 +495,21 @@ impl ShardActor {
         consumer.assign(&tpl)?;
         Ok(tokio::spawn(async move {
             loop {
-                let first = match consumer.recv().await {
+                // A shard that failed never runs `post_stop`: notice it here.
+                let next = tokio::select! {
+                    r = consumer.recv() => Some(r),
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => None,
+                };
+                let Some(next) = next else {
+                    if matches!(
+                        myself.get_status(),
+                        ractor::ActorStatus::Stopped | ractor::ActorStatus::Stopping
+                    ) {
+                        break;
+                    }
+                    continue;
+                };
+                let first = match next {
                     Ok(m) => Rec::from_message(&m),
                     Err(e) => {
                         tracing::warn!(partition, error = %e, "changelog read error");
