@@ -146,6 +146,9 @@ pub struct HouseholdState {
     last_power_change: Ts,
     last_light_change: Ts,
     last_reading: Ts,
+    /// Episode start of the last inactivity incident that closed: a later
+    /// episode never starts at or before it (its id would be reused).
+    last_closed: Ts,
     open: Option<Open>,
     plugs: SmallVec<[PlugState; 1]>,
 }
@@ -169,6 +172,7 @@ impl HouseholdState {
             last_power_change: start,
             last_light_change: start,
             last_reading: start,
+            last_closed: Ts::MIN,
             open: None,
             plugs: SmallVec::new(),
         }
@@ -306,6 +310,12 @@ impl HouseholdState {
         }));
     }
 
+    fn closed(&mut self, open: Open) {
+        if open.kind == IncidentKind::Inactivity {
+            self.last_closed = self.last_closed.max(open.since);
+        }
+    }
+
     /// Raises the open incident through every welfare stage due by `now`.
     fn raise(&mut self, cfg: &HouseholdConfig, q: Ts, now: Ts, out: &mut Vec<Effect>) {
         let Some(mut open) = self.open else { return };
@@ -340,6 +350,7 @@ impl HouseholdState {
         let q = self.quiet_since(cfg, now);
         if let Some(absence) = self.absence_in_force(cfg, now) {
             if let Some(open) = self.open.take() {
+                self.closed(open);
                 let cause = EventType::Suppressed(SuppressionCause::Absence);
                 self.emit(cfg, open, cause, absence.starts_at, q, out);
             }
@@ -349,6 +360,7 @@ impl HouseholdState {
             match open.kind {
                 IncidentKind::Inactivity if q > open.since => {
                     self.open = None;
+                    self.closed(open);
                     let a = self.last_activity(cfg.rule);
                     if a > open.since {
                         self.emit(cfg, open, EventType::Recovered, a, q, out);
@@ -380,7 +392,10 @@ impl HouseholdState {
                 self.open = Some(Open {
                     kind: IncidentKind::Inactivity,
                     stage: Stage::Normal,
-                    since: q,
+                    // Only a configuration change (e.g. OR → AND) can move the
+                    // quiet start back to or before a closed episode's start;
+                    // the new episode then gets its own id, 1 ms later.
+                    since: q.max(self.last_closed.plus_ms(1)),
                 });
             }
         }
@@ -556,12 +571,10 @@ impl HouseholdState {
     /// Applies a new configuration: forgets plugs no longer registered and
     /// re-evaluates (thresholds, rule or absences may have changed).
     ///
-    /// Known edge: a change that moves the quiet start backwards (a rule
-    /// change from `PowerOrLight` to `PowerAndLight`, a removed absence) keeps
-    /// an open incident as it is, but after an incident has closed it could
-    /// make a later episode start at the closed one's start and so reuse its
-    /// id. The monitor should guard against this when it applies changelog
-    /// updates (remember the last closed episode per household).
+    /// A change that moves the quiet start backwards (a rule change from
+    /// `PowerOrLight` to `PowerAndLight`, a removed absence) keeps an open
+    /// incident as it is; after an incident has closed, a new episode starts
+    /// at least 1 ms after the closed one's start, so it never reuses its id.
     pub fn apply_config(&mut self, cfg: &HouseholdConfig, now: Ts, out: &mut Vec<Effect>) {
         self.plugs.retain(|p| {
             cfg.devices

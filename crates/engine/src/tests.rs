@@ -470,6 +470,32 @@ fn bad_readings_are_rejected_and_change_nothing() {
 }
 
 #[test]
+fn a_rule_change_after_recovery_never_reuses_the_closed_incident_id() {
+    // Light never changes; power does at 13 h: under OR the incident that
+    // opened at 12 h recovers.
+    let mut sim = Sim::new(cfg());
+    sim.steady(t0(), t0().plus_ms(13 * HOUR), 60.0, 100.0);
+    sim.read("p1", t0().plus_ms(13 * HOUR), 160.0, 100.0);
+    let first = sim.events()[0];
+    assert_eq!(first.episode_start, t0());
+    // OR → AND: light has been quiet since t0, so the household is quiet
+    // since t0 again — but that episode is closed.
+    let mut c = sim.cfg.clone();
+    c.rule = ActivityRule::PowerAndLight;
+    c.version += 1;
+    sim.cfg = c.clone();
+    let now = t0().plus_ms(13 * HOUR + MIN);
+    sim.st.apply_config(&c, now, &mut sim.out);
+    let evs = sim.events();
+    let reopened: Vec<_> = evs.iter().filter(|e| e.event == Opened).collect();
+    assert_eq!(reopened.len(), 2, "{evs:?}");
+    assert_eq!(reopened[1].episode_start, t0().plus_ms(1));
+    assert_ne!(reopened[1].episode_start, first.episode_start);
+    // Its stages are still due from the real quiet start.
+    assert_eq!(reopened[1].reason.quiet_since, t0());
+}
+
+#[test]
 fn a_household_without_plugs_is_not_monitored() {
     let mut c = cfg();
     c.devices.clear();

@@ -2,7 +2,7 @@
 //!
 //! A [`Shard`] hosts every household of one `plug.readings` partition as a
 //! compact logical actor (config + [`HouseholdState`] + two deadlines, about
-//! 320 bytes with its index and wheel entry), processed one message at a
+//! 340 bytes with its index and wheel entry), processed one message at a
 //! time. It owns:
 //!
 //! - **One timer wheel** ([`TimerWheel`]) for all its households' deadlines.

@@ -157,6 +157,13 @@ fn shutdown_on_signals() -> CancellationToken {
         let _ = ctrl_c.await;
         tracing::info!("shutdown requested; draining");
         t.cancel();
+        // A drain that cannot finish (e.g. the broker is gone) must not keep
+        // the process alive: what was not snapshotted is replayed anyway.
+        std::thread::spawn(|| {
+            std::thread::sleep(std::time::Duration::from_secs(45));
+            eprintln!("dolbom: drain did not finish within 45 s; exiting");
+            std::process::exit(3);
+        });
     });
     token
 }

@@ -141,6 +141,16 @@ struct Monitor {
     log: PathBuf,
 }
 
+/// A failing test must not leave its monitor running.
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 impl Monitor {
     /// Starts `dolbom monitor` with static membership as `instance`, or
     /// with dynamic membership when `dynamic` (see the rebalance test).
