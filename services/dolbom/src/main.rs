@@ -96,6 +96,7 @@ struct MonitorFlags {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     brokers: Option<String>,
+    /// Consumer group shared by all monitor instances.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     group_id: Option<String>,
@@ -107,9 +108,11 @@ struct MonitorFlags {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     partitions: Option<i32>,
+    /// Where shard snapshots are kept.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     snapshot_dir: Option<PathBuf>,
+    /// Seconds between snapshots (and offset commits) of each shard.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     snapshot_interval_secs: Option<u64>,
@@ -117,6 +120,7 @@ struct MonitorFlags {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     metrics_listen: Option<String>,
+    /// Extra election/temporary holidays, TOML (see crates/calendar/data).
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     holidays_file: Option<PathBuf>,
