@@ -285,6 +285,15 @@ fn hash_id(id: &str) -> u64 {
     xxhash_rust::xxh3::xxh3_64(id.as_bytes())
 }
 
+/// Adds a live slot to the household index (keyed by its household id).
+fn index_insert(index: &mut HashTable<u32>, slots: &[Option<Entity>], slot: u32) {
+    let hash_of = |s: u32| {
+        let e = slots[s as usize].as_ref().expect("indexed slots are live");
+        hash_id(e.cfg.household_id.as_str())
+    };
+    index.insert_unique(hash_of(slot), slot, |&s| hash_of(s));
+}
+
 impl Shard {
     pub fn new(partition: i32, opts: ShardOptions, router: Router, wall_now: Ts) -> Self {
         Self {
@@ -457,7 +466,6 @@ impl Shard {
             absorbed: false,
             offline_open: false,
         };
-        let hash = hash_id(entity.cfg.household_id.as_str());
         let slot = match self.free.pop() {
             Some(s) => {
                 self.slots[s as usize] = Some(entity);
@@ -468,17 +476,7 @@ impl Shard {
                 (self.slots.len() - 1) as u32
             }
         };
-        let slots = &self.slots;
-        self.index.insert_unique(hash, slot, |&s| {
-            hash_id(
-                slots[s as usize]
-                    .as_ref()
-                    .expect("live")
-                    .cfg
-                    .household_id
-                    .as_str(),
-            )
-        });
+        index_insert(&mut self.index, &self.slots, slot);
         self.households += 1;
         let mut effects = std::mem::take(&mut self.effects);
         let e = self.entity_mut(slot);
@@ -503,12 +501,7 @@ impl Shard {
             area.offline -= 1;
         }
         self.pending.retain(|p| p.slot != slot);
-        let slots = &self.slots;
-        if let Ok(entry) = self.index.find_entry(hash_id(household), |&s| {
-            slots[s as usize]
-                .as_ref()
-                .is_some_and(|e| e.cfg.household_id.as_str() == household)
-        }) {
+        if let Ok(entry) = self.index.find_entry(hash_id(household), |&s| s == slot) {
             entry.remove();
         }
         self.slots[slot as usize] = None;
@@ -1065,21 +1058,9 @@ impl Shard {
                 }
             }
         }
-        let slots = &shard.slots;
-        for (i, slot) in slots.iter().enumerate() {
-            if let Some(e) = slot {
-                shard
-                    .index
-                    .insert_unique(hash_id(e.cfg.household_id.as_str()), i as u32, |&s| {
-                        hash_id(
-                            slots[s as usize]
-                                .as_ref()
-                                .expect("live")
-                                .cfg
-                                .household_id
-                                .as_str(),
-                        )
-                    });
+        for slot in 0..shard.slots.len() as u32 {
+            if shard.slots[slot as usize].is_some() {
+                index_insert(&mut shard.index, &shard.slots, slot);
             }
         }
         Ok(shard)
