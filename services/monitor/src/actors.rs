@@ -906,11 +906,9 @@ impl Actor for ShardActor {
                     return Ok(());
                 }
                 let off = Self::snapshot(st).await?;
-                let mut tpl = TopicPartitionList::new();
-                tpl.add_partition_offset(
+                let tpl = kafka::offsets_to_commit(
                     &st.deps.opts.topics.readings,
-                    st.partition,
-                    Offset::Offset(off),
+                    &[(st.partition, off)],
                 )?;
                 if let Err(e) = st.deps.consumer.commit(&tpl, CommitMode::Async) {
                     tracing::warn!(partition = st.partition, error = %e, "offset commit failed; will retry with the next snapshot");

@@ -33,6 +33,28 @@ pub struct MonitorContext {
 
 impl ClientContext for MonitorContext {}
 
+impl MonitorContext {
+    /// The `plug.readings` partitions in a rebalance's partition list.
+    fn readings_partitions(&self, tpl: &TopicPartitionList) -> Vec<i32> {
+        tpl.elements_for_topic(&self.readings_topic)
+            .iter()
+            .map(|e| e.partition())
+            .collect()
+    }
+}
+
+/// The list to commit for `topic`: per partition, the next offset to read.
+pub(crate) fn offsets_to_commit(
+    topic: &str,
+    offsets: &[(i32, i64)],
+) -> rdkafka::error::KafkaResult<TopicPartitionList> {
+    let mut tpl = TopicPartitionList::new();
+    for &(p, off) in offsets {
+        tpl.add_partition_offset(topic, p, Offset::Offset(off))?;
+    }
+    Ok(tpl)
+}
+
 impl ConsumerContext for MonitorContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let Rebalance::Revoke(tpl) = rebalance else {
@@ -42,11 +64,7 @@ impl ConsumerContext for MonitorContext {
         if self.drained.load(std::sync::atomic::Ordering::SeqCst) {
             return;
         }
-        let partitions: Vec<i32> = tpl
-            .elements_for_topic(&self.readings_topic)
-            .iter()
-            .map(|e| e.partition())
-            .collect();
+        let partitions = self.readings_partitions(tpl);
         if partitions.is_empty() {
             return;
         }
@@ -60,16 +78,11 @@ impl ConsumerContext for MonitorContext {
             })
         });
         match offsets {
-            Ok(offsets) if !lost => {
-                let mut commit = TopicPartitionList::new();
-                for (p, off) in offsets {
-                    let _ =
-                        commit.add_partition_offset(&self.readings_topic, p, Offset::Offset(off));
-                }
-                if commit.count() > 0 {
-                    if let Err(e) = consumer.commit(&commit, CommitMode::Sync) {
-                        tracing::warn!(error = %e, "commit on revocation failed; the next owner replays from the previous commit");
-                    }
+            Ok(offsets) if !lost && !offsets.is_empty() => {
+                let committed = offsets_to_commit(&self.readings_topic, &offsets)
+                    .and_then(|tpl| consumer.commit(&tpl, CommitMode::Sync));
+                if let Err(e) = committed {
+                    tracing::warn!(error = %e, "commit on revocation failed; the next owner replays from the previous commit");
                 }
             }
             Ok(_) => {}
@@ -84,11 +97,7 @@ impl ConsumerContext for MonitorContext {
         let Rebalance::Assign(tpl) = rebalance else {
             return;
         };
-        let partitions: Vec<i32> = tpl
-            .elements_for_topic(&self.readings_topic)
-            .iter()
-            .map(|e| e.partition())
-            .collect();
+        let partitions = self.readings_partitions(tpl);
         if partitions.is_empty() {
             return;
         }

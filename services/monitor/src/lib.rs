@@ -230,12 +230,12 @@ pub async fn run(
     summary.partitions_at_stop = assigned.len();
     let offsets = ractor::call_t!(root, RootMsg::Revoke, 60_000, assigned).unwrap_or_default();
     if !offsets.is_empty() {
-        let mut tpl = TopicPartitionList::new();
-        for (p, off) in &offsets {
-            let _ = tpl.add_partition_offset(&readings_topic, *p, Offset::Offset(*off));
-        }
         let c = consumer.clone();
-        if let Err(e) = tokio::task::block_in_place(move || c.commit(&tpl, CommitMode::Sync)) {
+        let committed = tokio::task::block_in_place(move || {
+            kafka::offsets_to_commit(&readings_topic, &offsets)
+                .and_then(|tpl| c.commit(&tpl, CommitMode::Sync))
+        });
+        if let Err(e) = committed {
             tracing::warn!(error = %e, "final commit failed; the next owner replays from the previous commit");
         }
     }
