@@ -9,11 +9,13 @@
 //! known times; [`Town::truth`] says who and when, so a run can be checked.
 //!
 //! Data flow: a runner asks [`Town::readings_at`] for each simulated minute and
-//! feeds the readings to the engine (in process today; onto the bus or Kafka
-//! later). Everything is deterministic for a given seed.
+//! feeds the readings to the engine directly ([`TownReading::reading`]) or, as
+//! plugs publish them ([`Town::wire_reading`]), onto the standalone in-process
+//! bus or Kafka (`plug-sim`). Everything is deterministic for a given seed.
 
 use dolbom_domain::config::{Absence, AbsenceKind, HouseholdConfig, SleepWindow};
 use dolbom_domain::{DeviceId, DongCode, HouseholdId, MunicipalityCode, Ts, MINUTE_MS};
+use dolbom_proto::v1 as pb;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
@@ -218,6 +220,19 @@ impl Town {
 
     pub fn configs(&self) -> impl Iterator<Item = &HouseholdConfig> {
         self.homes.iter().map(|h| &h.cfg)
+    }
+
+    /// A reading as a plug publishes it (`dolbom.v1.PlugReading`).
+    pub fn wire_reading(&self, r: &TownReading) -> pb::PlugReading {
+        pb::PlugReading {
+            device_id: r.device_id.clone(),
+            household_id: self.config(r.household).household_id.to_string(),
+            observed_at_ms: r.observed_at.millis(),
+            watts: Some(r.watts as f64),
+            lux: Some(r.lux as f64),
+            sequence: r.sequence,
+            current_amps: None,
+        }
     }
 
     /// Who deviates from the routine, and when.

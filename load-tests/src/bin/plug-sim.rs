@@ -148,17 +148,9 @@ async fn main() -> anyhow::Result<()> {
                 dropped += 1;
                 continue;
             }
-            let id = town.config(r.household).household_id.to_string();
-            let wire = pb::PlugReading {
-                device_id: r.device_id.clone(),
-                household_id: id.clone(),
-                observed_at_ms: r.observed_at.millis(),
-                watts: Some(r.watts as f64),
-                lux: Some(r.lux as f64),
-                sequence: r.sequence,
-                current_amps: None,
-            }
-            .encode_to_vec();
+            let reading = town.wire_reading(r);
+            let wire = reading.encode_to_vec();
+            let id = reading.household_id;
             if rng.random_bool(a.duplicates.clamp(0.0, 1.0)) {
                 batch.push((id.clone(), wire.clone()));
                 dups += 1;

@@ -357,16 +357,7 @@ pub async fn run(
         readings.clear();
         town.readings_at(t, &mut readings);
         for r in &readings {
-            let cfg = town.config(r.household);
-            batches[household_partition[r.household]].push(pb::PlugReading {
-                device_id: r.device_id.clone(),
-                household_id: cfg.household_id.to_string(),
-                observed_at_ms: r.observed_at.millis(),
-                watts: Some(r.watts as f64),
-                lux: Some(r.lux as f64),
-                sequence: r.sequence,
-                current_amps: None,
-            });
+            batches[household_partition[r.household]].push(town.wire_reading(r));
         }
         summary.readings += readings.len() as u64;
         for (p, batch) in batches.iter_mut().enumerate() {
