@@ -5,11 +5,14 @@
 //! (household engine), `monitor-memory` (bytes per idle household in the
 //! shards), `monitor-bench` (monitor vs. a bare rdkafka loop over Tansu, and
 //! deadline-to-incident latency) and `plug-sim` (a simulated town published to
-//! Kafka with its ground truth). Figures and the commands
+//! Kafka with its ground truth), and [`broker`], the Kafka-protocol broker
+//! the Kafka tests and benchmarks run against. Figures and the commands
 //! that produced them are recorded in `load-tests/README.md`.
 //!
 //! Data flow: a binary builds its input (a simulated town, synthetic
 //! households), drives the code under test in-process, and prints results.
+
+pub mod broker;
 
 /// Resident set size of this process in bytes (Linux `/proc/self/statm`).
 pub fn resident_bytes() -> Option<u64> {

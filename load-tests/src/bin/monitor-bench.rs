@@ -17,8 +17,10 @@
 //! 4. Latency (wall clock): `latency-households` (default 20 000) quiet
 //!    households with a 3-minute ATTENTION threshold (registered together,
 //!    reporting unchanged values every 30 s, spread evenly) all fall due
-//!    within about a second; one busy household per partition keeps event time moving. Latency = when the incident event is read back from
-//!    `care.incidents` − its `due_at`.
+//!    within about a second; one busy household per partition keeps event
+//!    time moving. Latency = when the incident event is read back from
+//!    `care.incidents` − its `due_at` (and, inside the monitor, its
+//!    `emitted_at` − `due_at`).
 
 use dolbom_monitor::{MonitorOptions, Topics};
 use dolbom_proto::v1 as pb;
@@ -28,61 +30,11 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 const PARTITIONS: i32 = 4;
 const T0_MS: i64 = 1_767_225_600_000;
-
-struct Tansu(Option<Child>);
-impl Drop for Tansu {
-    fn drop(&mut self) {
-        if let Some(c) = &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn broker() -> anyhow::Result<(String, Tansu)> {
-    if let Ok(b) = std::env::var("DOLBOM_KAFKA_BROKERS") {
-        return Ok((b, Tansu(None)));
-    }
-    let bin = std::env::var("DOLBOM_TANSU").unwrap_or_else(|_| {
-        format!(
-            "{}/.cargo/bin/tansu",
-            std::env::var("HOME").unwrap_or_default()
-        )
-    });
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let url = format!("tcp://127.0.0.1:{port}");
-    let child = Command::new(&bin)
-        .args([
-            "broker",
-            "--listener-url",
-            &url,
-            "--advertised-listener-url",
-            &url,
-            "--storage-engine",
-            "memory://tansu/",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| {
-            anyhow::anyhow!("starting {bin}: {e} (set DOLBOM_KAFKA_BROKERS or install tansu)")
-        })?;
-    let addr = format!("127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(&addr).is_err() {
-        anyhow::ensure!(Instant::now() < deadline, "tansu did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok((addr, Tansu(Some(child))))
-}
 
 fn topics(prefix: &str) -> Topics {
     Topics {
@@ -199,7 +151,10 @@ async fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let (brokers, _tansu) = broker()?;
+    let broker = dolbom_load_tests::broker::broker()?.ok_or_else(|| {
+        anyhow::anyhow!("no Kafka broker: set DOLBOM_KAFKA_BROKERS or install tansu")
+    })?;
+    let brokers = broker.addr.clone();
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
     let dir = tempdir()?;
     let prefix = format!("bench{}", std::process::id());

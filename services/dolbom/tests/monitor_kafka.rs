@@ -12,6 +12,7 @@
 //! any `DOLBOM_TEST_ENV_X` is passed to the monitors as `DOLBOM_X`;
 //! `DOLBOM_TEST_DEBUG` prints every record the checks read back.
 
+use dolbom_load_tests::broker::Broker;
 use dolbom_proto::v1 as pb;
 use prost::Message as _;
 use rdkafka::config::ClientConfig;
@@ -20,7 +21,6 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -45,79 +45,17 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-struct Broker {
-    addr: String,
-    child: Option<Child>,
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        if let Some(c) = &mut self.child {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn tansu_binary() -> Option<PathBuf> {
-    if let Ok(p) = std::env::var("DOLBOM_TANSU") {
-        return Some(PathBuf::from(p));
-    }
-    let home = std::env::var("HOME").unwrap_or_default();
-    let candidates = [PathBuf::from(&home).join(".cargo/bin/tansu")];
-    if let Some(p) = candidates.iter().find(|p| p.exists()) {
-        return Some(p.clone());
-    }
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join("tansu"))
-            .find(|p| p.exists())
-    })
-}
-
 fn broker(test: &str) -> Option<Broker> {
-    if let Ok(addr) = std::env::var("DOLBOM_KAFKA_BROKERS") {
-        return Some(Broker { addr, child: None });
-    }
-    let Some(bin) = tansu_binary() else {
+    let started = dolbom_load_tests::broker::broker().expect("start tansu");
+    if started.is_none() {
         if std::env::var_os("CI").is_some() {
             panic!("{test}: no Kafka broker: set DOLBOM_KAFKA_BROKERS or install tansu");
         }
         eprintln!(
             "SKIPPED {test}: no Kafka broker (set DOLBOM_KAFKA_BROKERS, or `cargo install tansu --locked --features dynostore`)"
         );
-        return None;
-    };
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let url = format!("tcp://127.0.0.1:{port}");
-    let child = Command::new(bin)
-        .args([
-            "broker",
-            "--listener-url",
-            &url,
-            "--advertised-listener-url",
-            &url,
-            "--storage-engine",
-            "memory://tansu/",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start tansu");
-    let addr = format!("127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(&addr).is_err() {
-        assert!(Instant::now() < deadline, "tansu did not start on {addr}");
-        std::thread::sleep(Duration::from_millis(50));
     }
-    Some(Broker {
-        addr,
-        child: Some(child),
-    })
+    started
 }
 
 struct Topics {

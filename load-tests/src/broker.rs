@@ -1,0 +1,85 @@
+//! A Kafka-protocol broker for the Kafka tests and benchmarks: the one named
+//! by `DOLBOM_KAFKA_BROKERS`, or Tansu (`DOLBOM_TANSU`, `~/.cargo/bin/tansu`
+//! or `tansu` on `PATH`) started on a free loopback port with in-memory
+//! storage, stopped when the [`Broker`] is dropped.
+
+use std::io;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A broker to talk to; one this process started is killed on drop.
+pub struct Broker {
+    pub addr: String,
+    child: Option<Child>,
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.child {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Where the Tansu binary is, if anywhere.
+pub fn tansu_binary() -> Option<PathBuf> {
+    if let Ok(p) = std::env::var("DOLBOM_TANSU") {
+        return Some(PathBuf::from(p));
+    }
+    let home = std::env::var("HOME").unwrap_or_default();
+    let installed = PathBuf::from(home).join(".cargo/bin/tansu");
+    if installed.exists() {
+        return Some(installed);
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("tansu"))
+            .find(|p| p.exists())
+    })
+}
+
+/// Starts Tansu on a free loopback port and waits until it listens.
+pub fn start_tansu(bin: &Path) -> io::Result<Broker> {
+    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let url = format!("tcp://127.0.0.1:{port}");
+    let child = Command::new(bin)
+        .args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+            "--storage-engine",
+            "memory://tansu/",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let broker = Broker {
+        addr: format!("127.0.0.1:{port}"),
+        child: Some(child),
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(&broker.addr).is_err() {
+        if Instant::now() > deadline {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("tansu did not start on {}", broker.addr),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(broker)
+}
+
+/// `DOLBOM_KAFKA_BROKERS` if set, else a freshly started Tansu; `None` when
+/// there is neither.
+pub fn broker() -> io::Result<Option<Broker>> {
+    if let Ok(addr) = std::env::var("DOLBOM_KAFKA_BROKERS") {
+        return Ok(Some(Broker { addr, child: None }));
+    }
+    tansu_binary().map(|bin| start_tansu(&bin)).transpose()
+}
