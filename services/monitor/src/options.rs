@@ -1,8 +1,6 @@
 //! Monitor options: defaults → TOML file → `DOLBOM_` environment → flags.
 
 use dolbom_shard::{ClockMode, ShardOptions};
-use figment::providers::{Env, Format, Serialized, Toml};
-use figment::Figment;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -100,7 +98,7 @@ impl Default for MonitorOptions {
 #[derive(Debug, thiserror::Error)]
 pub enum OptionsError {
     #[error("configuration: {0}")]
-    Figment(#[from] Box<figment::Error>),
+    Figment(#[from] dolbom_options::LayerError),
     #[error("invalid option {field}: {problem}")]
     Invalid {
         field: &'static str,
@@ -113,15 +111,7 @@ impl MonitorOptions {
     /// variables (nested with `__`, e.g. `DOLBOM_SHARD__CLOCK=event`) and
     /// `flags` (only the fields it sets), then validates.
     pub fn load(file: Option<&Path>, flags: impl Serialize) -> Result<Self, OptionsError> {
-        let mut fig = Figment::from(Serialized::defaults(MonitorOptions::default()));
-        if let Some(f) = file {
-            fig = fig.merge(Toml::file_exact(f));
-        }
-        let opts: Self = fig
-            .merge(Env::prefixed("DOLBOM_").split("__"))
-            .merge(Serialized::defaults(flags))
-            .extract()
-            .map_err(Box::new)?;
+        let opts: Self = dolbom_options::layered(file, flags)?;
         opts.validate()?;
         Ok(opts)
     }

@@ -1,7 +1,5 @@
 //! Standalone options: defaults → TOML file → `DOLBOM_` environment → flags.
 
-use figment::providers::{Env, Format, Serialized, Toml};
-use figment::Figment;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -57,7 +55,7 @@ impl Default for StandaloneOptions {
 #[derive(Debug, thiserror::Error)]
 pub enum OptionsError {
     #[error("configuration: {0}")]
-    Figment(#[from] Box<figment::Error>),
+    Figment(#[from] dolbom_options::LayerError),
     #[error("invalid option {field}: {problem}")]
     Invalid {
         field: &'static str,
@@ -69,15 +67,7 @@ impl StandaloneOptions {
     /// Layers defaults, the TOML file (if given), `DOLBOM_*` environment
     /// variables and `flags` (only the fields it sets), then validates.
     pub fn load(file: Option<&Path>, flags: impl Serialize) -> Result<Self, OptionsError> {
-        let mut fig = Figment::from(Serialized::defaults(StandaloneOptions::default()));
-        if let Some(f) = file {
-            fig = fig.merge(Toml::file_exact(f));
-        }
-        let opts: Self = fig
-            .merge(Env::prefixed("DOLBOM_"))
-            .merge(Serialized::defaults(flags))
-            .extract()
-            .map_err(Box::new)?;
+        let opts: Self = dolbom_options::layered(file, flags)?;
         opts.validate()?;
         Ok(opts)
     }
