@@ -425,7 +425,7 @@ impl Shard {
         out: &mut Vec<Output>,
     ) -> Result<(), Rejection> {
         cfg.validate()?;
-        let now = self.engine_now(Ts::MIN);
+        let now = self.fired_to;
         if let Some(slot) = self.lookup(cfg.household_id.as_str()) {
             let have = self.entity(slot).cfg.version;
             if cfg.version < have {
@@ -533,7 +533,7 @@ impl Shard {
     }
 
     fn leave_area(&mut self, slot: u32, wall_now: Ts, out: &mut Vec<Output>) {
-        let now = self.engine_now(Ts::MIN);
+        let now = self.fired_to;
         let e = self.entity_mut(slot);
         let (area, absorbed, offline) = (e.area, e.absorbed, e.offline_open);
         e.absorbed = false;
@@ -970,7 +970,7 @@ impl Shard {
         while i < self.pending.len() {
             if self.pending[i].until <= limit {
                 let p = self.pending.remove(i);
-                let now = self.engine_now(Ts::MIN);
+                let now = self.fired_to;
                 self.publish_household(p.slot, &p.event, now, wall_now, out);
             } else {
                 i += 1;

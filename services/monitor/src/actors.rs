@@ -815,8 +815,9 @@ impl Actor for ShardActor {
                     if rec.offset < st.next_offset {
                         continue; // covered by the snapshot
                     }
-                    st.shard.note_input(now);
                     if st.poisoned.contains(&rec.offset) {
+                        // Not decoded, but the pipeline is alive.
+                        st.shard.note_input(now);
                         dead_letter(
                             &st.deps,
                             &topic,
