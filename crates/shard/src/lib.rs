@@ -259,6 +259,29 @@ struct Health {
     grace: Option<(Ts, Ts)>,
 }
 
+/// An area's AREA_OUTAGE incident event (routed to maintenance).
+fn area_event(
+    a: &Area,
+    event: EventType,
+    episode: Ts,
+    due: Ts,
+    emitted_at: Ts,
+    affected: u32,
+) -> pb::IncidentEvent {
+    convert::platform_event(&PlatformIncident {
+        kind: IncidentKind::AreaOutage,
+        subject: &a.id,
+        event,
+        episode_start: episode,
+        due_at: due,
+        emitted_at,
+        route: Route::Maintenance,
+        municipality: Some(a.municipality),
+        dong: Some(a.dong),
+        affected_households: affected,
+    })
+}
+
 /// One partition's households. See the crate documentation.
 pub struct Shard {
     partition: i32,
@@ -656,7 +679,6 @@ impl Shard {
                 .event_max
                 .is_some_and(|e| wall_now.since(e) > self.opts.max_event_lag_ms);
         let unhealthy = idle || lagging;
-        let subject = format!("partition-{}", self.partition);
         match (self.health.stalled, unhealthy) {
             (None, true) => {
                 let frozen = self.fired_to;
@@ -671,40 +693,40 @@ impl Shard {
                 } else {
                     wall_now
                 };
-                let ev = convert::platform_event(&PlatformIncident {
-                    kind: IncidentKind::PipelineStall,
-                    subject: &subject,
-                    event: EventType::Opened,
-                    episode_start: episode,
-                    due_at: due,
-                    emitted_at: wall_now,
-                    route: Route::Sre,
-                    municipality: None,
-                    dong: None,
-                    affected_households: self.households as u32,
-                });
+                let ev = self.stall_event(EventType::Opened, episode, due, wall_now);
                 self.publish(ev, out);
             }
             (Some((frozen, episode)), false) => {
                 self.health.stalled = None;
                 let resumed = self.event_max.unwrap_or(frozen);
                 self.health.grace = Some((frozen, resumed.plus_ms(self.opts.resume_grace_ms)));
-                let ev = convert::platform_event(&PlatformIncident {
-                    kind: IncidentKind::PipelineStall,
-                    subject: &subject,
-                    event: EventType::Recovered,
-                    episode_start: episode,
-                    due_at: wall_now,
-                    emitted_at: wall_now,
-                    route: Route::Sre,
-                    municipality: None,
-                    dong: None,
-                    affected_households: self.households as u32,
-                });
+                let ev = self.stall_event(EventType::Recovered, episode, wall_now, wall_now);
                 self.publish(ev, out);
             }
             _ => {}
         }
+    }
+
+    /// This partition's PIPELINE_STALL incident event (routed to SRE).
+    fn stall_event(
+        &self,
+        event: EventType,
+        episode: Ts,
+        due: Ts,
+        wall_now: Ts,
+    ) -> pb::IncidentEvent {
+        convert::platform_event(&PlatformIncident {
+            kind: IncidentKind::PipelineStall,
+            subject: &format!("partition-{}", self.partition),
+            event,
+            episode_start: episode,
+            due_at: due,
+            emitted_at: wall_now,
+            route: Route::Sre,
+            municipality: None,
+            dong: None,
+            affected_households: self.households as u32,
+        })
     }
 
     fn fire_due(&mut self, limit: Ts, wall_now: Ts, out: &mut Vec<Output>) {
@@ -892,18 +914,9 @@ impl Shard {
             }
         }
         let a = &self.areas[area as usize];
-        let ev = convert::platform_event(&PlatformIncident {
-            kind: IncidentKind::AreaOutage,
-            subject: &a.id,
-            event: EventType::Opened,
-            episode_start: episode,
-            due_at: first,
-            emitted_at: self.emit_time(wall_now, now),
-            route: Route::Maintenance,
-            municipality: Some(a.municipality),
-            dong: Some(a.dong),
-            affected_households: absorbed.max(a.offline),
-        });
+        let affected = absorbed.max(a.offline);
+        let emitted_at = self.emit_time(wall_now, now);
+        let ev = area_event(a, EventType::Opened, episode, first, emitted_at, affected);
         self.publish(ev, out);
     }
 
@@ -914,18 +927,8 @@ impl Shard {
         if (a.offline as usize) * 2 >= self.area_threshold(a) {
             return;
         }
-        let ev = convert::platform_event(&PlatformIncident {
-            kind: IncidentKind::AreaOutage,
-            subject: &a.id,
-            event: EventType::Recovered,
-            episode_start: episode,
-            due_at: now,
-            emitted_at: self.emit_time(wall_now, now),
-            route: Route::Maintenance,
-            municipality: Some(a.municipality),
-            dong: Some(a.dong),
-            affected_households: a.offline,
-        });
+        let emitted_at = self.emit_time(wall_now, now);
+        let ev = area_event(a, EventType::Recovered, episode, now, emitted_at, a.offline);
         self.areas[area as usize].active = None;
         self.areas[area as usize].recent.clear();
         self.publish(ev, out);
