@@ -43,6 +43,8 @@ pub enum SnapshotStoreError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("snapshot store backend: {0}")]
+    Backend(String),
     #[error("snapshot file {path} is corrupt: {source}")]
     Corrupt {
         path: PathBuf,

@@ -1,0 +1,636 @@
+//! The embedded store: one SQLite file, for single-machine deployments and
+//! `standalone`.
+//!
+//! One writer connection (every [`WriteBatch`] is one transaction, so a batch
+//! is all-or-nothing) and one reader connection; SQLite's write-ahead log lets
+//! reads run beside writes. `synchronous=FULL` means a committed write survives
+//! a crash or a power loss. Calls block, so the async trait methods run them on
+//! tokio's blocking pool; [`EmbeddedStore::write_blocking`] and friends are for
+//! callers already on a blocking thread.
+//!
+//! Schema versions are the files in `migrations/sqlite/`, applied in order
+//! inside a transaction and recorded in `PRAGMA user_version`.
+
+use crate::model::*;
+use crate::{now_ms, HistoryError, HistoryStore};
+use async_trait::async_trait;
+use dolbom_proto::v1::IncidentEvent;
+use dolbom_snapshots::ShardSnapshot;
+use prost::Message;
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// The schema, in order. Never edit a released file: add the next one.
+const MIGRATIONS: &[(u32, &str, &str)] = &[(
+    1,
+    "init",
+    include_str!("../migrations/sqlite/0001_init.sql"),
+)];
+
+struct Inner {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    reader: Mutex<Connection>,
+    retention: Retention,
+}
+
+/// History in one SQLite file.
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for EmbeddedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedStore")
+            .field("path", &self.inner.path)
+            .finish()
+    }
+}
+
+fn open_conn(path: &Path) -> Result<Connection, HistoryError> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(30))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
+}
+
+impl EmbeddedStore {
+    /// Opens (creating if needed) the store `history.sqlite` in `dir` and
+    /// applies pending migrations.
+    pub fn open_dir(dir: impl AsRef<Path>, retention: Retention) -> Result<Self, HistoryError> {
+        let dir = dir.as_ref();
+        std::fs::create_dir_all(dir).map_err(|source| HistoryError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        Self::open(dir.join("history.sqlite"), retention)
+    }
+
+    /// Opens (creating if needed) the store file and applies pending migrations.
+    pub fn open(path: impl AsRef<Path>, retention: Retention) -> Result<Self, HistoryError> {
+        retention.validate()?;
+        let path = path.as_ref().to_path_buf();
+        let mut writer = open_conn(&path)?;
+        migrate(&mut writer)?;
+        let reader = open_conn(&path)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path,
+                writer: Mutex::new(writer),
+                reader: Mutex::new(reader),
+                retention,
+            }),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// The applied schema version.
+    pub fn schema_version(&self) -> Result<u32, HistoryError> {
+        let conn = self.inner.reader.lock().expect("reader lock");
+        Ok(conn.pragma_query_value(None, "user_version", |r| r.get(0))?)
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Inner) -> Result<T, HistoryError> + Send + 'static,
+    ) -> Result<T, HistoryError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || f(&inner))
+            .await
+            .map_err(|e| HistoryError::Join(e.to_string()))?
+    }
+
+    /// [`HistoryStore::write`], on the calling thread.
+    pub fn write_blocking(&self, batch: &WriteBatch) -> Result<(), HistoryError> {
+        write(&self.inner, batch, now_ms())
+    }
+
+    /// [`HistoryStore::put_snapshot`], on the calling thread.
+    pub fn put_snapshot_blocking(&self, s: &ShardSnapshot) -> Result<(), HistoryError> {
+        let conn = self.inner.writer.lock().expect("writer lock");
+        conn.execute(
+            "INSERT OR REPLACE INTO snapshots (group_id, partition, readings_offset, \
+             households_offset, incidents_offset, taken_at_ms, state) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                s.group,
+                s.partition,
+                s.readings_offset,
+                s.households_offset,
+                s.incidents_offset,
+                s.taken_at_ms,
+                s.state
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// [`HistoryStore::get_snapshot`], on the calling thread.
+    pub fn get_snapshot_blocking(
+        &self,
+        group: &str,
+        partition: i32,
+    ) -> Result<Option<ShardSnapshot>, HistoryError> {
+        let conn = self.inner.reader.lock().expect("reader lock");
+        Ok(conn
+            .query_row(
+                "SELECT readings_offset, households_offset, incidents_offset, taken_at_ms, state \
+                 FROM snapshots WHERE group_id = ?1 AND partition = ?2",
+                params![group, partition],
+                |r| {
+                    Ok(ShardSnapshot {
+                        group: group.to_string(),
+                        partition,
+                        readings_offset: r.get(0)?,
+                        households_offset: r.get(1)?,
+                        incidents_offset: r.get(2)?,
+                        taken_at_ms: r.get(3)?,
+                        state: r.get(4)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), HistoryError> {
+    let current: u32 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    for &(version, name, sql) in MIGRATIONS {
+        if version <= current {
+            continue;
+        }
+        let fail = |e: rusqlite::Error| HistoryError::Migration {
+            version,
+            name: name.to_string(),
+            reason: e.to_string(),
+        };
+        let tx = conn.transaction().map_err(fail)?;
+        tx.execute_batch(sql).map_err(fail)?;
+        tx.pragma_update(None, "user_version", version)
+            .map_err(fail)?;
+        tx.commit().map_err(fail)?;
+        tracing::info!(version, name, "history: applied embedded schema migration");
+    }
+    Ok(())
+}
+
+/// Is a record of this time still kept?
+fn kept(now: i64, at_ms: i64, keep_ms: i64) -> bool {
+    at_ms > now - keep_ms
+}
+
+fn table(r: Resolution) -> &'static str {
+    match r {
+        Resolution::Minute => "readings_minute",
+        Resolution::Hour => "readings_hour",
+    }
+}
+
+fn insert_aggregate(tx: &rusqlite::Transaction<'_>, a: &Aggregate) -> rusqlite::Result<()> {
+    let sql = match a.resolution {
+        Resolution::Minute => {
+            "INSERT OR REPLACE INTO readings_minute VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)"
+        }
+        Resolution::Hour => {
+            "INSERT OR REPLACE INTO readings_hour VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)"
+        }
+    };
+    let mut st = tx.prepare_cached(sql)?;
+    let w = a.watts;
+    let l = a.lux;
+    st.execute(params![
+        a.household_id,
+        a.bucket_start_ms,
+        a.readings,
+        w.map(|s| s.count),
+        w.map(|s| s.min),
+        w.map(|s| s.max),
+        w.map(|s| s.sum),
+        l.map(|s| s.count),
+        l.map(|s| s.min),
+        l.map(|s| s.max),
+        l.map(|s| s.sum),
+    ])?;
+    Ok(())
+}
+
+fn summary(r: &Row<'_>, at: usize) -> rusqlite::Result<Option<Summary>> {
+    let count: Option<u32> = r.get(at)?;
+    Ok(match count {
+        None => None,
+        Some(count) => Some(Summary {
+            count,
+            min: r.get(at + 1)?,
+            max: r.get(at + 2)?,
+            sum: r.get(at + 3)?,
+        }),
+    })
+}
+
+fn aggregate_row(r: &Row<'_>, resolution: Resolution) -> rusqlite::Result<Aggregate> {
+    Ok(Aggregate {
+        household_id: r.get(0)?,
+        resolution,
+        bucket_start_ms: r.get(1)?,
+        readings: r.get(2)?,
+        watts: summary(r, 3)?,
+        lux: summary(r, 7)?,
+    })
+}
+
+const AGGREGATE_COLUMNS: &str = "household_id, bucket_start, readings, watts_count, watts_min, \
+     watts_max, watts_sum, lux_count, lux_min, lux_max, lux_sum";
+
+fn decode_event(bytes: Vec<u8>) -> Result<IncidentEvent, HistoryError> {
+    IncidentEvent::decode(bytes.as_slice()).map_err(|e| HistoryError::Corrupt(e.to_string()))
+}
+
+fn write(inner: &Inner, batch: &WriteBatch, now: i64) -> Result<(), HistoryError> {
+    let ret = inner.retention;
+    let mut conn = inner.writer.lock().expect("writer lock");
+    let tx = conn.transaction()?;
+    for a in &batch.aggregates {
+        if kept(now, a.bucket_start_ms, ret.aggregates_ms(a.resolution)) {
+            insert_aggregate(&tx, a)?;
+        }
+    }
+    for h in &batch.roll_up_hours {
+        if !kept(now, h.hour_start_ms, ret.aggregates_ms(Resolution::Hour)) {
+            continue;
+        }
+        let minutes = {
+            let mut st = tx.prepare_cached(&format!(
+                "SELECT {AGGREGATE_COLUMNS} FROM readings_minute \
+                 WHERE household_id = ?1 AND bucket_start >= ?2 AND bucket_start < ?3"
+            ))?;
+            let rows = st.query_map(
+                params![h.household_id, h.hour_start_ms, h.hour_start_ms + HOUR_MS],
+                |r| aggregate_row(r, Resolution::Minute),
+            )?;
+            rows.collect::<Result<Vec<_>, _>>()?
+        };
+        if let Some(hour) = Aggregate::roll_up(&h.household_id, h.hour_start_ms, &minutes) {
+            insert_aggregate(&tx, &hour)?;
+        }
+    }
+    {
+        let mut st = tx.prepare_cached(
+            "INSERT OR REPLACE INTO incident_events (event_id, incident_id, household_id, \
+             municipality_code, dong_code, kind, type, stage, at_ms, payload) \
+             VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
+        )?;
+        for e in &batch.incident_events {
+            let at = event_time_ms(e);
+            if !kept(now, at, Retention::days_ms(ret.incident_days)) {
+                continue;
+            }
+            st.execute(params![
+                e.event_id,
+                e.incident_id,
+                e.household_id,
+                e.municipality_code,
+                e.dong_code,
+                e.kind,
+                e.r#type,
+                e.stage,
+                at,
+                e.encode_to_vec()
+            ])?;
+        }
+    }
+    {
+        let mut st = tx.prepare_cached(
+            "INSERT OR REPLACE INTO state_changes (household_id, at_ms, state, cause) \
+             VALUES (?1,?2,?3,?4)",
+        )?;
+        for s in &batch.state_changes {
+            if kept(now, s.at_ms, Retention::days_ms(ret.state_days)) {
+                st.execute(params![s.household_id, s.at_ms, s.state.as_str(), s.cause])?;
+            }
+        }
+    }
+    {
+        let mut st = tx.prepare_cached(
+            "INSERT OR REPLACE INTO escalation_log (incident_id, entry_id, municipality_code, \
+             at_ms, action, policy_version, step, attempt, tier, channel, message_id, result, \
+             detail) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13)",
+        )?;
+        for e in &batch.escalation {
+            if kept(now, e.at_ms, Retention::days_ms(ret.escalation_days)) {
+                st.execute(params![
+                    e.incident_id,
+                    e.entry_id,
+                    e.municipality_code,
+                    e.at_ms,
+                    e.action.as_str(),
+                    e.policy_version,
+                    e.step,
+                    e.attempt,
+                    e.tier,
+                    e.channel,
+                    e.message_id,
+                    e.result,
+                    e.detail
+                ])?;
+            }
+        }
+    }
+    {
+        let mut st = tx.prepare_cached(
+            "INSERT OR REPLACE INTO audit_log (audit_id, municipality_code, at_ms, principal, \
+             action, subject, detail) VALUES (?1,?2,?3,?4,?5,?6,?7)",
+        )?;
+        for a in &batch.audit {
+            if kept(now, a.at_ms, Retention::days_ms(ret.audit_days)) {
+                st.execute(params![
+                    a.audit_id,
+                    a.municipality_code,
+                    a.at_ms,
+                    a.principal,
+                    a.action,
+                    a.subject,
+                    a.detail
+                ])?;
+            }
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+fn escalation_row(r: &Row<'_>) -> rusqlite::Result<(EscalationEntry, String)> {
+    let action: String = r.get(4)?;
+    Ok((
+        EscalationEntry {
+            incident_id: r.get(0)?,
+            entry_id: r.get(1)?,
+            municipality_code: r.get(2)?,
+            at_ms: r.get(3)?,
+            action: EscalationAction::StepStarted,
+            policy_version: r.get(5)?,
+            step: r.get(6)?,
+            attempt: r.get(7)?,
+            tier: r.get(8)?,
+            channel: r.get(9)?,
+            message_id: r.get(10)?,
+            result: r.get(11)?,
+            detail: r.get(12)?,
+        },
+        action,
+    ))
+}
+
+#[async_trait]
+impl HistoryStore for EmbeddedStore {
+    fn backend(&self) -> &'static str {
+        "embedded"
+    }
+
+    async fn write(&self, batch: &WriteBatch) -> Result<(), HistoryError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let batch = batch.clone();
+        self.blocking(move |inner| write(inner, &batch, now_ms()))
+            .await
+    }
+
+    async fn put_snapshot(&self, snapshot: &ShardSnapshot) -> Result<(), HistoryError> {
+        let this = self.clone();
+        let snapshot = snapshot.clone();
+        self.blocking(move |_| this.put_snapshot_blocking(&snapshot))
+            .await
+    }
+
+    async fn get_snapshot(
+        &self,
+        group: &str,
+        partition: i32,
+    ) -> Result<Option<ShardSnapshot>, HistoryError> {
+        let this = self.clone();
+        let group = group.to_string();
+        self.blocking(move |_| this.get_snapshot_blocking(&group, partition))
+            .await
+    }
+
+    async fn timeline(
+        &self,
+        household_id: &str,
+        from_ms: i64,
+        to_ms: i64,
+        resolution: Resolution,
+    ) -> Result<Timeline, HistoryError> {
+        let household_id = household_id.to_string();
+        self.blocking(move |inner| {
+            let conn = inner.reader.lock().expect("reader lock");
+            let mut st = conn.prepare_cached(&format!(
+                "SELECT {AGGREGATE_COLUMNS} FROM {} WHERE household_id = ?1 \
+                 AND bucket_start >= ?2 AND bucket_start < ?3 ORDER BY bucket_start",
+                table(resolution)
+            ))?;
+            let aggregates = st
+                .query_map(params![household_id, from_ms, to_ms], |r| {
+                    aggregate_row(r, resolution)
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut st = conn.prepare_cached(
+                "SELECT at_ms, state, cause FROM state_changes WHERE household_id = ?1 \
+                 AND at_ms >= ?2 AND at_ms < ?3 ORDER BY at_ms, state",
+            )?;
+            let mut state_changes = Vec::new();
+            let rows = st.query_map(params![household_id, from_ms, to_ms], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get(2)?))
+            })?;
+            for row in rows {
+                let (at_ms, state, cause) = row?;
+                state_changes.push(StateChange {
+                    household_id: household_id.clone(),
+                    at_ms,
+                    state: StateKind::parse(&state)
+                        .ok_or_else(|| HistoryError::Corrupt(format!("state {state}")))?,
+                    cause,
+                });
+            }
+            let mut st = conn.prepare_cached(
+                "SELECT payload FROM incident_events WHERE household_id = ?1 \
+                 AND at_ms >= ?2 AND at_ms < ?3 ORDER BY at_ms, event_id",
+            )?;
+            let incident_events = st
+                .query_map(params![household_id, from_ms, to_ms], |r| r.get(0))?
+                .map(|b| decode_event(b?))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Timeline {
+                aggregates,
+                state_changes,
+                incident_events,
+            })
+        })
+        .await
+    }
+
+    async fn incidents(&self, query: &IncidentQuery) -> Result<IncidentPage, HistoryError> {
+        query.validate()?;
+        let q = query.clone();
+        self.blocking(move |inner| {
+            let (start, after) = q.start()?;
+            let limit = q.effective_limit();
+            let conn = inner.reader.lock().expect("reader lock");
+            let mut st = conn.prepare_cached(
+                "SELECT payload FROM incident_events WHERE municipality_code = ?1 \
+                 AND (at_ms, event_id) > (?2, ?3) AND at_ms < ?4 \
+                 AND (?5 IS NULL OR dong_code = ?5) AND (?6 IS NULL OR household_id = ?6) \
+                 AND (?7 IS NULL OR kind = ?7) ORDER BY at_ms, event_id LIMIT ?8",
+            )?;
+            // Without a token, start at from_ms inclusive: after (from-1, max).
+            let (start_at, after_id) = match after {
+                Some(id) => (start, id),
+                None => (start - 1, "\u{10FFFF}".to_string()),
+            };
+            let mut events = st
+                .query_map(
+                    params![
+                        q.municipality_code,
+                        start_at,
+                        after_id,
+                        q.to_ms,
+                        q.dong_code,
+                        q.household_id,
+                        q.kind,
+                        (limit + 1) as i64
+                    ],
+                    |r| r.get(0),
+                )?
+                .map(|b| decode_event(b?))
+                .collect::<Result<Vec<_>, _>>()?;
+            let next_page_token = if events.len() > limit {
+                events.truncate(limit);
+                events.last().map(page_token)
+            } else {
+                None
+            };
+            Ok(IncidentPage {
+                events,
+                next_page_token,
+            })
+        })
+        .await
+    }
+
+    async fn incident_events(&self, incident_id: &str) -> Result<Vec<IncidentEvent>, HistoryError> {
+        let id = incident_id.to_string();
+        self.blocking(move |inner| {
+            let conn = inner.reader.lock().expect("reader lock");
+            let mut st = conn.prepare_cached(
+                "SELECT payload FROM incident_events WHERE incident_id = ?1 \
+                 ORDER BY at_ms, event_id",
+            )?;
+            let events = st
+                .query_map(params![id], |r| r.get(0))?
+                .map(|b| decode_event(b?))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(events)
+        })
+        .await
+    }
+
+    async fn escalation(&self, incident_id: &str) -> Result<Vec<EscalationEntry>, HistoryError> {
+        let id = incident_id.to_string();
+        self.blocking(move |inner| {
+            let conn = inner.reader.lock().expect("reader lock");
+            let mut st = conn.prepare_cached(
+                "SELECT incident_id, entry_id, municipality_code, at_ms, action, policy_version, \
+                 step, attempt, tier, channel, message_id, result, detail FROM escalation_log \
+                 WHERE incident_id = ?1 ORDER BY at_ms, entry_id",
+            )?;
+            let rows = st.query_map(params![id], escalation_row)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (mut e, action) = row?;
+                e.action = EscalationAction::parse(&action)
+                    .ok_or_else(|| HistoryError::Corrupt(format!("escalation action {action}")))?;
+                out.push(e);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn audit(
+        &self,
+        municipality_code: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<AuditEntry>, HistoryError> {
+        let m = municipality_code.to_string();
+        self.blocking(move |inner| {
+            let conn = inner.reader.lock().expect("reader lock");
+            let mut st = conn.prepare_cached(
+                "SELECT audit_id, municipality_code, at_ms, principal, action, subject, detail \
+                 FROM audit_log WHERE municipality_code = ?1 AND at_ms >= ?2 AND at_ms < ?3 \
+                 ORDER BY at_ms, audit_id",
+            )?;
+            let rows = st.query_map(params![m, from_ms, to_ms], |r| {
+                Ok(AuditEntry {
+                    audit_id: r.get(0)?,
+                    municipality_code: r.get(1)?,
+                    at_ms: r.get(2)?,
+                    principal: r.get(3)?,
+                    action: r.get(4)?,
+                    subject: r.get(5)?,
+                    detail: r.get(6)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn enforce_retention(&self, now_ms: i64) -> Result<RetentionReport, HistoryError> {
+        self.blocking(move |inner| {
+            let r = inner.retention;
+            let mut conn = inner.writer.lock().expect("writer lock");
+            let tx = conn.transaction()?;
+            let mut deleted = 0u64;
+            for (sql, keep_ms) in [
+                (
+                    "DELETE FROM readings_minute WHERE bucket_start <= ?1",
+                    r.aggregates_ms(Resolution::Minute),
+                ),
+                (
+                    "DELETE FROM readings_hour WHERE bucket_start <= ?1",
+                    r.aggregates_ms(Resolution::Hour),
+                ),
+                (
+                    "DELETE FROM incident_events WHERE at_ms <= ?1",
+                    Retention::days_ms(r.incident_days),
+                ),
+                (
+                    "DELETE FROM state_changes WHERE at_ms <= ?1",
+                    Retention::days_ms(r.state_days),
+                ),
+                (
+                    "DELETE FROM escalation_log WHERE at_ms <= ?1",
+                    Retention::days_ms(r.escalation_days),
+                ),
+                (
+                    "DELETE FROM audit_log WHERE at_ms <= ?1",
+                    Retention::days_ms(r.audit_days),
+                ),
+            ] {
+                deleted += tx.execute(sql, params![now_ms - keep_ms])? as u64;
+            }
+            tx.commit()?;
+            Ok(RetentionReport {
+                deleted_rows: deleted,
+            })
+        })
+        .await
+    }
+}

@@ -1,0 +1,49 @@
+//! The monitor's [`SnapshotStore`] seam, kept in the history store.
+//!
+//! The monitor calls the snapshot store on blocking threads; this adapter runs
+//! the store's async calls to completion on the given tokio runtime.
+
+use crate::HistoryStore;
+use dolbom_snapshots::{ShardSnapshot, SnapshotStore, SnapshotStoreError};
+use std::sync::Arc;
+
+/// Shard snapshots in a [`HistoryStore`] (ScyllaDB or embedded).
+pub struct HistorySnapshots {
+    store: Arc<dyn HistoryStore>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl HistorySnapshots {
+    /// `runtime` runs the store's calls; call the methods from threads that
+    /// are not its async workers (e.g. `spawn_blocking`).
+    pub fn new(store: Arc<dyn HistoryStore>, runtime: tokio::runtime::Handle) -> Self {
+        Self { store, runtime }
+    }
+}
+
+fn backend(e: crate::HistoryError) -> SnapshotStoreError {
+    SnapshotStoreError::Backend(e.to_string())
+}
+
+impl SnapshotStore for HistorySnapshots {
+    fn put(&self, snapshot: &ShardSnapshot) -> Result<(), SnapshotStoreError> {
+        let timer = std::time::Instant::now();
+        let result = self
+            .runtime
+            .block_on(self.store.put_snapshot(snapshot))
+            .map_err(backend);
+        metrics::histogram!("dolbom_history_snapshot_put_seconds", "backend" => self.store.backend())
+            .record(timer.elapsed().as_secs_f64());
+        result
+    }
+
+    fn get(
+        &self,
+        group: &str,
+        partition: i32,
+    ) -> Result<Option<ShardSnapshot>, SnapshotStoreError> {
+        self.runtime
+            .block_on(self.store.get_snapshot(group, partition))
+            .map_err(backend)
+    }
+}
