@@ -47,3 +47,23 @@ impl SnapshotStore for HistorySnapshots {
             .map_err(backend)
     }
 }
+
+/// The embedded store is already blocking: no runtime hop.
+impl SnapshotStore for crate::EmbeddedStore {
+    fn put(&self, snapshot: &ShardSnapshot) -> Result<(), SnapshotStoreError> {
+        let timer = std::time::Instant::now();
+        let result = self.put_snapshot_blocking(snapshot).map_err(backend);
+        metrics::histogram!("dolbom_history_snapshot_put_seconds", "backend" => "embedded")
+            .record(timer.elapsed().as_secs_f64());
+        result
+    }
+
+    fn get(
+        &self,
+        group: &str,
+        partition: i32,
+    ) -> Result<Option<ShardSnapshot>, SnapshotStoreError> {
+        self.get_snapshot_blocking(group, partition)
+            .map_err(backend)
+    }
+}

@@ -108,7 +108,11 @@ struct MonitorFlags {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     partitions: Option<i32>,
-    /// Where shard snapshots are kept.
+    /// Where shard snapshots are kept: embedded (default), scylla or file.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    snapshot_store: Option<String>,
+    /// Directory of the embedded or file snapshot store.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     snapshot_dir: Option<PathBuf>,

@@ -906,7 +906,21 @@ impl Actor for ShardActor {
                 if !st.accepting {
                     return Ok(());
                 }
-                let off = Self::snapshot(st).await?;
+                // A snapshot store outage must not stop the shard: keep
+                // processing, commit nothing past the last stored snapshot,
+                // tell SRE, and try again at the next tick.
+                let off = match Self::snapshot(st).await {
+                    Ok(off) => {
+                        metrics::gauge!(m::SNAPSHOT_STORE_UP).set(1.0);
+                        off
+                    }
+                    Err(e) => {
+                        metrics::gauge!(m::SNAPSHOT_STORE_UP).set(0.0);
+                        metrics::counter!(m::SNAPSHOT_FAILURES).increment(1);
+                        tracing::warn!(partition = st.partition, error = %e, "snapshot failed; offsets stay at the last stored snapshot, retrying next interval");
+                        return Ok(());
+                    }
+                };
                 let tpl = kafka::offsets_to_commit(
                     &st.deps.opts.topics.readings,
                     &[(st.partition, off)],

@@ -44,7 +44,7 @@ pub use options::{MonitorOptions, OptionsError, Topics};
 use actors::{Deps, PartitionMsg, Root, RootMsg};
 use dolbom_calendar::{CalendarError, HolidayCalendar, OfficeHours, Router};
 use dolbom_domain::Ts;
-use dolbom_snapshots::{FileSnapshotStore, SnapshotStoreError};
+use dolbom_snapshots::{FileSnapshotStore, SnapshotStore, SnapshotStoreError};
 use futures::FutureExt;
 use ractor::{Actor, ActorRef};
 use rdkafka::consumer::{CommitMode, Consumer};
@@ -70,6 +70,8 @@ pub enum MonitorError {
     RestoreTimeout(String, i32),
     #[error(transparent)]
     Snapshots(#[from] SnapshotStoreError),
+    #[error(transparent)]
+    History(#[from] dolbom_history::HistoryError),
     #[error(transparent)]
     Snapshot(#[from] dolbom_shard::SnapshotError),
     #[error(transparent)]
@@ -127,6 +129,26 @@ pub struct MonitorSummary {
     pub partitions_at_stop: usize,
 }
 
+/// The snapshot store the options name.
+async fn snapshot_store(opts: &MonitorOptions) -> Result<Arc<dyn SnapshotStore>, MonitorError> {
+    // Snapshots do not expire: retention applies to the time series only.
+    let retention = dolbom_history::Retention::default();
+    Ok(match opts.snapshot_store.as_str() {
+        "file" => Arc::new(FileSnapshotStore::open(&opts.snapshot_dir)?),
+        "scylla" => {
+            let store = dolbom_history::ScyllaStore::connect(&opts.scylla, retention).await?;
+            Arc::new(dolbom_history::HistorySnapshots::new(
+                Arc::new(store),
+                tokio::runtime::Handle::current(),
+            ))
+        }
+        _ => Arc::new(dolbom_history::EmbeddedStore::open_dir(
+            &opts.snapshot_dir,
+            retention,
+        )?),
+    })
+}
+
 /// Runs the monitor until `shutdown` fires, then drains: every shard
 /// snapshots and commits, and the consumer leaves.
 pub async fn run(
@@ -141,7 +163,7 @@ pub async fn run(
         calendar = calendar.with_extra_file(f)?;
     }
     let router = Router::new(Arc::new(calendar), OfficeHours::default());
-    let store = Arc::new(FileSnapshotStore::open(&opts.snapshot_dir)?);
+    let store = snapshot_store(&opts).await?;
     let consumer = kafka::group_consumer(&opts)?;
     let producer = kafka::producer(&opts)?;
     let (control_tx, mut control_rx) = mpsc::unbounded_channel();

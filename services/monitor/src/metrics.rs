@@ -18,6 +18,8 @@ pub const CONSUMER_LAG: &str = "dolbom_monitor_consumer_lag";
 pub const RESTORE_SECONDS: &str = "dolbom_monitor_restore_duration_seconds";
 pub const SNAPSHOT_SECONDS: &str = "dolbom_monitor_snapshot_duration_seconds";
 pub const SNAPSHOT_BYTES: &str = "dolbom_monitor_snapshot_bytes";
+pub const SNAPSHOT_STORE_UP: &str = "dolbom_monitor_snapshot_store_up";
+pub const SNAPSHOT_FAILURES: &str = "dolbom_monitor_snapshot_failures_total";
 pub const SHARD_RESTARTS: &str = "dolbom_monitor_shard_restarts_total";
 pub const ASSIGNED_PARTITIONS: &str = "dolbom_monitor_assigned_partitions";
 

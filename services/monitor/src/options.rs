@@ -44,8 +44,15 @@ pub struct MonitorOptions {
     pub replication_factor: i32,
     /// Create missing topics (otherwise the service names them and stops).
     pub create_topics: bool,
-    /// Where shard snapshots are kept.
+    /// Where shard snapshots are kept: `embedded` (the history store's SQLite
+    /// file `history.sqlite` in `snapshot_dir`; the default), `scylla` (the
+    /// history keyspace, see `scylla`), or `file` (one file per partition in
+    /// `snapshot_dir`).
+    pub snapshot_store: String,
+    /// Directory of the `embedded` and `file` snapshot stores.
     pub snapshot_dir: PathBuf,
+    /// The ScyllaDB history cluster, for `snapshot_store = "scylla"`.
+    pub scylla: dolbom_history::ScyllaOptions,
     /// Seconds between snapshots (and offset commits) of each shard.
     pub snapshot_interval_secs: u64,
     /// Milliseconds between shard ticks (deadline firing, health checks).
@@ -80,7 +87,9 @@ impl Default for MonitorOptions {
             partitions: 12,
             replication_factor: 1,
             create_topics: true,
-            snapshot_dir: PathBuf::from("dolbom-data/snapshots"),
+            snapshot_store: "embedded".into(),
+            snapshot_dir: PathBuf::from("dolbom-data"),
+            scylla: dolbom_history::ScyllaOptions::default(),
             snapshot_interval_secs: 30,
             tick_ms: 100,
             batch_size: 2048,
@@ -131,6 +140,14 @@ impl MonitorOptions {
         }
         if self.partitions < 1 {
             return bad("partitions", "must be at least 1");
+        }
+        if !["embedded", "scylla", "file"].contains(&self.snapshot_store.as_str()) {
+            return bad("snapshot_store", "must be embedded, scylla or file");
+        }
+        if self.snapshot_store == "scylla" {
+            if let Err(e) = self.scylla.validate() {
+                return bad("scylla", &e.to_string());
+            }
         }
         if self.snapshot_interval_secs == 0 {
             return bad("snapshot_interval_secs", "must be at least 1");
