@@ -19,4 +19,4 @@ pub mod options;
 mod runner;
 
 pub use options::{OptionsError, StandaloneOptions};
-pub use runner::{run, IncidentRecord, StandaloneError, Summary};
+pub use runner::{run, HistorySummary, IncidentRecord, StandaloneError, Summary};

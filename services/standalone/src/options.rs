@@ -29,6 +29,14 @@ pub struct StandaloneOptions {
     pub print_events: bool,
     /// Extra election/temporary holidays (same format as the shipped file).
     pub holidays_file: Option<PathBuf>,
+    /// Data directory: the embedded history store (`history.sqlite`) keeps
+    /// minute and hour aggregates, incident events and state changes here.
+    /// Empty = keep no history.
+    pub data_dir: PathBuf,
+    /// How long the history keeps each kind, measured against simulated time.
+    pub retention: dolbom_history::Retention,
+    /// History writer batching and backpressure.
+    pub history_writer: dolbom_history::WriterOptions,
 }
 
 impl Default for StandaloneOptions {
@@ -48,6 +56,9 @@ impl Default for StandaloneOptions {
             seed: 2026,
             print_events: true,
             holidays_file: None,
+            data_dir: PathBuf::from("dolbom-data"),
+            retention: dolbom_history::Retention::default(),
+            history_writer: dolbom_history::WriterOptions::default(),
         }
     }
 }
@@ -93,6 +104,12 @@ impl StandaloneOptions {
         }
         if self.sim_hours == 0 || self.sim_hours > 24 * 366 {
             return bad("sim_hours", "must be between 1 and 8784");
+        }
+        if let Err(e) = self.retention.validate() {
+            return bad("retention", &e.to_string());
+        }
+        if let Err(e) = self.history_writer.validate() {
+            return bad("history_writer", &e.to_string());
         }
         if dolbom_domain::Ts::parse_rfc3339(&self.start).is_none() {
             return bad(

@@ -7,12 +7,16 @@ use dolbom_domain::convert;
 use dolbom_domain::incident::{Route, Stage};
 use dolbom_domain::{HouseholdConfig, HouseholdId, Ts, MINUTE_MS};
 use dolbom_engine::ReadingOutcome;
+use dolbom_history::{
+    Downsampler, EmbeddedStore, HistoryError, HistoryWriter, Record, StateChange,
+};
 use dolbom_proto::v1 as pb;
 use dolbom_shard::{ClockMode, Output, Shard, ShardOptions};
 use dolbom_town::{Scripted, Town, TownReading, TownSpec};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashSet};
 use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -21,6 +25,87 @@ use tokio_util::sync::CancellationToken;
 pub enum StandaloneError {
     #[error(transparent)]
     Calendar(#[from] CalendarError),
+    #[error("history store: {0}")]
+    History(#[from] HistoryError),
+}
+
+/// What went into the embedded history store.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct HistorySummary {
+    pub path: String,
+    pub records_written: u64,
+    /// Readings that arrived after their minute was aggregated (none in a
+    /// simulation, which delivers in order).
+    pub late_readings: u64,
+}
+
+/// The history pipeline: readings → downsampler → writer → embedded store;
+/// incident events and the state changes they imply → writer.
+struct History {
+    store: EmbeddedStore,
+    writer: HistoryWriter,
+    task: tokio::task::JoinHandle<()>,
+    downsampler: Downsampler,
+}
+
+impl History {
+    fn open(
+        opts: &StandaloneOptions,
+        sim_now: Arc<AtomicI64>,
+    ) -> Result<Option<Self>, HistoryError> {
+        if opts.data_dir.as_os_str().is_empty() {
+            return Ok(None);
+        }
+        let clock: dolbom_history::embedded::Clock =
+            Arc::new(move || sim_now.load(Ordering::Relaxed));
+        let store = EmbeddedStore::open_dir_with_clock(&opts.data_dir, opts.retention, clock)?;
+        let (writer, task) =
+            HistoryWriter::spawn(Arc::new(store.clone()), opts.history_writer.clone());
+        Ok(Some(Self {
+            store,
+            writer,
+            task,
+            downsampler: Downsampler::new(0),
+        }))
+    }
+
+    async fn send_closed(
+        &mut self,
+        closed: dolbom_history::downsample::Closed,
+    ) -> Result<(), HistoryError> {
+        for a in closed.minutes {
+            self.writer.send(Record::Aggregate(a)).await?;
+        }
+        for h in closed.hours {
+            self.writer.send(Record::RollUpHour(h)).await?;
+        }
+        Ok(())
+    }
+
+    async fn event(&mut self, wire: &pb::IncidentEvent) -> Result<(), HistoryError> {
+        if let Some(change) = StateChange::from_incident_event(wire) {
+            self.writer.send(Record::StateChange(change)).await?;
+        }
+        self.writer
+            .send(Record::IncidentEvent(Box::new(wire.clone())))
+            .await
+    }
+
+    async fn finish(mut self) -> Result<HistorySummary, HistoryError> {
+        let closed = self.downsampler.drain_all();
+        self.send_closed(closed).await?;
+        self.writer.flush().await?;
+        let written = self.writer.written();
+        drop(self.writer);
+        self.task
+            .await
+            .map_err(|e| HistoryError::Join(e.to_string()))?;
+        Ok(HistorySummary {
+            path: self.store.path().display().to_string(),
+            records_written: written,
+            late_readings: self.downsampler.late_dropped(),
+        })
+    }
 }
 
 /// What happened to one incident during the run.
@@ -59,6 +144,8 @@ pub struct Summary {
     /// Events held for the dong office for lack of night/holiday consent.
     pub held_for_dong_office: u64,
     pub cancelled: bool,
+    /// The embedded history store, when a data directory is set.
+    pub history: Option<HistorySummary>,
 }
 
 fn route_name(r: &Route) -> String {
@@ -328,6 +415,8 @@ pub async fn run(
         "standalone town starting"
     );
 
+    let sim_now = Arc::new(AtomicI64::new(start.millis()));
+    let mut history = History::open(opts, sim_now.clone())?;
     let bus = Bus::start(opts.partitions, &router);
     let household_partition: Vec<usize> = town
         .configs()
@@ -356,8 +445,19 @@ pub async fn run(
         }
         readings.clear();
         town.readings_at(t, &mut readings);
+        sim_now.store(t.millis(), Ordering::Relaxed);
         for r in &readings {
-            batches[household_partition[r.household]].push(town.wire_reading(r));
+            let wire = town.wire_reading(r);
+            if let Some(h) = history.as_mut() {
+                h.downsampler.push(
+                    &wire.household_id,
+                    wire.observed_at_ms,
+                    wire.watts,
+                    wire.lux,
+                    t.millis(),
+                );
+            }
+            batches[household_partition[r.household]].push(wire);
         }
         summary.readings += readings.len() as u64;
         for (p, batch) in batches.iter_mut().enumerate() {
@@ -371,12 +471,19 @@ pub async fn run(
         for o in &flushed.outputs {
             match o {
                 Output::Event(wire) => {
-                    record(wire, opts, &mut seen_events, &mut incidents, &mut summary)
+                    record(wire, opts, &mut seen_events, &mut incidents, &mut summary);
+                    if let Some(h) = history.as_mut() {
+                        h.event(wire).await?;
+                    }
                 }
                 Output::AbsenceEndedEarly { household, .. } => {
                     tracing::info!(household = %household, "absence ended early by activity");
                 }
             }
+        }
+        if let Some(h) = history.as_mut() {
+            let closed = h.downsampler.drain_closed();
+            h.send_closed(closed).await?;
         }
         summary.simulated_minutes = t.since(start) / MINUTE_MS;
         t = t.plus_ms(MINUTE_MS);
@@ -392,6 +499,9 @@ pub async fn run(
     }
 
     summary.incidents = incidents.into_values().collect();
+    if let Some(h) = history {
+        summary.history = Some(h.finish().await?);
+    }
     check_truth(&town, t.min(end), &mut summary);
     Ok(summary)
 }
@@ -499,6 +609,13 @@ impl Summary {
             self.events,
             self.held_for_dong_office
         );
+        if let Some(h) = &self.history {
+            let _ = writeln!(
+                o,
+                "history        {} records written to {}",
+                h.records_written, h.path
+            );
+        }
         for stage in ["Attention", "Caution", "Danger"] {
             let n = self
                 .incidents

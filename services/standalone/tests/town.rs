@@ -14,13 +14,20 @@ fn small() -> StandaloneOptions {
         sim_hours: 60,
         speed: 0,
         print_events: false,
+        // No history unless a test asks for it (never ./dolbom-data).
+        data_dir: Default::default(),
         ..Default::default()
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_small_town_matches_its_ground_truth() {
-    let s = run(&small(), CancellationToken::new()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let opts = StandaloneOptions {
+        data_dir: dir.path().to_path_buf(),
+        ..small()
+    };
+    let s = run(&opts, CancellationToken::new()).await.unwrap();
     assert!(s.passed(), "{}", s.render());
     assert_eq!(s.simulated_minutes, 60 * 60);
     // 3 quiet for good + 2 offline must be raised; the recovering quiet one
@@ -36,6 +43,82 @@ async fn a_small_town_matches_its_ground_truth() {
         .filter(|r| r.highest_stage == "Danger")
         .count();
     assert!(danger >= 3, "{}", s.render());
+    check_history(&opts, &s).await;
+}
+
+/// The embedded history holds every published event once, the state changes
+/// they imply, and minute and hour aggregates that add up to the readings.
+async fn check_history(opts: &StandaloneOptions, s: &dolbom_standalone::Summary) {
+    use dolbom_history::{EmbeddedStore, HistoryStore, IncidentQuery, Resolution, HOUR_MS};
+    let h = s.history.as_ref().expect("history summary");
+    assert!(h.records_written > 0);
+    let store = EmbeddedStore::open_dir(&opts.data_dir, opts.retention).unwrap();
+    let start = dolbom_domain::Ts::parse_rfc3339(&opts.start)
+        .unwrap()
+        .millis();
+    let end = start + i64::from(opts.sim_hours) * HOUR_MS + HOUR_MS;
+    // Every incident of the run, through the municipality query.
+    let first = s.incidents.first().expect("incidents");
+    let events = store.incident_events(&first.incident_id).await.unwrap();
+    assert!(!events.is_empty());
+    let municipality = events[0].municipality_code.clone();
+    let mut q = IncidentQuery {
+        municipality_code: municipality.clone(),
+        from_ms: start - HOUR_MS,
+        to_ms: end,
+        limit: 1000,
+        ..Default::default()
+    };
+    let mut stored = Vec::new();
+    loop {
+        let page = store.incidents(&q).await.unwrap();
+        stored.extend(page.events);
+        match page.next_page_token {
+            Some(t) => q.page_token = Some(t),
+            None => break,
+        }
+    }
+    let household_events = s.events as usize;
+    assert_eq!(stored.len(), household_events, "every event stored once");
+    // A quiet household's timeline: its state changes and hourly aggregates.
+    let quiet = s
+        .incidents
+        .iter()
+        .find(|r| r.kind == "Inactivity")
+        .expect("an inactivity incident");
+    let t = store
+        .timeline(&quiet.household_id, start - HOUR_MS, end, Resolution::Hour)
+        .await
+        .unwrap();
+    assert!(!t.state_changes.is_empty(), "state changes recorded");
+    assert!(
+        !t.incident_events.is_empty(),
+        "incident events on the timeline"
+    );
+    assert!(
+        t.aggregates.len() >= opts.sim_hours as usize,
+        "{} hours",
+        t.aggregates.len()
+    );
+    let minutes = store
+        .timeline(
+            &quiet.household_id,
+            start,
+            start + 2 * HOUR_MS,
+            Resolution::Minute,
+        )
+        .await
+        .unwrap();
+    let from_minutes: u32 = minutes.aggregates[..60].iter().map(|a| a.readings).sum();
+    let hour_start = t
+        .aggregates
+        .iter()
+        .find(|a| a.bucket_start_ms == start)
+        .unwrap();
+    assert_eq!(
+        hour_start.readings, from_minutes,
+        "hour = sum of its minutes"
+    );
 }
 
 #[tokio::test(start_paused = true)]
