@@ -35,6 +35,9 @@ pub struct Downsampler {
     /// Households with minutes closed in an hour that has not closed yet.
     open_hours: BTreeMap<i64, hashbrown::HashSet<String>>,
     max_seen_ms: i64,
+    /// End of the newest minute drained: readings for it or anything older
+    /// would overwrite a stored aggregate.
+    closed_through_ms: i64,
     late_dropped: u64,
 }
 
@@ -52,12 +55,29 @@ impl Downsampler {
             open: BTreeMap::new(),
             open_hours: BTreeMap::new(),
             max_seen_ms: i64::MIN,
+            closed_through_ms: i64::MIN,
             late_dropped: 0,
         }
     }
 
     fn cutoff(&self) -> i64 {
         self.max_seen_ms.saturating_sub(self.lateness_ms)
+    }
+
+    /// Minutes ending at or before this time are stored (or given up on):
+    /// persist it with the input position, and pass it to
+    /// [`Downsampler::resume_after`] after a restart.
+    pub fn cutoff_ms(&self) -> i64 {
+        self.cutoff().max(self.closed_through_ms)
+    }
+
+    /// Resumes after a restart: readings for minutes ending at or before
+    /// `cutoff_ms` are already in stored aggregates and are dropped as late.
+    pub fn resume_after(&mut self, cutoff_ms: i64) {
+        self.closed_through_ms = self.closed_through_ms.max(cutoff_ms);
+        self.max_seen_ms = self
+            .max_seen_ms
+            .max(cutoff_ms.saturating_add(self.lateness_ms));
     }
 
     /// Adds a reading at `position` (any increasing input position, e.g. a
@@ -71,7 +91,7 @@ impl Downsampler {
         position: i64,
     ) -> bool {
         let bucket = Resolution::Minute.bucket_start(at_ms);
-        if bucket + MINUTE_MS <= self.cutoff() {
+        if bucket + MINUTE_MS <= self.cutoff_ms() {
             self.late_dropped += 1;
             return false;
         }
@@ -130,6 +150,7 @@ impl Downsampler {
                 break;
             }
             let (households, _) = self.open.pop_first().expect("present").1;
+            self.closed_through_ms = self.closed_through_ms.max(bucket + MINUTE_MS);
             let hour = Resolution::Hour.bucket_start(bucket);
             let touched = self.open_hours.entry(hour).or_default();
             for (household_id, acc) in households {
@@ -233,6 +254,22 @@ mod tests {
         assert_eq!(all.minutes.len(), 1);
         assert_eq!(all.hours.len(), 1);
         assert_eq!(all.hours[0].hour_start_ms, T0 + 60 * MINUTE_MS);
+    }
+
+    #[test]
+    fn a_resumed_downsampler_does_not_reopen_stored_minutes() {
+        let mut d = Downsampler::new(5_000);
+        d.push("h1", T0 + 1_000, Some(1.0), None, 0);
+        let all = d.drain_all();
+        assert_eq!(all.minutes.len(), 1);
+        // After drain_all the minute is stored: a reading for it is late.
+        assert!(!d.push("h1", T0 + 2_000, Some(1.0), None, 1));
+        let cutoff = d.cutoff_ms();
+        assert_eq!(cutoff, T0 + MINUTE_MS);
+        let mut resumed = Downsampler::new(5_000);
+        resumed.resume_after(cutoff);
+        assert!(!resumed.push("h1", T0 + 3_000, Some(1.0), None, 2));
+        assert!(resumed.push("h1", T0 + MINUTE_MS, Some(1.0), None, 3));
     }
 
     proptest! {

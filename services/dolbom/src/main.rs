@@ -2,6 +2,8 @@
 //!
 //! - `dolbom standalone` runs the whole platform in one process with a
 //!   simulated town (see `dolbom-standalone`).
+//! - `dolbom monitor` runs the monitor service over Kafka (`dolbom-monitor`).
+//! - `dolbom history` runs the history ingest (`dolbom-history-ingest`).
 //! - `dolbom holidays YEAR` prints Korean public holidays (see `dolbom-calendar`).
 //!
 //! This file only parses flags, sets up logging and signal handling, and hands
@@ -32,6 +34,9 @@ enum Command {
     Standalone(StandaloneFlags),
     /// Run the monitor service: households as sharded actors over Kafka.
     Monitor(MonitorFlags),
+    /// Run the history ingest: readings and incidents from Kafka into the
+    /// history store (embedded SQLite or ScyllaDB).
+    History(HistoryFlags),
     /// Print the public holidays of a year (2000–2050): `YYYY-MM-DD<TAB>name`.
     Holidays {
         year: i32,
@@ -84,6 +89,34 @@ struct StandaloneFlags {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     holidays_file: Option<PathBuf>,
+}
+
+#[derive(Args, Serialize)]
+struct HistoryFlags {
+    /// TOML file with history options.
+    #[arg(long)]
+    #[serde(skip)]
+    config: Option<PathBuf>,
+    /// Kafka bootstrap servers.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    brokers: Option<String>,
+    /// Consumer group of the history ingest.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    group_id: Option<String>,
+    /// `embedded` (SQLite in --data-dir) or `scylla` (see scylla.* options).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    store: Option<String>,
+    /// Directory of the embedded store.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_dir: Option<PathBuf>,
+    /// Serve Prometheus metrics here, e.g. 127.0.0.1:9465.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metrics_listen: Option<String>,
 }
 
 #[derive(Args, Serialize)]
@@ -201,6 +234,12 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
             let opts = dolbom_monitor::MonitorOptions::load(flags.config.as_deref(), &flags)
                 .context("loading monitor options")?;
             dolbom_monitor::run(opts, shutdown_on_signals()).await?;
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::History(flags) => {
+            let opts = dolbom_history_ingest::HistoryOptions::load(flags.config.as_deref(), &flags)
+                .context("loading history options")?;
+            dolbom_history_ingest::run(opts, shutdown_on_signals()).await?;
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Standalone(flags) => {

@@ -1,0 +1,397 @@
+//! `dolbom history`: Kafka into the history store.
+//!
+//! Owns the ingest of `plug.readings` (downsampled to per-minute aggregates,
+//! hours rolled up by the store) and `care.incidents` (incident events and the
+//! household state changes they imply) into a [`HistoryStore`] — ScyllaDB in a
+//! cluster, the embedded SQLite store on one machine. It runs in its own
+//! consumer group, so the monitor never waits for the history: a slow store
+//! makes this service lag (visible as `dolbom_history_*` metrics and consumer
+//! lag), never the incidents.
+//!
+//! Data flow: group consumer → per-partition [`Downsampler`] / incident
+//! decoding → [`HistoryWriter`] (bounded, batched, retried) → store. Every
+//! `commit_interval_ms` the closed minutes are handed to the writer, the
+//! writer is flushed, and only then offsets are committed: for readings, the
+//! first offset of a minute still open (its readings will be replayed), with
+//! the minute cutoff in the commit metadata so a replay does not re-aggregate
+//! (and overwrite) minutes already stored. The store, not Kafka, decides what
+//! is done. Malformed records are counted and skipped; they never stop the
+//! partition.
+
+use dolbom_history::{
+    Downsampler, EmbeddedStore, HistoryError, HistoryStore, HistoryWriter, Record, Retention,
+    ScyllaOptions, ScyllaStore, StateChange, WriterOptions,
+};
+use dolbom_proto::v1::{IncidentEvent, PlugReading};
+use prost::Message as _;
+use rdkafka::consumer::{Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HistoryOptions {
+    pub brokers: String,
+    /// Consumer group of the history ingest (separate from the monitor's).
+    pub group_id: String,
+    pub readings_topic: String,
+    pub incidents_topic: String,
+    /// `embedded` (SQLite in `data_dir`) or `scylla`.
+    pub store: String,
+    pub data_dir: PathBuf,
+    pub scylla: ScyllaOptions,
+    pub retention: Retention,
+    pub writer: WriterOptions,
+    /// How late a reading may arrive (event time) and still be aggregated.
+    pub lateness_ms: i64,
+    /// Milliseconds between store flushes and offset commits.
+    pub commit_interval_ms: u64,
+    /// Seconds between retention sweeps of the embedded store.
+    pub retention_interval_secs: u64,
+    /// Prometheus metrics on this address; empty = off.
+    pub metrics_listen: String,
+}
+
+impl Default for HistoryOptions {
+    fn default() -> Self {
+        Self {
+            brokers: "127.0.0.1:9092".into(),
+            group_id: "dolbom-history".into(),
+            readings_topic: "plug.readings".into(),
+            incidents_topic: "care.incidents".into(),
+            store: "embedded".into(),
+            data_dir: PathBuf::from("dolbom-data"),
+            scylla: ScyllaOptions::default(),
+            retention: Retention::default(),
+            writer: WriterOptions::default(),
+            lateness_ms: 5_000,
+            commit_interval_ms: 5_000,
+            retention_interval_secs: 3_600,
+            metrics_listen: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("configuration: {0}")]
+    Options(#[from] dolbom_options::LayerError),
+    #[error("invalid option {0}: {1}")]
+    Invalid(&'static str, String),
+    #[error(transparent)]
+    History(#[from] HistoryError),
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("metrics: {0}")]
+    Metrics(String),
+}
+
+impl HistoryOptions {
+    /// Defaults → TOML file → `DOLBOM_*` environment → flags, then validated.
+    pub fn load(file: Option<&Path>, flags: impl Serialize) -> Result<Self, IngestError> {
+        let opts: Self = dolbom_options::layered(file, flags)?;
+        opts.validate()?;
+        Ok(opts)
+    }
+
+    pub fn validate(&self) -> Result<(), IngestError> {
+        if self.brokers.trim().is_empty() {
+            return Err(IngestError::Invalid("brokers", "must name a broker".into()));
+        }
+        if !["embedded", "scylla"].contains(&self.store.as_str()) {
+            return Err(IngestError::Invalid("store", "embedded or scylla".into()));
+        }
+        if self.store == "scylla" {
+            self.scylla
+                .validate()
+                .map_err(|e| IngestError::Invalid("scylla", e.to_string()))?;
+        }
+        if self.commit_interval_ms == 0 || self.lateness_ms < 0 {
+            return Err(IngestError::Invalid(
+                "commit_interval_ms",
+                "commit_interval_ms must be positive and lateness_ms not negative".into(),
+            ));
+        }
+        self.retention
+            .validate()
+            .map_err(|e| IngestError::Invalid("retention", e.to_string()))?;
+        self.writer
+            .validate()
+            .map_err(|e| IngestError::Invalid("writer", e.to_string()))
+    }
+}
+
+/// Counts of one run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IngestSummary {
+    pub readings: u64,
+    pub incident_events: u64,
+    pub rejected: u64,
+    pub late_readings: u64,
+    pub commits: u64,
+}
+
+/// Remembers partitions taken away, so their in-memory minutes are dropped
+/// (the next owner replays them from the committed offset).
+#[derive(Default)]
+struct Ctx {
+    revoked: Mutex<Vec<(String, i32)>>,
+}
+
+impl ClientContext for Ctx {}
+
+impl ConsumerContext for Ctx {
+    fn pre_rebalance(&self, _: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            let mut r = self.revoked.lock().expect("revoked lock");
+            for e in tpl.elements() {
+                r.push((e.topic().to_string(), e.partition()));
+            }
+        }
+    }
+}
+
+struct ReadingsPartition {
+    downsampler: Downsampler,
+    /// Next offset after the last record seen.
+    next: i64,
+}
+
+/// Opens the store the options name.
+pub async fn open_store(opts: &HistoryOptions) -> Result<Arc<dyn HistoryStore>, HistoryError> {
+    Ok(match opts.store.as_str() {
+        "scylla" => Arc::new(ScyllaStore::connect(&opts.scylla, opts.retention).await?),
+        _ => Arc::new(EmbeddedStore::open_dir(&opts.data_dir, opts.retention)?),
+    })
+}
+
+fn install_metrics(listen: &str) -> Result<(), IngestError> {
+    if listen.is_empty() {
+        return Ok(());
+    }
+    let addr: std::net::SocketAddr = listen
+        .parse()
+        .map_err(|e| IngestError::Metrics(format!("metrics_listen {listen:?}: {e}")))?;
+    match metrics_exporter_prometheus::PrometheusBuilder::new()
+        .with_http_listener(addr)
+        .install()
+    {
+        Ok(()) | Err(metrics_exporter_prometheus::BuildError::FailedToSetGlobalRecorder(_)) => {
+            Ok(())
+        }
+        Err(e) => Err(IngestError::Metrics(e.to_string())),
+    }
+}
+
+/// Runs the ingest until `shutdown` fires, then writes what is open, flushes
+/// and commits.
+pub async fn run(
+    opts: HistoryOptions,
+    shutdown: CancellationToken,
+) -> Result<IngestSummary, IngestError> {
+    install_metrics(&opts.metrics_listen)?;
+    let store = open_store(&opts).await?;
+    let (writer, writer_task) = HistoryWriter::spawn(store.clone(), opts.writer.clone());
+    let consumer: StreamConsumer<Ctx> = ClientConfig::new()
+        .set("bootstrap.servers", &opts.brokers)
+        .set("client.id", "dolbom-history")
+        .set("group.id", &opts.group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set("fetch.wait.max.ms", "100")
+        .create_with_context(Ctx::default())?;
+    consumer.subscribe(&[&opts.readings_topic, &opts.incidents_topic])?;
+    tracing::info!(group = %opts.group_id, store = store.backend(), "history ingest starting");
+
+    let mut summary = IngestSummary::default();
+    let mut readings: HashMap<i32, ReadingsPartition> = HashMap::new();
+    let mut incidents_next: HashMap<i32, i64> = HashMap::new();
+    let mut commit_tick = tokio::time::interval(Duration::from_millis(opts.commit_interval_ms));
+    let mut retention_tick =
+        tokio::time::interval(Duration::from_secs(opts.retention_interval_secs.max(1)));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = commit_tick.tick() => {
+                commit(&opts, &consumer, &writer, &mut readings, &mut incidents_next, false, &mut summary).await?;
+            }
+            _ = retention_tick.tick() => {
+                match store.enforce_retention(dolbom_history::now_ms()).await {
+                    Ok(r) if r.deleted_rows > 0 => tracing::info!(deleted = r.deleted_rows, "history retention sweep"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "history retention sweep failed; will retry"),
+                }
+            }
+            msg = consumer.recv() => {
+                let msg = match msg {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "kafka receive error");
+                        continue;
+                    }
+                };
+                forget_revoked(&consumer, &opts, &mut readings, &mut incidents_next);
+                let (p, offset) = (msg.partition(), msg.offset());
+                let payload = msg.payload().unwrap_or_default();
+                if msg.topic() == opts.readings_topic {
+                    let part = match readings.get_mut(&p) {
+                        Some(part) => part,
+                        None => {
+                            let part = resume(&consumer, &opts, p);
+                            readings.entry(p).or_insert(part)
+                        }
+                    };
+                    part.next = offset + 1;
+                    match PlugReading::decode(payload) {
+                        Ok(r) if !r.household_id.is_empty() => {
+                            summary.readings += 1;
+                            let watts = r.watts.or(r.current_amps.map(|a| a * 220.0));
+                            if !part.downsampler.push(&r.household_id, r.observed_at_ms, watts, r.lux, offset) {
+                                summary.late_readings += 1;
+                                metrics::counter!("dolbom_history_late_readings_total").increment(1);
+                            }
+                        }
+                        _ => reject(&mut summary, "reading", p, offset),
+                    }
+                } else {
+                    incidents_next.insert(p, offset + 1);
+                    match IncidentEvent::decode(payload) {
+                        Ok(e) if !e.event_id.is_empty() => {
+                            summary.incident_events += 1;
+                            if let Some(change) = StateChange::from_incident_event(&e) {
+                                writer.send(Record::StateChange(change)).await?;
+                            }
+                            writer.send(Record::IncidentEvent(Box::new(e))).await?;
+                        }
+                        _ => reject(&mut summary, "incident_event", p, offset),
+                    }
+                }
+            }
+        }
+    }
+    commit(
+        &opts,
+        &consumer,
+        &writer,
+        &mut readings,
+        &mut incidents_next,
+        true,
+        &mut summary,
+    )
+    .await?;
+    drop(writer);
+    let _ = writer_task.await;
+    tracing::info!(?summary, "history ingest stopped");
+    Ok(summary)
+}
+
+fn reject(summary: &mut IngestSummary, kind: &'static str, partition: i32, offset: i64) {
+    summary.rejected += 1;
+    metrics::counter!("dolbom_history_rejected_total", "kind" => kind).increment(1);
+    tracing::warn!(partition, offset, kind, "malformed record skipped");
+}
+
+fn forget_revoked(
+    consumer: &StreamConsumer<Ctx>,
+    opts: &HistoryOptions,
+    readings: &mut HashMap<i32, ReadingsPartition>,
+    incidents: &mut HashMap<i32, i64>,
+) {
+    let revoked = std::mem::take(&mut *consumer.context().revoked.lock().expect("revoked lock"));
+    for (topic, p) in revoked {
+        if topic == opts.readings_topic {
+            readings.remove(&p);
+        } else {
+            incidents.remove(&p);
+        }
+    }
+}
+
+/// A readings partition's downsampler, resumed after the minute cutoff in
+/// the committed offset's metadata (minutes up to it are already stored).
+fn resume(consumer: &StreamConsumer<Ctx>, opts: &HistoryOptions, p: i32) -> ReadingsPartition {
+    let mut downsampler = Downsampler::new(opts.lateness_ms);
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(&opts.readings_topic, p);
+    let cutoff = consumer
+        .committed_offsets(tpl, Duration::from_secs(5))
+        .ok()
+        .and_then(|c| {
+            c.find_partition(&opts.readings_topic, p)
+                .and_then(|e| e.metadata().parse::<i64>().ok())
+        });
+    if let Some(cutoff) = cutoff {
+        downsampler.resume_after(cutoff);
+        tracing::info!(
+            partition = p,
+            cutoff,
+            "readings partition resumed after stored minutes"
+        );
+    }
+    ReadingsPartition {
+        downsampler,
+        next: 0,
+    }
+}
+
+async fn commit(
+    opts: &HistoryOptions,
+    consumer: &StreamConsumer<Ctx>,
+    writer: &HistoryWriter,
+    readings: &mut HashMap<i32, ReadingsPartition>,
+    incidents: &mut HashMap<i32, i64>,
+    all: bool,
+    summary: &mut IngestSummary,
+) -> Result<(), IngestError> {
+    let mut tpl = TopicPartitionList::new();
+    let mut positions = Vec::new();
+    for (&p, part) in readings.iter_mut() {
+        let closed = if all {
+            part.downsampler.drain_all()
+        } else {
+            part.downsampler.drain_closed()
+        };
+        for a in closed.minutes {
+            writer.send(Record::Aggregate(a)).await?;
+        }
+        for h in closed.hours {
+            writer.send(Record::RollUpHour(h)).await?;
+        }
+        if part.next > 0 {
+            let offset = part.downsampler.low_position().unwrap_or(part.next);
+            positions.push((p, offset, part.downsampler.cutoff_ms()));
+        }
+    }
+    // Only what the store has accepted is committed.
+    writer.flush().await?;
+    for (p, offset, cutoff) in positions {
+        tpl.add_partition_offset(&opts.readings_topic, p, Offset::Offset(offset))?;
+        if let Some(mut e) = tpl.find_partition(&opts.readings_topic, p) {
+            e.set_metadata(cutoff.to_string());
+        }
+    }
+    for (&p, &next) in incidents.iter() {
+        tpl.add_partition_offset(&opts.incidents_topic, p, Offset::Offset(next))?;
+    }
+    if tpl.count() == 0 {
+        return Ok(());
+    }
+    let mode = if all {
+        rdkafka::consumer::CommitMode::Sync
+    } else {
+        rdkafka::consumer::CommitMode::Async
+    };
+    match consumer.commit(&tpl, mode) {
+        Ok(()) => summary.commits += 1,
+        Err(e) => tracing::warn!(error = %e, "offset commit failed; the next one covers it"),
+    }
+    Ok(())
+}
