@@ -89,6 +89,10 @@ struct StandaloneFlags {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     holidays_file: Option<PathBuf>,
+    /// History store directory (default ./dolbom-data; "" keeps no history).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_dir: Option<PathBuf>,
 }
 
 #[derive(Args, Serialize)]

@@ -11,9 +11,12 @@
 //! against the town's ground truth.
 //!
 //! Data flow: options ([`options`]: defaults → TOML → `DOLBOM_` env → flags) →
-//! [`run`] → town → bus → shards → printed events → [`Summary`].
-//! Later issues put the notify gRPC API and the embedded history store behind
-//! this same command.
+//! [`run`] → town → bus → shards → printed events → [`Summary`]. Beside the
+//! bus, readings are downsampled into minute aggregates and, with every
+//! incident event and the state change it implies, written through a
+//! `dolbom_history::HistoryWriter` into the embedded history store in
+//! `data_dir` (default `./dolbom-data`; retention is measured on simulated
+//! time). The notify gRPC API (#4) is not part of this command yet.
 
 pub mod options;
 mod runner;
