@@ -88,8 +88,8 @@ pub enum IngestError {
     History(#[from] HistoryError),
     #[error("kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
-    #[error("metrics: {0}")]
-    Metrics(String),
+    #[error(transparent)]
+    Metrics(#[from] dolbom_prometheus::ExporterError),
 }
 
 impl HistoryOptions {
@@ -171,31 +171,13 @@ pub async fn open_store(opts: &HistoryOptions) -> Result<Arc<dyn HistoryStore>, 
     })
 }
 
-fn install_metrics(listen: &str) -> Result<(), IngestError> {
-    if listen.is_empty() {
-        return Ok(());
-    }
-    let addr: std::net::SocketAddr = listen
-        .parse()
-        .map_err(|e| IngestError::Metrics(format!("metrics_listen {listen:?}: {e}")))?;
-    match metrics_exporter_prometheus::PrometheusBuilder::new()
-        .with_http_listener(addr)
-        .install()
-    {
-        Ok(()) | Err(metrics_exporter_prometheus::BuildError::FailedToSetGlobalRecorder(_)) => {
-            Ok(())
-        }
-        Err(e) => Err(IngestError::Metrics(e.to_string())),
-    }
-}
-
 /// Runs the ingest until `shutdown` fires, then writes what is open, flushes
 /// and commits.
 pub async fn run(
     opts: HistoryOptions,
     shutdown: CancellationToken,
 ) -> Result<IngestSummary, IngestError> {
-    install_metrics(&opts.metrics_listen)?;
+    dolbom_prometheus::install(&opts.metrics_listen)?;
     let store = open_store(&opts).await?;
     let (writer, writer_task) = HistoryWriter::spawn(store.clone(), opts.writer.clone());
     let consumer: StreamConsumer<Ctx> = ClientConfig::new()

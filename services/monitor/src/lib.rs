@@ -76,8 +76,8 @@ pub enum MonitorError {
     Snapshot(#[from] dolbom_shard::SnapshotError),
     #[error(transparent)]
     Calendar(#[from] CalendarError),
-    #[error("metrics: {0}")]
-    Metrics(String),
+    #[error(transparent)]
+    Metrics(#[from] dolbom_prometheus::ExporterError),
     #[error("actor system: {0}")]
     Actors(String),
 }
@@ -155,7 +155,7 @@ pub async fn run(
     opts: MonitorOptions,
     shutdown: CancellationToken,
 ) -> Result<MonitorSummary, MonitorError> {
-    metrics::install(&opts.metrics_listen)?;
+    dolbom_prometheus::install(&opts.metrics_listen)?;
     let partitions = kafka::ensure_topics(&opts).await?;
     tracing::info!(brokers = %opts.brokers, group = %opts.group_id, instance = %opts.instance_id, partitions, "monitor starting");
     let mut calendar = HolidayCalendar::builtin();
