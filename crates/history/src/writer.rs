@@ -148,6 +148,29 @@ impl HistoryWriter {
         Ok(())
     }
 
+    /// Queues what a [`crate::Downsampler`] closed: the minute aggregates,
+    /// then the hours to roll up from them.
+    pub async fn send_closed(&self, closed: crate::downsample::Closed) -> Result<(), HistoryError> {
+        for a in closed.minutes {
+            self.send(Record::Aggregate(a)).await?;
+        }
+        for h in closed.hours {
+            self.send(Record::RollUpHour(h)).await?;
+        }
+        Ok(())
+    }
+
+    /// Queues an incident event and the household state change it implies.
+    pub async fn send_incident_event(
+        &self,
+        event: dolbom_proto::v1::IncidentEvent,
+    ) -> Result<(), HistoryError> {
+        if let Some(change) = crate::model::StateChange::from_incident_event(&event) {
+            self.send(Record::StateChange(change)).await?;
+        }
+        self.send(Record::IncidentEvent(Box::new(event))).await
+    }
+
     /// Queues a record without waiting; `false` (counted in
     /// `dolbom_history_refused_total`) when the queue is full or closed.
     pub fn try_send(&self, record: Record) -> bool {

@@ -19,8 +19,8 @@
 //! partition.
 
 use dolbom_history::{
-    Downsampler, EmbeddedStore, HistoryError, HistoryStore, HistoryWriter, Record, Retention,
-    ScyllaOptions, ScyllaStore, StateChange, WriterOptions,
+    Downsampler, EmbeddedStore, HistoryError, HistoryStore, HistoryWriter, Retention,
+    ScyllaOptions, ScyllaStore, WriterOptions,
 };
 use dolbom_proto::v1::{IncidentEvent, PlugReading};
 use prost::Message as _;
@@ -248,10 +248,7 @@ pub async fn run(
                     match IncidentEvent::decode(payload) {
                         Ok(e) if !e.event_id.is_empty() => {
                             summary.incident_events += 1;
-                            if let Some(change) = StateChange::from_incident_event(&e) {
-                                writer.send(Record::StateChange(change)).await?;
-                            }
-                            writer.send(Record::IncidentEvent(Box::new(e))).await?;
+                            writer.send_incident_event(e).await?;
                         }
                         _ => reject(&mut summary, "incident_event", p, offset),
                     }
@@ -341,12 +338,7 @@ async fn commit(
         } else {
             part.downsampler.drain_closed()
         };
-        for a in closed.minutes {
-            writer.send(Record::Aggregate(a)).await?;
-        }
-        for h in closed.hours {
-            writer.send(Record::RollUpHour(h)).await?;
-        }
+        writer.send_closed(closed).await?;
         if part.next > 0 {
             let offset = part.downsampler.low_position().unwrap_or(part.next);
             positions.push((p, offset, part.downsampler.cutoff_ms()));

@@ -7,9 +7,7 @@ use dolbom_domain::convert;
 use dolbom_domain::incident::{Route, Stage};
 use dolbom_domain::{HouseholdConfig, HouseholdId, Ts, MINUTE_MS};
 use dolbom_engine::ReadingOutcome;
-use dolbom_history::{
-    Downsampler, EmbeddedStore, HistoryError, HistoryWriter, Record, StateChange,
-};
+use dolbom_history::{Downsampler, EmbeddedStore, HistoryError, HistoryWriter};
 use dolbom_proto::v1 as pb;
 use dolbom_shard::{ClockMode, Output, Shard, ShardOptions};
 use dolbom_town::{Scripted, Town, TownReading, TownSpec};
@@ -69,31 +67,10 @@ impl History {
         }))
     }
 
-    async fn send_closed(
-        &mut self,
-        closed: dolbom_history::downsample::Closed,
-    ) -> Result<(), HistoryError> {
-        for a in closed.minutes {
-            self.writer.send(Record::Aggregate(a)).await?;
-        }
-        for h in closed.hours {
-            self.writer.send(Record::RollUpHour(h)).await?;
-        }
-        Ok(())
-    }
-
-    async fn event(&mut self, wire: &pb::IncidentEvent) -> Result<(), HistoryError> {
-        if let Some(change) = StateChange::from_incident_event(wire) {
-            self.writer.send(Record::StateChange(change)).await?;
-        }
-        self.writer
-            .send(Record::IncidentEvent(Box::new(wire.clone())))
-            .await
-    }
-
     async fn finish(mut self) -> Result<HistorySummary, HistoryError> {
-        let closed = self.downsampler.drain_all();
-        self.send_closed(closed).await?;
+        self.writer
+            .send_closed(self.downsampler.drain_all())
+            .await?;
         self.writer.flush().await?;
         let written = self.writer.written();
         drop(self.writer);
@@ -473,7 +450,7 @@ pub async fn run(
                 Output::Event(wire) => {
                     record(wire, opts, &mut seen_events, &mut incidents, &mut summary);
                     if let Some(h) = history.as_mut() {
-                        h.event(wire).await?;
+                        h.writer.send_incident_event((**wire).clone()).await?;
                     }
                 }
                 Output::AbsenceEndedEarly { household, .. } => {
@@ -482,8 +459,7 @@ pub async fn run(
             }
         }
         if let Some(h) = history.as_mut() {
-            let closed = h.downsampler.drain_closed();
-            h.send_closed(closed).await?;
+            h.writer.send_closed(h.downsampler.drain_closed()).await?;
         }
         summary.simulated_minutes = t.since(start) / MINUTE_MS;
         t = t.plus_ms(MINUTE_MS);
