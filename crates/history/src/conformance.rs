@@ -161,6 +161,20 @@ pub async fn aggregates(store: &dyn HistoryStore, run: &str) {
             "aggregates: hour lux"
         );
     }
+    assert!(
+        store
+            .timeline(&h, hour0, hour0, Resolution::Minute)
+            .await
+            .is_err(),
+        "aggregates: an empty range is an error"
+    );
+    assert!(
+        store
+            .timeline(&h, hour0, hour0 + MAX_QUERY_RANGE_MS + 1, Resolution::Hour)
+            .await
+            .is_err(),
+        "aggregates: a range over 400 days is an error"
+    );
     let other = store
         .timeline(
             &format!("{h}-other"),
@@ -737,13 +751,19 @@ pub async fn retention_by_record_time(store: &dyn HistoryStore, run: &str, reten
         vec![Resolution::Minute.bucket_start(young_minute)],
         "retention: minute aggregates past retention are gone, younger ones stay"
     );
-    let a = store
-        .audit(&m, old_audit - DAY_MS, now)
+    // Two queries: one range may span at most 400 days.
+    let old = store
+        .audit(&m, old_audit - DAY_MS, old_audit + DAY_MS)
         .await
-        .expect("retention: audit");
+        .expect("retention: old audit");
+    assert!(old.is_empty(), "retention: audit past retention is gone");
+    let young = store
+        .audit(&m, now - 2 * DAY_MS, now)
+        .await
+        .expect("retention: young audit");
     assert_eq!(
-        a.iter().map(|e| e.audit_id.clone()).collect::<Vec<_>>(),
+        young.iter().map(|e| e.audit_id.clone()).collect::<Vec<_>>(),
         vec![format!("ret-new-{run}")],
-        "retention: audit past retention is gone"
+        "retention: audit within retention stays"
     );
 }

@@ -455,6 +455,7 @@ impl HistoryStore for EmbeddedStore {
         to_ms: i64,
         resolution: Resolution,
     ) -> Result<Timeline, HistoryError> {
+        validate_range(from_ms, to_ms)?;
         let household_id = household_id.to_string();
         self.blocking(move |inner| {
             let conn = inner.reader.lock().expect("reader lock");
@@ -596,6 +597,7 @@ impl HistoryStore for EmbeddedStore {
         from_ms: i64,
         to_ms: i64,
     ) -> Result<Vec<AuditEntry>, HistoryError> {
+        validate_range(from_ms, to_ms)?;
         let m = municipality_code.to_string();
         self.blocking(move |inner| {
             let conn = inner.reader.lock().expect("reader lock");

@@ -110,7 +110,8 @@ pub trait HistoryStore: Send + Sync + 'static {
     ) -> Result<Option<ShardSnapshot>, HistoryError>;
 
     /// A household's aggregates (at `resolution`), state changes and incident
-    /// events in `[from_ms, to_ms)`, each ordered by time.
+    /// events in `[from_ms, to_ms)`, each ordered by time. The range is
+    /// checked by [`validate_range`].
     async fn timeline(
         &self,
         household_id: &str,

@@ -434,13 +434,20 @@ impl IncidentQuery {
         if self.municipality_code.is_empty() {
             return Err(crate::HistoryError::Invalid("municipality_code".into()));
         }
-        if self.to_ms <= self.from_ms || self.to_ms - self.from_ms > MAX_QUERY_RANGE_MS {
-            return Err(crate::HistoryError::Invalid(
-                "time range (to must be after from, at most 400 days)".into(),
-            ));
-        }
+        validate_range(self.from_ms, self.to_ms)?;
         self.start().map(|_| ())
     }
+}
+
+/// Every time-range query (`[from_ms, to_ms)`) must end after it starts and
+/// span at most [`MAX_QUERY_RANGE_MS`]; both stores check it the same way.
+pub fn validate_range(from_ms: i64, to_ms: i64) -> Result<(), crate::HistoryError> {
+    if to_ms <= from_ms || to_ms - from_ms > MAX_QUERY_RANGE_MS {
+        return Err(crate::HistoryError::Invalid(
+            "time range (to must be after from, at most 400 days)".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// One page of incident events, ordered by (event time, event id).

@@ -874,11 +874,7 @@ impl HistoryStore for ScyllaStore {
         to_ms: i64,
         resolution: Resolution,
     ) -> Result<Timeline, HistoryError> {
-        if to_ms <= from_ms || to_ms - from_ms > MAX_QUERY_RANGE_MS {
-            return Err(HistoryError::Invalid(
-                "time range (to must be after from, at most 400 days)".into(),
-            ));
-        }
+        validate_range(from_ms, to_ms)?;
         let mut timeline = Timeline::default();
         let (st, buckets): (&PreparedStatement, Vec<i32>) = match resolution {
             Resolution::Minute => (
@@ -1029,11 +1025,7 @@ impl HistoryStore for ScyllaStore {
         from_ms: i64,
         to_ms: i64,
     ) -> Result<Vec<AuditEntry>, HistoryError> {
-        if to_ms <= from_ms || to_ms - from_ms > MAX_QUERY_RANGE_MS {
-            return Err(HistoryError::Invalid(
-                "time range (to must be after from, at most 400 days)".into(),
-            ));
-        }
+        validate_range(from_ms, to_ms)?;
         let mut out = Vec::new();
         for day in utc_day(from_ms)..=utc_day(to_ms - 1) {
             let rows: Vec<(String, i64, String, String, String, String)> = self
