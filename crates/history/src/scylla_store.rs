@@ -377,15 +377,13 @@ impl ScyllaStore {
                 Resolution::Minute => &self.st.insert_minute,
                 Resolution::Hour => &self.st.insert_hour,
             };
-            let consistency = Consistency::One;
             futs.push(Box::pin(async move {
+                // The statements are prepared with ONE; a batch carries its own.
                 if values.len() == 1 {
-                    let mut st = st.clone();
-                    st.set_consistency(consistency);
-                    return self.exec(&st, &values[0]).await;
+                    return self.exec(st, &values[0]).await;
                 }
                 let mut batch = Batch::new(BatchType::Unlogged);
-                batch.set_consistency(consistency);
+                batch.set_consistency(Consistency::One);
                 for _ in &values {
                     batch.append_statement(st.clone());
                 }

@@ -25,16 +25,23 @@ fn backend(e: crate::HistoryError) -> SnapshotStoreError {
     SnapshotStoreError::Backend(e.to_string())
 }
 
+/// Runs a snapshot put, recording how long it took.
+fn timed_put(
+    backend_name: &'static str,
+    put: impl FnOnce() -> Result<(), crate::HistoryError>,
+) -> Result<(), SnapshotStoreError> {
+    let timer = std::time::Instant::now();
+    let result = put().map_err(backend);
+    metrics::histogram!("dolbom_history_snapshot_put_seconds", "backend" => backend_name)
+        .record(timer.elapsed().as_secs_f64());
+    result
+}
+
 impl SnapshotStore for HistorySnapshots {
     fn put(&self, snapshot: &ShardSnapshot) -> Result<(), SnapshotStoreError> {
-        let timer = std::time::Instant::now();
-        let result = self
-            .runtime
-            .block_on(self.store.put_snapshot(snapshot))
-            .map_err(backend);
-        metrics::histogram!("dolbom_history_snapshot_put_seconds", "backend" => self.store.backend())
-            .record(timer.elapsed().as_secs_f64());
-        result
+        timed_put(self.store.backend(), || {
+            self.runtime.block_on(self.store.put_snapshot(snapshot))
+        })
     }
 
     fn get(
@@ -51,11 +58,7 @@ impl SnapshotStore for HistorySnapshots {
 /// The embedded store is already blocking: no runtime hop.
 impl SnapshotStore for crate::EmbeddedStore {
     fn put(&self, snapshot: &ShardSnapshot) -> Result<(), SnapshotStoreError> {
-        let timer = std::time::Instant::now();
-        let result = self.put_snapshot_blocking(snapshot).map_err(backend);
-        metrics::histogram!("dolbom_history_snapshot_put_seconds", "backend" => "embedded")
-            .record(timer.elapsed().as_secs_f64());
-        result
+        timed_put("embedded", || self.put_snapshot_blocking(snapshot))
     }
 
     fn get(

@@ -119,7 +119,7 @@ impl HistoryWriter {
             backend,
         };
         metrics::gauge!("dolbom_history_store_up", "backend" => backend).set(1.0);
-        let task = tokio::spawn(run(store, opts, rx, counters));
+        let task = tokio::spawn(run(store, opts, rx, counters, writer.behind_at));
         (writer, task)
     }
 
@@ -226,10 +226,10 @@ async fn run(
     opts: WriterOptions,
     mut rx: mpsc::Receiver<Item>,
     counters: Arc<Counters>,
+    behind_at: usize,
 ) {
     let backend = store.backend();
     let linger = Duration::from_millis(opts.linger_ms);
-    let behind_at = ((opts.capacity as f64) * opts.behind_fraction).ceil() as usize;
     let mut items = Vec::with_capacity(opts.max_batch);
     loop {
         items.clear();
