@@ -10,8 +10,9 @@
 //! [`SnapshotStore`] is the seam: [`FileSnapshotStore`] (one file per
 //! partition, written to a temporary file, fsynced and renamed, so a crash
 //! leaves either the old or the new snapshot, never half of one) is the
-//! implementation today; the history store (ScyllaDB / embedded) implements
-//! the same trait. Calls are blocking: the monitor runs them on a blocking
+//! file implementation; the history store (`dolbom-history`: embedded SQLite,
+//! the monitor's default, or ScyllaDB) implements the same trait. Calls are
+//! blocking: the monitor runs them on a blocking
 //! thread.
 
 use serde::{Deserialize, Serialize};

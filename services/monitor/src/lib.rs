@@ -10,7 +10,7 @@
 //! PartitionSupervisor(p) ──▶ ShardActor(p): dolbom_shard::Shard  ◀── care.households(p)
 //!                                 │ incident events (partition p)      (changelog)
 //!                                 ├──▶ care.incidents   IncidentActor per open incident
-//!                                 └──▶ snapshots (dolbom-snapshots) ─▶ then commit offset
+//!                                 └──▶ snapshots (SnapshotStore: history store or files) ─▶ then commit offset
 //! ```
 //!
 //! Guarantees and how they are kept:
@@ -30,6 +30,10 @@
 //!   partition supervisor from its last snapshot; the record in flight is
 //!   dead-lettered on replay. Malformed records are dead-lettered without a
 //!   restart. Other partitions are untouched.
+//!
+//! A snapshot store outage does not stop a shard: the failed snapshot is
+//! counted, offsets stay at the last stored one, and it is retried at the
+//! next interval.
 //!
 //! `run(opts, shutdown)` drains on shutdown: every shard snapshots and
 //! commits before the consumer closes.
