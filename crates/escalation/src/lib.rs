@@ -1,0 +1,37 @@
+//! The people's clock: escalation policies and the escalation state machine,
+//! as pure code (no I/O, time is an argument).
+//!
+//! Owns:
+//! - [`Policy`]: a municipality's versioned escalation policy — ordered
+//!   [`Step`]s (notify a [`Tier`] over some [`ChannelKind`]s, wait N minutes
+//!   for an acknowledgement, repeat up to K times, then escalate), the step
+//!   each stage starts at, and the channels of one-shot notices.
+//! - [`Escalation`]: one incident's escalation. Welfare incidents (inactivity,
+//!   and device-offline once it is a welfare risk) walk the policy; area,
+//!   device-fault and pipeline incidents get one notice to maintenance or SRE.
+//!   Steps are routed by the calendar ([`route_tier`]): dong office in office
+//!   hours, the control center at night and on holidays for households that
+//!   consented, otherwise held until the office opens; emergency services are
+//!   never held.
+//!
+//! Data flow: the notify service opens an [`Escalation`] for the first event
+//! of an incident, feeds it stage raises, acknowledgements, resolutions,
+//! recoveries, delivery failures and ticks, persists it after every call, and
+//! carries out the returned [`Action`]s (sends go through an outbox keyed by
+//! [`Notice::message_id`]). The invariants the service relies on — message
+//! ids never repeat, nothing is sent after an acknowledgement or a stop, a
+//! persisted escalation resumes exactly where it left off — are property
+//! tests in `tests.rs`.
+
+mod machine;
+mod policy;
+
+pub use machine::{
+    route_tier, Action, Escalation, EscalationCause, Notice, Opening, Phase, Purpose, StopReason,
+};
+pub use policy::{
+    ChannelKind, Policy, PolicyError, Step, Tier, MAX_REPEATS, MAX_STEPS, MAX_WAIT_MINUTES,
+};
+
+#[cfg(test)]
+mod tests;

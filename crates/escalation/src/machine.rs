@@ -1,0 +1,479 @@
+//! One incident's escalation: a pure state machine driven by incident events,
+//! acknowledgements, delivery failures and the passing of time.
+
+use crate::policy::{ChannelKind, Policy, Tier};
+use dolbom_calendar::Router;
+use dolbom_domain::incident::{IncidentKind, Route, Stage};
+use dolbom_domain::Ts;
+use serde::{Deserialize, Serialize};
+
+/// Where a running escalation stands.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Phase {
+    /// A non-welfare incident: its one notice went out; there is no clock.
+    Notice,
+    /// The current step waits for the dong office's next opening.
+    Held { until: Ts },
+    /// The current step was sent; without an acknowledgement by `deadline`
+    /// it repeats or escalates.
+    Waiting { deadline: Ts },
+    /// Someone took it: the clock stopped.
+    Acknowledged { at: Ts },
+    /// Every step ran out without an acknowledgement.
+    Exhausted { at: Ts },
+    /// The incident ended.
+    Stopped { at: Ts, why: StopReason },
+}
+
+/// Why an escalation ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StopReason {
+    /// Activity came back in the home.
+    Recovered,
+    /// A person resolved the incident with an outcome.
+    Resolved,
+    /// Monitoring stopped applying (absence, area outage, pipeline stall).
+    Suppressed,
+}
+
+impl StopReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StopReason::Recovered => "recovered",
+            StopReason::Resolved => "resolved",
+            StopReason::Suppressed => "suppressed",
+        }
+    }
+}
+
+/// Why a message is sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Purpose {
+    /// A policy step: please check on the household and acknowledge.
+    Alert,
+    /// The stage rose after someone acknowledged (or after the policy ran out).
+    StageRaised,
+    /// The household is active again: whoever was told can stand down.
+    Recovered,
+    /// A non-welfare incident for maintenance or SRE.
+    Notice,
+}
+
+impl Purpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Purpose::Alert => "alert",
+            Purpose::StageRaised => "stage_raised",
+            Purpose::Recovered => "recovered",
+            Purpose::Notice => "notice",
+        }
+    }
+}
+
+/// One message to send to one tier over some channels.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notice {
+    /// Deterministic and unique per incident; the idempotency key every
+    /// channel sends along.
+    pub message_id: String,
+    pub step: u32,
+    /// 1-based send of this step.
+    pub attempt: u32,
+    pub tier: Tier,
+    pub channels: Vec<ChannelKind>,
+    pub stage: Stage,
+    pub purpose: Purpose,
+}
+
+/// Why the policy moved to a later step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EscalationCause {
+    /// Nobody acknowledged within the step's waits.
+    Timeout,
+    /// The monitor raised the stage.
+    StageRaised,
+    /// Every push channel of the step failed.
+    DeliveryFailed,
+}
+
+impl EscalationCause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EscalationCause::Timeout => "timeout",
+            EscalationCause::StageRaised => "stage_raised",
+            EscalationCause::DeliveryFailed => "delivery_failed",
+        }
+    }
+}
+
+/// What the caller must do (and record) after a transition.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Action {
+    Notify(Notice),
+    Held {
+        step: u32,
+        tier: Tier,
+        until: Ts,
+    },
+    Escalated {
+        from_step: u32,
+        to_step: u32,
+        cause: EscalationCause,
+    },
+    Acknowledged,
+    Exhausted {
+        step: u32,
+    },
+    Stopped {
+        why: StopReason,
+    },
+}
+
+/// The facts about an incident the escalation needs when it opens.
+#[derive(Clone, Debug)]
+pub struct Opening<'a> {
+    pub incident_id: &'a str,
+    pub kind: IncidentKind,
+    pub stage: Stage,
+    /// The household's night/holiday consent (false for area and platform incidents).
+    pub consent: bool,
+}
+
+/// One incident's escalation. Serializable: the notify service persists it
+/// after every transition, so a restart resumes every clock; since message
+/// ids are derived from (step, attempt) and both only move forward, the same
+/// step is never sent twice.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Escalation {
+    pub incident_id: String,
+    pub kind: IncidentKind,
+    pub policy_version: u32,
+    pub consent: bool,
+    pub stage: Stage,
+    pub step: u32,
+    /// Sends of the current step so far.
+    pub sends: u32,
+    pub phase: Phase,
+    /// Tiers that were told, in order, each once.
+    pub told: Vec<Tier>,
+}
+
+/// Where a step's tier is reached at `now`, or until when it is held.
+pub fn route_tier(tier: Tier, consent: bool, router: &Router, now: Ts) -> Result<Tier, Ts> {
+    match tier {
+        Tier::DongOffice => match router.route(now, consent) {
+            Route::DongOffice => Ok(Tier::DongOffice),
+            Route::ControlCenter => Ok(Tier::ControlCenter),
+            Route::Held { until } => Err(until),
+            // `Router::route` only answers the three above.
+            _ => Ok(Tier::DongOffice),
+        },
+        // Outside office hours the control center only watches households
+        // that consented; without consent the step waits for the office.
+        Tier::ControlCenter => {
+            if consent || router.is_office_open(now) {
+                Ok(Tier::ControlCenter)
+            } else {
+                Err(router.next_opening(now))
+            }
+        }
+        Tier::Emergency | Tier::Maintenance | Tier::Sre => Ok(tier),
+    }
+}
+
+fn is_welfare(kind: IncidentKind, stage: Stage) -> bool {
+    matches!(kind, IncidentKind::Inactivity | IncidentKind::DeviceOffline) && stage > Stage::Normal
+}
+
+fn notice_tier(kind: IncidentKind) -> Tier {
+    match kind {
+        IncidentKind::PipelineStall => Tier::Sre,
+        _ => Tier::Maintenance,
+    }
+}
+
+impl Escalation {
+    /// Opens an incident's escalation: a welfare incident starts at its
+    /// stage's step; anything else gets one notice.
+    pub fn open(
+        inc: &Opening<'_>,
+        policy: &Policy,
+        router: &Router,
+        now: Ts,
+    ) -> (Self, Vec<Action>) {
+        let mut e = Escalation {
+            incident_id: inc.incident_id.to_string(),
+            kind: inc.kind,
+            policy_version: policy.version,
+            consent: inc.consent,
+            stage: inc.stage,
+            step: 0,
+            sends: 0,
+            phase: Phase::Notice,
+            told: Vec::new(),
+        };
+        let mut out = Vec::new();
+        if let Some(start) = policy.start_step(inc.stage).filter(|_| e.welfare()) {
+            e.step = start;
+            e.dispatch(policy, router, now, &mut out);
+        } else {
+            let tier = notice_tier(inc.kind);
+            e.tell(tier);
+            out.push(Action::Notify(Notice {
+                message_id: format!("{}/notice", e.incident_id),
+                step: 0,
+                attempt: 1,
+                tier,
+                channels: policy.notice_channels.clone(),
+                stage: inc.stage,
+                purpose: Purpose::Notice,
+            }));
+        }
+        (e, out)
+    }
+
+    fn welfare(&self) -> bool {
+        is_welfare(self.kind, self.stage)
+    }
+
+    fn tell(&mut self, tier: Tier) {
+        if !self.told.contains(&tier) {
+            self.told.push(tier);
+        }
+    }
+
+    /// Whether the escalation still runs a clock (held or waiting).
+    pub fn is_running(&self) -> bool {
+        matches!(self.phase, Phase::Held { .. } | Phase::Waiting { .. })
+    }
+
+    /// Whether the escalation has ended for good.
+    pub fn is_stopped(&self) -> bool {
+        matches!(self.phase, Phase::Stopped { .. })
+    }
+
+    /// When [`tick`](Self::tick) next has something to do.
+    pub fn next_due(&self) -> Option<Ts> {
+        match self.phase {
+            Phase::Held { until } => Some(until),
+            Phase::Waiting { deadline } => Some(deadline),
+            _ => None,
+        }
+    }
+
+    /// Sends the current step (or holds it), from `now`.
+    fn dispatch(&mut self, policy: &Policy, router: &Router, now: Ts, out: &mut Vec<Action>) {
+        let step = policy.step(self.step);
+        match route_tier(step.tier, self.consent, router, now) {
+            Err(until) => {
+                self.phase = Phase::Held { until };
+                out.push(Action::Held {
+                    step: self.step,
+                    tier: step.tier,
+                    until,
+                });
+            }
+            Ok(tier) => {
+                self.sends += 1;
+                self.tell(tier);
+                out.push(Action::Notify(Notice {
+                    message_id: format!("{}/s{}/a{}", self.incident_id, self.step, self.sends),
+                    step: self.step,
+                    attempt: self.sends,
+                    tier,
+                    channels: step.channels.clone(),
+                    stage: self.stage,
+                    purpose: Purpose::Alert,
+                }));
+                self.phase = Phase::Waiting {
+                    deadline: now.plus_minutes(step.wait_minutes),
+                };
+            }
+        }
+    }
+
+    /// Moves to `to` (or the next step), or runs out.
+    fn advance(
+        &mut self,
+        to: u32,
+        cause: EscalationCause,
+        policy: &Policy,
+        router: &Router,
+        now: Ts,
+        out: &mut Vec<Action>,
+    ) {
+        if (to as usize) < policy.steps.len() {
+            out.push(Action::Escalated {
+                from_step: self.step,
+                to_step: to,
+                cause,
+            });
+            self.step = to;
+            self.sends = 0;
+            self.dispatch(policy, router, now, out);
+        } else {
+            self.phase = Phase::Exhausted { at: now };
+            out.push(Action::Exhausted { step: self.step });
+        }
+    }
+
+    /// Lets time pass: a held step goes out once the office opens; a step
+    /// whose wait ran out repeats or escalates. One transition per call; the
+    /// next deadline is measured from `now`, so a service that was down does
+    /// not fire a burst of overdue sends when it comes back.
+    pub fn tick(&mut self, policy: &Policy, router: &Router, now: Ts) -> Vec<Action> {
+        let mut out = Vec::new();
+        match self.phase {
+            Phase::Held { until } if now >= until => self.dispatch(policy, router, now, &mut out),
+            Phase::Waiting { deadline } if now >= deadline => {
+                if self.sends <= policy.step(self.step).repeats {
+                    self.dispatch(policy, router, now, &mut out);
+                } else {
+                    let next = self.step + 1;
+                    self.advance(next, EscalationCause::Timeout, policy, router, now, &mut out);
+                }
+            }
+            _ => {}
+        }
+        out
+    }
+
+    /// The monitor raised the stage. A running escalation jumps forward to
+    /// the new stage's step; one that was acknowledged or ran out tells the
+    /// last tier; a non-welfare notice that became a welfare risk starts
+    /// escalating. Never a second escalation, never a step back.
+    pub fn stage_raised(
+        &mut self,
+        stage: Stage,
+        policy: &Policy,
+        router: &Router,
+        now: Ts,
+    ) -> Vec<Action> {
+        let mut out = Vec::new();
+        if stage <= self.stage || self.is_stopped() {
+            return out;
+        }
+        let was_welfare = self.welfare();
+        self.stage = stage;
+        let target = policy.start_step(stage).unwrap_or(0);
+        match self.phase {
+            Phase::Notice if self.welfare() && !was_welfare => {
+                self.step = target;
+                self.sends = 0;
+                self.dispatch(policy, router, now, &mut out);
+            }
+            Phase::Held { .. } | Phase::Waiting { .. } if target > self.step => {
+                self.advance(
+                    target,
+                    EscalationCause::StageRaised,
+                    policy,
+                    router,
+                    now,
+                    &mut out,
+                );
+            }
+            Phase::Acknowledged { .. } | Phase::Exhausted { .. } => {
+                if let Some(&tier) = self.told.last() {
+                    out.push(Action::Notify(Notice {
+                        message_id: format!("{}/stage{}", self.incident_id, stage as u8),
+                        step: self.step,
+                        attempt: 0,
+                        tier,
+                        channels: policy.step(self.step).channels.clone(),
+                        stage,
+                        purpose: Purpose::StageRaised,
+                    }));
+                }
+            }
+            _ => {}
+        }
+        out
+    }
+
+    /// Someone acknowledged: the clock stops. Idempotent.
+    pub fn acknowledge(&mut self, now: Ts) -> Vec<Action> {
+        match self.phase {
+            Phase::Held { .. } | Phase::Waiting { .. } | Phase::Exhausted { .. } => {
+                self.phase = Phase::Acknowledged { at: now };
+                vec![Action::Acknowledged]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// The incident ended. On recovery everyone who was told hears that the
+    /// household is active again. Idempotent.
+    pub fn stop(&mut self, why: StopReason, policy: &Policy, now: Ts) -> Vec<Action> {
+        if self.is_stopped() {
+            return Vec::new();
+        }
+        let mut out = vec![Action::Stopped { why }];
+        if why == StopReason::Recovered && self.welfare() {
+            for &tier in &self.told {
+                out.push(Action::Notify(Notice {
+                    message_id: format!("{}/recovered/{}", self.incident_id, tier.as_str()),
+                    step: self.step,
+                    attempt: 0,
+                    tier,
+                    channels: policy.notice_channels.clone(),
+                    stage: self.stage,
+                    purpose: Purpose::Recovered,
+                }));
+            }
+        }
+        self.phase = Phase::Stopped { at: now, why };
+        out
+    }
+
+    /// Every push channel of send `attempt` of `step` failed after its
+    /// retries: escalate now instead of waiting (the last step repeats while
+    /// it has repeats left). Stale reports are ignored.
+    pub fn delivery_failed(
+        &mut self,
+        step: u32,
+        attempt: u32,
+        policy: &Policy,
+        router: &Router,
+        now: Ts,
+    ) -> Vec<Action> {
+        let mut out = Vec::new();
+        if !matches!(self.phase, Phase::Waiting { .. })
+            || step != self.step
+            || attempt != self.sends
+        {
+            return out;
+        }
+        let last = self.step as usize + 1 == policy.steps.len();
+        if last && self.sends <= policy.step(self.step).repeats {
+            self.dispatch(policy, router, now, &mut out);
+        } else {
+            let next = self.step + 1;
+            self.advance(
+                next,
+                EscalationCause::DeliveryFailed,
+                policy,
+                router,
+                now,
+                &mut out,
+            );
+        }
+        out
+    }
+
+    /// The household's consent changed. A step held for lack of consent goes
+    /// out now if consent arrived.
+    pub fn set_consent(
+        &mut self,
+        consent: bool,
+        policy: &Policy,
+        router: &Router,
+        now: Ts,
+    ) -> Vec<Action> {
+        self.consent = consent;
+        let mut out = Vec::new();
+        if consent && matches!(self.phase, Phase::Held { .. }) {
+            self.dispatch(policy, router, now, &mut out);
+        }
+        out
+    }
+}

@@ -1,0 +1,287 @@
+//! Escalation policies: who is told, over which channels, how long to wait.
+
+use dolbom_domain::incident::Stage;
+use serde::{Deserialize, Serialize};
+
+/// Who is told. The first three are the welfare tiers a policy escalates
+/// through; maintenance and SRE receive the platform's non-welfare incidents.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Tier {
+    /// 읍면동 주민센터, in office hours.
+    DongOffice,
+    /// 관제센터: nights and holidays for households that consented, and the
+    /// next tier in office hours.
+    ControlCenter,
+    /// Police / 119: never held by office hours.
+    Emergency,
+    /// Device faults and area outages.
+    Maintenance,
+    /// The platform's own problems.
+    Sre,
+}
+
+impl Tier {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::DongOffice => "DONG_OFFICE",
+            Tier::ControlCenter => "CONTROL_CENTER",
+            Tier::Emergency => "EMERGENCY",
+            Tier::Maintenance => "MAINTENANCE",
+            Tier::Sre => "SRE",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "DONG_OFFICE" => Tier::DongOffice,
+            "CONTROL_CENTER" => Tier::ControlCenter,
+            "EMERGENCY" => Tier::Emergency,
+            "MAINTENANCE" => Tier::Maintenance,
+            "SRE" => Tier::Sre,
+            _ => return None,
+        })
+    }
+}
+
+/// How a tier is told.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChannelKind {
+    /// SMS through the configured gateway.
+    Sms,
+    /// An HMAC-signed HTTP POST to the tier's endpoint.
+    Webhook,
+    /// The gRPC `WatchIncidents` stream (a pull channel: always delivered).
+    Watch,
+}
+
+impl ChannelKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChannelKind::Sms => "sms",
+            ChannelKind::Webhook => "webhook",
+            ChannelKind::Watch => "watch",
+        }
+    }
+
+    /// Push channels can fail; a step whose push channels all failed
+    /// escalates without waiting for its acknowledgement timeout.
+    pub fn is_push(self) -> bool {
+        !matches!(self, ChannelKind::Watch)
+    }
+}
+
+/// One ordered step of a policy.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Step {
+    pub tier: Tier,
+    pub channels: Vec<ChannelKind>,
+    /// Minutes to wait for an acknowledgement after each send.
+    pub wait_minutes: u32,
+    /// How many times the step is repeated after its first send before the
+    /// policy moves to the next step.
+    #[serde(default)]
+    pub repeats: u32,
+}
+
+/// A municipality's escalation policy. Versions only grow; a running
+/// escalation keeps the version it started with.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Policy {
+    pub version: u32,
+    pub steps: Vec<Step>,
+    /// The first step for ATTENTION, CAUTION and DANGER. A stage raised by
+    /// the monitor jumps a running escalation forward to its stage's step; it
+    /// never moves it back and never starts a second escalation.
+    pub stage_start: [u32; 3],
+    /// Channels for the one-shot notices of non-welfare incidents (device
+    /// faults, area outages, pipeline stalls).
+    #[serde(default = "default_notice_channels")]
+    pub notice_channels: Vec<ChannelKind>,
+}
+
+fn default_notice_channels() -> Vec<ChannelKind> {
+    vec![ChannelKind::Watch, ChannelKind::Webhook]
+}
+
+/// A policy that cannot be used, naming the offending field.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("escalation policy: {field}: {problem}")]
+pub struct PolicyError {
+    pub field: String,
+    pub problem: String,
+}
+
+fn err(field: impl Into<String>, problem: impl Into<String>) -> PolicyError {
+    PolicyError {
+        field: field.into(),
+        problem: problem.into(),
+    }
+}
+
+/// Longest wait of one step: a day.
+pub const MAX_WAIT_MINUTES: u32 = 1440;
+/// Most repeats of one step.
+pub const MAX_REPEATS: u32 = 10;
+/// Most steps of one policy.
+pub const MAX_STEPS: usize = 16;
+
+impl Policy {
+    /// The platform default: the dong office twice 30 minutes apart, then the
+    /// control center twice, then emergency services every 15 minutes until
+    /// someone acknowledges (three sends). DANGER starts at the control center.
+    pub fn platform_default() -> Self {
+        use ChannelKind::*;
+        Policy {
+            version: 1,
+            steps: vec![
+                Step {
+                    tier: Tier::DongOffice,
+                    channels: vec![Watch, Sms, Webhook],
+                    wait_minutes: 30,
+                    repeats: 1,
+                },
+                Step {
+                    tier: Tier::ControlCenter,
+                    channels: vec![Watch, Sms, Webhook],
+                    wait_minutes: 30,
+                    repeats: 1,
+                },
+                Step {
+                    tier: Tier::Emergency,
+                    channels: vec![Sms, Webhook],
+                    wait_minutes: 15,
+                    repeats: 2,
+                },
+            ],
+            stage_start: [0, 0, 1],
+            notice_channels: default_notice_channels(),
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), PolicyError> {
+        if self.version == 0 {
+            return Err(err("version", "must be at least 1"));
+        }
+        if self.steps.is_empty() || self.steps.len() > MAX_STEPS {
+            return Err(err("steps", format!("must have 1 to {MAX_STEPS} steps")));
+        }
+        for (i, s) in self.steps.iter().enumerate() {
+            if !matches!(
+                s.tier,
+                Tier::DongOffice | Tier::ControlCenter | Tier::Emergency
+            ) {
+                return Err(err(
+                    format!("steps[{i}].tier"),
+                    "must be DONG_OFFICE, CONTROL_CENTER or EMERGENCY",
+                ));
+            }
+            if s.channels.is_empty() {
+                return Err(err(format!("steps[{i}].channels"), "must not be empty"));
+            }
+            let mut seen = s.channels.clone();
+            seen.sort();
+            seen.dedup();
+            if seen.len() != s.channels.len() {
+                return Err(err(format!("steps[{i}].channels"), "lists a channel twice"));
+            }
+            if s.wait_minutes == 0 || s.wait_minutes > MAX_WAIT_MINUTES {
+                return Err(err(
+                    format!("steps[{i}].wait_minutes"),
+                    format!("must be 1 to {MAX_WAIT_MINUTES}"),
+                ));
+            }
+            if s.repeats > MAX_REPEATS {
+                return Err(err(
+                    format!("steps[{i}].repeats"),
+                    format!("must be at most {MAX_REPEATS}"),
+                ));
+            }
+        }
+        for (i, &s) in self.stage_start.iter().enumerate() {
+            if s as usize >= self.steps.len() {
+                return Err(err(format!("stage_start[{i}]"), "names no step"));
+            }
+            if i > 0 && s < self.stage_start[i - 1] {
+                return Err(err(
+                    format!("stage_start[{i}]"),
+                    "a higher stage must not start at an earlier step",
+                ));
+            }
+        }
+        if self.notice_channels.is_empty() {
+            return Err(err("notice_channels", "must not be empty"));
+        }
+        Ok(())
+    }
+
+    /// The first step for a welfare stage (NORMAL has none).
+    pub fn start_step(&self, stage: Stage) -> Option<u32> {
+        match stage {
+            Stage::Normal => None,
+            Stage::Attention => Some(self.stage_start[0]),
+            Stage::Caution => Some(self.stage_start[1]),
+            Stage::Danger => Some(self.stage_start[2]),
+        }
+    }
+
+    pub fn step(&self, i: u32) -> &Step {
+        &self.steps[i as usize]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_policy_is_valid_and_round_trips_through_toml_shaped_json() {
+        let p = Policy::platform_default();
+        p.validate().unwrap();
+        let json = serde_json::to_string(&p).unwrap();
+        assert!(json.contains("\"DONG_OFFICE\"") && json.contains("\"sms\""));
+        let back: Policy = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, p);
+    }
+
+    #[test]
+    fn invalid_policies_name_the_field() {
+        let base = Policy::platform_default();
+        let cases: Vec<(Box<dyn Fn(&mut Policy)>, &str)> = vec![
+            (Box::new(|p| p.version = 0), "version"),
+            (Box::new(|p| p.steps.clear()), "steps"),
+            (Box::new(|p| p.steps[1].channels.clear()), "steps[1].channels"),
+            (
+                Box::new(|p| p.steps[0].channels.push(ChannelKind::Sms)),
+                "steps[0].channels",
+            ),
+            (Box::new(|p| p.steps[2].wait_minutes = 0), "steps[2].wait_minutes"),
+            (Box::new(|p| p.steps[0].wait_minutes = 1441), "steps[0].wait_minutes"),
+            (Box::new(|p| p.steps[0].repeats = 11), "steps[0].repeats"),
+            (Box::new(|p| p.steps[0].tier = Tier::Sre), "steps[0].tier"),
+            (Box::new(|p| p.stage_start = [0, 0, 3]), "stage_start[2]"),
+            (Box::new(|p| p.stage_start = [1, 0, 2]), "stage_start[1]"),
+            (Box::new(|p| p.notice_channels.clear()), "notice_channels"),
+        ];
+        for (mutate, field) in cases {
+            let mut p = base.clone();
+            mutate(&mut p);
+            assert_eq!(p.validate().unwrap_err().field, field);
+        }
+    }
+
+    #[test]
+    fn tier_names_round_trip() {
+        for t in [
+            Tier::DongOffice,
+            Tier::ControlCenter,
+            Tier::Emergency,
+            Tier::Maintenance,
+            Tier::Sre,
+        ] {
+            assert_eq!(Tier::parse(t.as_str()), Some(t));
+        }
+        assert_eq!(Tier::parse("dong"), None);
+    }
+}
