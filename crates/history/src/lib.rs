@@ -51,6 +51,20 @@ pub use scylla_store::{ScyllaOptions, ScyllaStore};
 pub use snapshots::HistorySnapshots;
 pub use writer::{HistoryWriter, WriterOptions};
 
+/// Opens the store a service's options name: `scylla` (the cluster in
+/// `scylla`) or `embedded` (SQLite in `data_dir`, the default).
+pub async fn open_store(
+    kind: &str,
+    data_dir: &std::path::Path,
+    scylla: &ScyllaOptions,
+    retention: Retention,
+) -> Result<std::sync::Arc<dyn HistoryStore>, HistoryError> {
+    Ok(match kind {
+        "scylla" => std::sync::Arc::new(ScyllaStore::connect(scylla, retention).await?),
+        _ => std::sync::Arc::new(EmbeddedStore::open_dir(data_dir, retention)?),
+    })
+}
+
 use async_trait::async_trait;
 use dolbom_proto::v1::{IncidentEvent, MonthStatistics};
 use dolbom_snapshots::ShardSnapshot;

@@ -165,10 +165,7 @@ struct ReadingsPartition {
 
 /// Opens the store the options name.
 pub async fn open_store(opts: &HistoryOptions) -> Result<Arc<dyn HistoryStore>, HistoryError> {
-    Ok(match opts.store.as_str() {
-        "scylla" => Arc::new(ScyllaStore::connect(&opts.scylla, opts.retention).await?),
-        _ => Arc::new(EmbeddedStore::open_dir(&opts.data_dir, opts.retention)?),
-    })
+    dolbom_history::open_store(&opts.store, &opts.data_dir, &opts.scylla, opts.retention).await
 }
 
 /// Runs the ingest until `shutdown` fires, then writes what is open, flushes

@@ -1,0 +1,377 @@
+//! Delivery channels behind one trait: the SMS gateway (HTTP), signed
+//! webhooks, and the gRPC `WatchIncidents` stream.
+//!
+//! A [`Notification`] carries no personal data: the pseudonymous household
+//! id, the dong code, the stage and the incident id are enough for staff to
+//! open the case in their own system (or over the API, which audits the read).
+//! Every send carries the message id as its idempotency key, so a retry or a
+//! resend after a restart is recognised by the receiver.
+
+use dolbom_escalation::ChannelKind;
+use ring::hmac;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What is sent, whatever the channel.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Notification {
+    pub message_id: String,
+    pub incident_id: String,
+    pub household_id: String,
+    pub municipality_code: String,
+    pub dong_code: String,
+    /// `INACTIVITY`, `DEVICE_OFFLINE`, `AREA_OUTAGE`, `PIPELINE_STALL`.
+    pub kind: String,
+    /// `ATTENTION`, `CAUTION`, `DANGER`, `NORMAL`.
+    pub stage: String,
+    /// The tier told: `DONG_OFFICE`, `CONTROL_CENTER`, `EMERGENCY`, …
+    pub tier: String,
+    pub step: u32,
+    pub attempt: u32,
+    /// `alert`, `stage_raised`, `recovered`, `notice`.
+    pub purpose: String,
+    pub at_ms: i64,
+    /// A short Korean text for SMS; no personal data.
+    pub text: String,
+}
+
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum DeliveryError {
+    /// Worth another try (timeouts, 5xx, 429, connection errors).
+    #[error("retryable: {0}")]
+    Retryable(String),
+    /// Retrying will not help (4xx, bad configuration).
+    #[error("permanent: {0}")]
+    Permanent(String),
+    /// Nobody is configured for this tier on this channel.
+    #[error("no recipient configured")]
+    NoRecipient,
+}
+
+/// One way of telling a tier.
+#[async_trait::async_trait]
+pub trait Channel: Send + Sync {
+    fn kind(&self) -> ChannelKind;
+    /// Delivers once; returns a short receipt (e.g. the gateway's status).
+    async fn deliver(&self, n: &Notification) -> Result<String, DeliveryError>;
+}
+
+/// Who receives a tier's messages in a municipality (`"*"` = every
+/// municipality without its own entry). Staff numbers and endpoints, never
+/// household data; still never logged.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Recipient {
+    pub municipality: String,
+    pub tier: String,
+    pub sms: Vec<String>,
+    pub webhook_url: String,
+    pub webhook_secret: String,
+}
+
+/// Looks up the recipients of (municipality, tier).
+#[derive(Clone, Debug, Default)]
+pub struct Directory {
+    by_key: HashMap<(String, String), Recipient>,
+}
+
+impl Directory {
+    pub fn new(entries: &[Recipient]) -> Self {
+        Directory {
+            by_key: entries
+                .iter()
+                .map(|r| ((r.municipality.clone(), r.tier.clone()), r.clone()))
+                .collect(),
+        }
+    }
+
+    pub fn lookup(&self, municipality: &str, tier: &str) -> Option<&Recipient> {
+        self.by_key
+            .get(&(municipality.to_string(), tier.to_string()))
+            .or_else(|| self.by_key.get(&("*".to_string(), tier.to_string())))
+    }
+}
+
+/// Retries with exponential backoff.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RetryOptions {
+    /// Tries per channel, the first included.
+    pub attempts: u32,
+    pub initial_backoff_ms: u64,
+    pub max_backoff_ms: u64,
+    /// Timeout of one HTTP request.
+    pub timeout_ms: u64,
+}
+
+impl Default for RetryOptions {
+    fn default() -> Self {
+        RetryOptions {
+            attempts: 4,
+            initial_backoff_ms: 500,
+            max_backoff_ms: 10_000,
+            timeout_ms: 5_000,
+        }
+    }
+}
+
+impl RetryOptions {
+    pub fn backoff(&self, after_attempt: u32) -> Duration {
+        let ms = self
+            .initial_backoff_ms
+            .saturating_mul(1u64 << after_attempt.saturating_sub(1).min(20));
+        Duration::from_millis(ms.min(self.max_backoff_ms))
+    }
+}
+
+fn classify(e: reqwest::Error) -> DeliveryError {
+    DeliveryError::Retryable(if e.is_timeout() {
+        "timeout".into()
+    } else if e.is_connect() {
+        "connection failed".into()
+    } else {
+        "request failed".into()
+    })
+}
+
+fn status_result(status: reqwest::StatusCode) -> Result<String, DeliveryError> {
+    if status.is_success() {
+        Ok(format!("http {}", status.as_u16()))
+    } else if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+        Err(DeliveryError::Retryable(format!(
+            "http {}",
+            status.as_u16()
+        )))
+    } else {
+        Err(DeliveryError::Permanent(format!(
+            "http {}",
+            status.as_u16()
+        )))
+    }
+}
+
+/// The SMS gateway adapter.
+///
+/// `POST {endpoint}` with `Authorization: Bearer {api_key}`,
+/// `Idempotency-Key: {message_id}` and the JSON body
+/// `{"message_id", "to": [numbers], "text"}`. 2xx is delivered; 429, 5xx and
+/// transport errors are retried; other statuses are permanent failures.
+pub struct SmsGateway {
+    client: reqwest::Client,
+    endpoint: String,
+    api_key: String,
+    directory: Arc<Directory>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SmsOptions {
+    /// Empty = SMS disabled (every SMS send fails as not configured).
+    pub endpoint: String,
+    pub api_key: String,
+}
+
+impl SmsGateway {
+    pub fn new(opts: &SmsOptions, retry: &RetryOptions, directory: Arc<Directory>) -> Self {
+        SmsGateway {
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_millis(retry.timeout_ms))
+                .build()
+                .expect("an HTTP client with a timeout"),
+            endpoint: opts.endpoint.clone(),
+            api_key: opts.api_key.clone(),
+            directory,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct SmsBody<'a> {
+    message_id: &'a str,
+    to: &'a [String],
+    text: &'a str,
+}
+
+#[async_trait::async_trait]
+impl Channel for SmsGateway {
+    fn kind(&self) -> ChannelKind {
+        ChannelKind::Sms
+    }
+
+    async fn deliver(&self, n: &Notification) -> Result<String, DeliveryError> {
+        if self.endpoint.is_empty() {
+            return Err(DeliveryError::Permanent("no SMS gateway configured".into()));
+        }
+        let to = match self.directory.lookup(&n.municipality_code, &n.tier) {
+            Some(r) if !r.sms.is_empty() => &r.sms,
+            _ => return Err(DeliveryError::NoRecipient),
+        };
+        let resp = self
+            .client
+            .post(&self.endpoint)
+            .bearer_auth(&self.api_key)
+            .header("Idempotency-Key", &n.message_id)
+            .json(&SmsBody {
+                message_id: &n.message_id,
+                to,
+                text: &n.text,
+            })
+            .send()
+            .await
+            .map_err(classify)?;
+        status_result(resp.status())
+    }
+}
+
+/// The webhook channel: `POST` of the notification as JSON to the tier's
+/// `webhook_url`, signed with its `webhook_secret`:
+/// `X-Dolbom-Timestamp: {unix seconds}` and
+/// `X-Dolbom-Signature: v1={hex HMAC-SHA256(secret, "{timestamp}.{body}")}`,
+/// plus `Idempotency-Key: {message_id}`. Receivers check the signature and
+/// reject stale timestamps.
+pub struct Webhook {
+    client: reqwest::Client,
+    directory: Arc<Directory>,
+}
+
+impl Webhook {
+    pub fn new(retry: &RetryOptions, directory: Arc<Directory>) -> Self {
+        Webhook {
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_millis(retry.timeout_ms))
+                .build()
+                .expect("an HTTP client with a timeout"),
+            directory,
+        }
+    }
+}
+
+/// The `X-Dolbom-Signature` value of a webhook body.
+pub fn sign_webhook(secret: &str, timestamp: u64, body: &[u8]) -> String {
+    let key = hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes());
+    let mut ctx = hmac::Context::with_key(&key);
+    ctx.update(timestamp.to_string().as_bytes());
+    ctx.update(b".");
+    ctx.update(body);
+    format!("v1={}", hex::encode(ctx.sign().as_ref()))
+}
+
+/// Checks a webhook signature (for receivers and tests), in constant time.
+pub fn verify_webhook(secret: &str, timestamp: u64, body: &[u8], signature: &str) -> bool {
+    let Some(hex_sig) = signature.strip_prefix("v1=") else {
+        return false;
+    };
+    let Ok(sig) = hex::decode(hex_sig) else {
+        return false;
+    };
+    let key = hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes());
+    let mut msg = timestamp.to_string().into_bytes();
+    msg.push(b'.');
+    msg.extend_from_slice(body);
+    hmac::verify(&key, &msg, &sig).is_ok()
+}
+
+#[async_trait::async_trait]
+impl Channel for Webhook {
+    fn kind(&self) -> ChannelKind {
+        ChannelKind::Webhook
+    }
+
+    async fn deliver(&self, n: &Notification) -> Result<String, DeliveryError> {
+        let r = match self.directory.lookup(&n.municipality_code, &n.tier) {
+            Some(r) if !r.webhook_url.is_empty() => r,
+            _ => return Err(DeliveryError::NoRecipient),
+        };
+        let body = serde_json::to_vec(n).map_err(|e| DeliveryError::Permanent(e.to_string()))?;
+        let ts = dolbom_auth::unix_now();
+        let resp = self
+            .client
+            .post(&r.webhook_url)
+            .header("Content-Type", "application/json")
+            .header("Idempotency-Key", &n.message_id)
+            .header("X-Dolbom-Timestamp", ts.to_string())
+            .header(
+                "X-Dolbom-Signature",
+                sign_webhook(&r.webhook_secret, ts, &body),
+            )
+            .body(body)
+            .send()
+            .await
+            .map_err(classify)?;
+        status_result(resp.status())
+    }
+}
+
+/// The `WatchIncidents` stream as a channel: subscribers pull incident
+/// events from the event log, so a message is delivered once the event is
+/// logged, which happened before the message was queued.
+pub struct WatchChannel;
+
+#[async_trait::async_trait]
+impl Channel for WatchChannel {
+    fn kind(&self) -> ChannelKind {
+        ChannelKind::Watch
+    }
+
+    async fn deliver(&self, _n: &Notification) -> Result<String, DeliveryError> {
+        Ok("on the watch stream".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn webhook_signatures_verify_and_bind_the_timestamp() {
+        let sig = sign_webhook("s3cret", 1_700_000_000, b"{\"a\":1}");
+        assert!(verify_webhook("s3cret", 1_700_000_000, b"{\"a\":1}", &sig));
+        assert!(!verify_webhook("s3cret", 1_700_000_001, b"{\"a\":1}", &sig));
+        assert!(!verify_webhook("other", 1_700_000_000, b"{\"a\":1}", &sig));
+        assert!(!verify_webhook("s3cret", 1_700_000_000, b"{\"a\":2}", &sig));
+        assert!(!verify_webhook(
+            "s3cret",
+            1_700_000_000,
+            b"{\"a\":1}",
+            "v1=zz"
+        ));
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let r = RetryOptions::default();
+        assert_eq!(r.backoff(1), Duration::from_millis(500));
+        assert_eq!(r.backoff(2), Duration::from_millis(1000));
+        assert_eq!(r.backoff(3), Duration::from_millis(2000));
+        assert_eq!(r.backoff(30), Duration::from_millis(10_000));
+    }
+
+    #[test]
+    fn directory_falls_back_to_the_wildcard() {
+        let d = Directory::new(&[
+            Recipient {
+                municipality: "*".into(),
+                tier: "DONG_OFFICE".into(),
+                sms: vec!["0200000000".into()],
+                ..Default::default()
+            },
+            Recipient {
+                municipality: "11110".into(),
+                tier: "DONG_OFFICE".into(),
+                sms: vec!["0211111111".into()],
+                ..Default::default()
+            },
+        ]);
+        assert_eq!(
+            d.lookup("11110", "DONG_OFFICE").unwrap().sms[0],
+            "0211111111"
+        );
+        assert_eq!(
+            d.lookup("26110", "DONG_OFFICE").unwrap().sms[0],
+            "0200000000"
+        );
+        assert!(d.lookup("26110", "EMERGENCY").is_none());
+    }
+}

@@ -1,0 +1,230 @@
+//! `dolbom notify`: the municipality gRPC API, the escalation engine and the
+//! delivery channels — the people's clock.
+//!
+//! Owns:
+//! - the registry (households, plugs, consent, absences, thresholds, and
+//!   the contacts, encrypted at rest) and its changelog on `care.households`;
+//! - the incident views the API serves, acknowledgement and resolution, and
+//!   the event log behind `WatchIncidents` (resumable by cursor);
+//! - one [`dolbom_escalation::Escalation`] per incident, persisted after every
+//!   transition, and the outbox of messages it sends over SMS, webhooks and
+//!   the watch stream (see [`channels`]);
+//! - authentication (Ed25519 bearer tokens, [`dolbom_auth`]) and tenant
+//!   scoping of every call, and the audit of every personal-data read (into
+//!   the history store).
+//!
+//! Data flow: `care.incidents` (Kafka, or the in-process bus in standalone)
+//! → [`Core::ingest`] (one transaction: log, view, escalation, outbox) →
+//! watch subscribers, delivery tasks (retries, then escalation on failure),
+//! escalation and delivery records → history writer. The clock loop moves
+//! due escalations ([`Core::tick`]). API writes (registry, acknowledge,
+//! resolve) go through the same core; their changes reach Kafka through the
+//! publisher loop (registry configs, and the ACKNOWLEDGED / RESOLVED events
+//! the history store counts in its statistics). Offsets of `care.incidents`
+//! are committed only after the batch is durable in the store.
+
+pub mod api;
+pub mod channels;
+pub mod core;
+pub mod crypto;
+pub mod kafka;
+pub mod options;
+pub mod registry;
+pub mod store;
+
+pub use crate::core::{Clock, Core, CoreParts, Publisher};
+pub use api::Api;
+pub use options::NotifyOptions;
+
+use dolbom_history::{HistoryError, HistoryStore, HistoryWriter};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    #[error("{field}: {problem}")]
+    Invalid { field: String, problem: String },
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("permission denied: {0}")]
+    Denied(String),
+    #[error("already exists: {0}")]
+    Exists(String),
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("failed precondition: {0}")]
+    Precondition(String),
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("encryption: {0}")]
+    Crypto(String),
+    #[error("corrupt store: {0}")]
+    Corrupt(String),
+    #[error("store: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("history: {0}")]
+    History(#[from] HistoryError),
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("options: {0}")]
+    Options(#[from] dolbom_options::LayerError),
+    #[error("grpc server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl NotifyError {
+    pub fn invalid(field: &str, problem: &str) -> Self {
+        NotifyError::Invalid {
+            field: field.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
+/// A running core with its history writer.
+pub struct Built {
+    pub core: Arc<Core>,
+    pub api: Api,
+    pub history_writer: Arc<HistoryWriter>,
+    pub history_task: tokio::task::JoinHandle<()>,
+}
+
+/// Builds the core from options: opens `notify.sqlite` in `data_dir`, the
+/// contact key, the channels and the policies; resumes the deliveries that
+/// were pending.
+pub async fn build(
+    opts: &NotifyOptions,
+    clock: Clock,
+    publisher: Arc<dyn Publisher>,
+    history: Arc<dyn HistoryStore>,
+) -> Result<Built, NotifyError> {
+    opts.validate()?;
+    let path = opts.data_dir.join("notify.sqlite");
+    let conn = store::open(&path)?;
+    let reader = store::open(&path)?;
+    let key_file = opts.contact_key_path();
+    let cipher = crypto::Cipher::from_file(&key_file, opts.create_contact_key)?;
+    let (writer, history_task) = HistoryWriter::spawn(history.clone(), opts.writer.clone());
+    let writer = Arc::new(writer);
+    let directory = Arc::new(channels::Directory::new(&opts.recipients));
+    let chans: Vec<Arc<dyn channels::Channel>> = vec![
+        Arc::new(channels::SmsGateway::new(
+            &opts.sms,
+            &opts.retry,
+            directory.clone(),
+        )),
+        Arc::new(channels::Webhook::new(&opts.retry, directory)),
+        Arc::new(channels::WatchChannel),
+    ];
+    let core = Core::new(CoreParts {
+        conn,
+        reader,
+        cipher,
+        router: opts.router()?,
+        policies: opts.policy_map(),
+        clock,
+        history: writer.clone(),
+        publisher,
+        channels: chans,
+        retry: opts.retry,
+        max_in_flight: opts.max_in_flight,
+    });
+    core.install_policies()?;
+    core.resume_deliveries().await?;
+    Ok(Built {
+        api: Api {
+            core: core.clone(),
+            history,
+        },
+        core,
+        history_writer: writer,
+        history_task,
+    })
+}
+
+/// Serves the API (plus gRPC health and reflection, which need no token) on
+/// `listener` until `shutdown`; in-flight calls finish first.
+pub async fn serve(
+    api: Api,
+    verifier: dolbom_auth::Verifier,
+    listener: tokio::net::TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), NotifyError> {
+    use dolbom_proto::v1::incident_service_server::IncidentServiceServer;
+    use dolbom_proto::v1::registry_service_server::RegistryServiceServer;
+    use dolbom_proto::v1::statistics_service_server::StatisticsServiceServer;
+    let auth = api::authenticate(Arc::new(verifier));
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<RegistryServiceServer<Api>>().await;
+    health.set_serving::<IncidentServiceServer<Api>>().await;
+    health.set_serving::<StatisticsServiceServer<Api>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(dolbom_proto::v1::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| NotifyError::Internal(format!("reflection: {e}")))?;
+    let addr: SocketAddr = listener.local_addr()?;
+    tracing::info!(%addr, "municipality gRPC API listening");
+    tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(RegistryServiceServer::with_interceptor(
+            api.clone(),
+            auth.clone(),
+        ))
+        .add_service(IncidentServiceServer::with_interceptor(
+            api.clone(),
+            auth.clone(),
+        ))
+        .add_service(StatisticsServiceServer::with_interceptor(api, auth))
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            shutdown.cancelled_owned(),
+        )
+        .await?;
+    Ok(())
+}
+
+/// `dolbom notify`: Kafka in and out, the API, the clocks, until `shutdown`;
+/// then the API drains, the consumer stops after committing what is stored,
+/// and the history writer flushes.
+pub async fn run(opts: NotifyOptions, shutdown: CancellationToken) -> Result<(), NotifyError> {
+    if !opts.metrics_listen.is_empty() {
+        dolbom_prometheus::install(&opts.metrics_listen)
+            .map_err(|e| NotifyError::Config(format!("metrics_listen: {e}")))?;
+    }
+    let verifier = opts.verifier()?;
+    let history = dolbom_history::open_store(
+        &opts.history_store,
+        &opts.data_dir,
+        &opts.scylla,
+        opts.retention,
+    )
+    .await?;
+    let publisher = Arc::new(kafka::KafkaPublisher::new(&opts)?);
+    let clock: Clock = Arc::new(|| dolbom_domain::Ts(dolbom_history::now_ms()));
+    let built = build(&opts, clock, publisher, history).await?;
+    let listener = tokio::net::TcpListener::bind(&opts.listen).await?;
+    let core = built.core.clone();
+    let loops = tokio::spawn(core.clone().run_loops(
+        std::time::Duration::from_millis(opts.tick_ms),
+        shutdown.clone(),
+    ));
+    let consumer = tokio::spawn(kafka::consume(opts.clone(), core, shutdown.clone()));
+    let served = serve(built.api, verifier, listener, shutdown.clone()).await;
+    shutdown.cancel();
+    if let Ok(Err(e)) = consumer.await {
+        tracing::error!(error = %e, "incident consumer failed");
+    }
+    let _ = loops.await;
+    built.history_writer.flush().await?;
+    drop(built.history_writer);
+    served
+}

@@ -1,0 +1,245 @@
+//! Options of `dolbom notify`: defaults → TOML file → `DOLBOM_` environment
+//! → flags (via `dolbom-options`).
+
+use crate::channels::{Recipient, RetryOptions, SmsOptions};
+use crate::NotifyError;
+use dolbom_auth::{Verifier, VerifyingKey};
+use dolbom_calendar::{HolidayCalendar, OfficeHours, Router};
+use dolbom_escalation::Policy;
+use dolbom_history::{Retention, ScyllaOptions, WriterOptions};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// One municipality's escalation policy (`"*"` = the default for all others).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MunicipalityPolicy {
+    pub municipality: String,
+    pub policy: Policy,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NotifyOptions {
+    /// gRPC listen address.
+    pub listen: String,
+    /// Where `notify.sqlite` (and the embedded history store) live.
+    pub data_dir: PathBuf,
+    pub brokers: String,
+    pub group_id: String,
+    pub incidents_topic: String,
+    pub households_topic: String,
+    /// Token verification keys, `kid:base64(ed25519 public key)`.
+    pub public_keys: Vec<String>,
+    /// A file with one `kid:base64` public key per line (added to `public_keys`).
+    pub public_keys_file: Option<PathBuf>,
+    /// Contact encryption keys (`id:base64(32 bytes)` per line, the first
+    /// encrypts); default `data_dir/contact.key`.
+    pub contact_key_file: Option<PathBuf>,
+    /// Create the contact key file if it is missing (standalone, tests).
+    /// Off by default: a production service must not silently start with a
+    /// new key next to data sealed with a lost one.
+    pub create_contact_key: bool,
+    /// `embedded` (SQLite in `data_dir`) or `scylla`: where statistics are
+    /// read and escalation, delivery and audit records written.
+    pub history_store: String,
+    pub scylla: ScyllaOptions,
+    pub retention: Retention,
+    pub writer: WriterOptions,
+    pub sms: SmsOptions,
+    pub retry: RetryOptions,
+    pub recipients: Vec<Recipient>,
+    pub policies: Vec<MunicipalityPolicy>,
+    pub office_hours: OfficeHours,
+    /// Extra (temporary) holidays, TOML as `dolbom holidays` documents.
+    pub holidays_file: Option<PathBuf>,
+    /// Milliseconds between escalation clock checks.
+    pub tick_ms: u64,
+    /// Messages delivered at once.
+    pub max_in_flight: usize,
+    /// Prometheus metrics on this address; empty = off.
+    pub metrics_listen: String,
+}
+
+impl Default for NotifyOptions {
+    fn default() -> Self {
+        NotifyOptions {
+            listen: "127.0.0.1:50051".into(),
+            data_dir: PathBuf::from("dolbom-data"),
+            brokers: "127.0.0.1:9092".into(),
+            group_id: "dolbom-notify".into(),
+            incidents_topic: "care.incidents".into(),
+            households_topic: "care.households".into(),
+            public_keys: Vec::new(),
+            public_keys_file: None,
+            contact_key_file: None,
+            create_contact_key: false,
+            history_store: "embedded".into(),
+            scylla: ScyllaOptions::default(),
+            retention: Retention::default(),
+            writer: WriterOptions::default(),
+            sms: SmsOptions::default(),
+            retry: RetryOptions::default(),
+            recipients: Vec::new(),
+            policies: Vec::new(),
+            office_hours: OfficeHours::default(),
+            holidays_file: None,
+            tick_ms: 1000,
+            max_in_flight: 256,
+            metrics_listen: String::new(),
+        }
+    }
+}
+
+fn bad(field: &str, problem: &str) -> NotifyError {
+    NotifyError::Config(format!("{field}: {problem}"))
+}
+
+impl NotifyOptions {
+    pub fn load(file: Option<&Path>, flags: impl Serialize) -> Result<Self, NotifyError> {
+        let o: Self = dolbom_options::layered(file, flags)?;
+        o.validate()?;
+        Ok(o)
+    }
+
+    pub fn validate(&self) -> Result<(), NotifyError> {
+        if !["embedded", "scylla"].contains(&self.history_store.as_str()) {
+            return Err(bad("history_store", "must be embedded or scylla"));
+        }
+        if self.tick_ms == 0 {
+            return Err(bad("tick_ms", "must be above 0"));
+        }
+        if self.retry.attempts == 0 {
+            return Err(bad("retry.attempts", "must be at least 1"));
+        }
+        let oh = self.office_hours;
+        if oh.open_minute >= oh.close_minute || oh.close_minute > 1440 {
+            return Err(bad(
+                "office_hours",
+                "open_minute must be before close_minute ≤ 1440",
+            ));
+        }
+        for (i, p) in self.policies.iter().enumerate() {
+            p.policy
+                .validate()
+                .map_err(|e| bad(&format!("policies[{i}]"), &e.to_string()))?;
+        }
+        for (i, r) in self.recipients.iter().enumerate() {
+            if dolbom_escalation::Tier::parse(&r.tier).is_none() {
+                return Err(bad(&format!("recipients[{i}].tier"), "unknown tier"));
+            }
+            if !r.webhook_url.is_empty() && r.webhook_secret.len() < 16 {
+                return Err(bad(
+                    &format!("recipients[{i}].webhook_secret"),
+                    "at least 16 characters when a webhook_url is set",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn contact_key_path(&self) -> PathBuf {
+        self.contact_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("contact.key"))
+    }
+
+    pub fn verifier(&self) -> Result<Verifier, NotifyError> {
+        let mut lines: Vec<String> = self.public_keys.clone();
+        if let Some(f) = &self.public_keys_file {
+            let text = std::fs::read_to_string(f)
+                .map_err(|e| bad("public_keys_file", &format!("{}: {e}", f.display())))?;
+            lines.extend(
+                text.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                    .map(String::from),
+            );
+        }
+        if lines.is_empty() {
+            return Err(bad(
+                "public_keys",
+                "no token verification key: every call must be authenticated (see `dolbom token`)",
+            ));
+        }
+        let keys = lines
+            .iter()
+            .map(|l| VerifyingKey::from_text(l).map_err(|e| bad("public_keys", &e.to_string())))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Verifier::new(&keys))
+    }
+
+    pub fn router(&self) -> Result<Router, NotifyError> {
+        let mut cal = HolidayCalendar::builtin();
+        if let Some(f) = &self.holidays_file {
+            cal = cal
+                .with_extra_file(f)
+                .map_err(|e| bad("holidays_file", &e.to_string()))?;
+        }
+        Ok(Router::new(Arc::new(cal), self.office_hours))
+    }
+
+    pub fn policy_map(&self) -> HashMap<String, Policy> {
+        let mut m: HashMap<String, Policy> = self
+            .policies
+            .iter()
+            .map(|p| (p.municipality.clone(), p.policy.clone()))
+            .collect();
+        m.entry("*".into()).or_insert_with(Policy::platform_default);
+        m
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_policies_recipients_and_bad_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("notify.toml");
+        std::fs::write(
+            &f,
+            r#"
+listen = "127.0.0.1:0"
+public_keys = ["k1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="]
+[[recipients]]
+municipality = "11110"
+tier = "DONG_OFFICE"
+sms = ["0200000000"]
+[[policies]]
+municipality = "11110"
+[policies.policy]
+version = 2
+stage_start = [0, 0, 1]
+[[policies.policy.steps]]
+tier = "DONG_OFFICE"
+channels = ["watch", "sms"]
+wait_minutes = 20
+repeats = 2
+[[policies.policy.steps]]
+tier = "EMERGENCY"
+channels = ["webhook"]
+wait_minutes = 10
+"#,
+        )
+        .unwrap();
+        let o = NotifyOptions::load(Some(&f), serde_json::json!({})).unwrap();
+        assert_eq!(o.policies[0].policy.steps[0].repeats, 2);
+        assert_eq!(o.policy_map().len(), 2);
+        assert!(o.verifier().is_ok());
+        let mut bad = o.clone();
+        bad.policies[0].policy.stage_start = [0, 0, 5];
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("policies[0]"));
+        let mut bad = o.clone();
+        bad.recipients[0].tier = "MAYOR".into();
+        assert!(bad.validate().is_err());
+        let none = NotifyOptions::default();
+        assert!(none.verifier().is_err());
+    }
+}

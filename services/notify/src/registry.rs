@@ -1,0 +1,423 @@
+//! The registry: households, their plugs, consent, absences, thresholds and
+//! contacts.
+//!
+//! Configs are validated by `dolbom-domain` (errors name the wire field),
+//! versioned by the service (optimistic concurrency on update), stored with
+//! the contact sealed ([`crate::crypto`]), and published to `care.households`
+//! after the commit by the publisher loop. Contacts never leave this store
+//! except in a `GetHousehold` with `include_contact` by a caller allowed to
+//! read personal data, and each such read is audited before it is returned.
+
+use crate::core::Core;
+use crate::store::{self, HouseholdRow};
+use crate::NotifyError;
+use dolbom_auth::Principal;
+use dolbom_domain::config::HouseholdConfig;
+use dolbom_domain::convert::{timestamp, ts};
+use dolbom_proto::v1 as pb;
+use prost::Message;
+use std::sync::Arc;
+
+const MAX_PAGE: u32 = 500;
+
+fn config_error(prefix: &str, e: dolbom_domain::config::ConfigError) -> NotifyError {
+    NotifyError::invalid(&format!("{prefix}{}", e.field), &e.problem)
+}
+
+fn check_contact(c: &pb::HouseholdContact) -> Result<(), NotifyError> {
+    let len = |s: &str| s.chars().count();
+    if len(&c.name) > 100 {
+        return Err(NotifyError::invalid(
+            "contact.name",
+            "at most 100 characters",
+        ));
+    }
+    if len(&c.address) > 300 {
+        return Err(NotifyError::invalid(
+            "contact.address",
+            "at most 300 characters",
+        ));
+    }
+    let phone_ok = |p: &str| {
+        !p.is_empty()
+            && p.len() <= 20
+            && p.bytes()
+                .all(|b| b.is_ascii_digit() || b == b'-' || b == b'+')
+    };
+    if !c.phone.is_empty() && !phone_ok(&c.phone) {
+        return Err(NotifyError::invalid(
+            "contact.phone",
+            "digits, '-' and '+', at most 20",
+        ));
+    }
+    if c.guardians.len() > 5 {
+        return Err(NotifyError::invalid("contact.guardians", "at most 5"));
+    }
+    for (i, g) in c.guardians.iter().enumerate() {
+        if len(g) > 200 {
+            return Err(NotifyError::invalid(
+                &format!("contact.guardians[{i}]"),
+                "at most 200 characters",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Validates a config for storing; returns it normalised by the domain.
+fn normalise(cfg: &pb::HouseholdConfig, prefix: &str) -> Result<pb::HouseholdConfig, NotifyError> {
+    let domain = HouseholdConfig::try_from(cfg).map_err(|e| config_error(prefix, e))?;
+    Ok(pb::HouseholdConfig::from(&domain))
+}
+
+impl Core {
+    fn seal_contact(&self, id: &str, c: &pb::HouseholdContact) -> Result<Vec<u8>, NotifyError> {
+        self.cipher.encrypt(id, &c.encode_to_vec())
+    }
+
+    fn open_contact(&self, id: &str, sealed: &[u8]) -> Result<pb::HouseholdContact, NotifyError> {
+        let plain = self.cipher.decrypt(id, sealed)?;
+        pb::HouseholdContact::decode(plain.as_slice())
+            .map_err(|e| NotifyError::Corrupt(format!("contact: {e}")))
+    }
+
+    fn household_view(row: &HouseholdRow) -> pb::Household {
+        pb::Household {
+            config: Some(row.config.clone()),
+            contact: None,
+            created_at: Some(timestamp(dolbom_domain::Ts(row.created_ms))),
+            updated_at: Some(timestamp(dolbom_domain::Ts(row.updated_ms))),
+        }
+    }
+
+    /// The household if it exists and the caller may see it; the same
+    /// `NotFound` otherwise.
+    fn visible_household(
+        c: &rusqlite::Connection,
+        who: &Principal,
+        id: &str,
+    ) -> Result<HouseholdRow, NotifyError> {
+        match store::household(c, id)? {
+            Some(r) if who.may_access(&r.config.municipality_code) => Ok(r),
+            _ => Err(NotifyError::NotFound(format!("household {id}"))),
+        }
+    }
+
+    fn check_devices(
+        c: &rusqlite::Connection,
+        cfg: &pb::HouseholdConfig,
+    ) -> Result<(), NotifyError> {
+        for (i, d) in cfg.device_ids.iter().enumerate() {
+            if let Some(owner) = store::device_owner(c, d)? {
+                if owner != cfg.household_id {
+                    return Err(NotifyError::Exists(format!(
+                        "config.device_ids[{i}]: the plug is registered to another household"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn create_household(
+        self: &Arc<Self>,
+        who: &Principal,
+        req: pb::CreateHouseholdRequest,
+    ) -> Result<pb::Household, NotifyError> {
+        let mut cfg = req
+            .config
+            .ok_or_else(|| NotifyError::invalid("config", "is required"))?;
+        if !who.may_access(&cfg.municipality_code) {
+            return Err(NotifyError::Denied(
+                "config.municipality_code is not the caller's municipality".into(),
+            ));
+        }
+        let now = self.now();
+        if cfg.registered_at.is_none() {
+            cfg.registered_at = Some(timestamp(now));
+        }
+        cfg.version = 1;
+        let cfg = normalise(&cfg, "config.")?;
+        let contact = req.contact.unwrap_or_default();
+        check_contact(&contact)?;
+        let sealed = self.seal_contact(&cfg.household_id, &contact)?;
+        let who = who.clone();
+        let out = self
+            .write(move |core, tx, fx| {
+                if store::household(tx, &cfg.household_id)?.is_some() {
+                    return Err(NotifyError::Exists(format!(
+                        "household {} already exists",
+                        cfg.household_id
+                    )));
+                }
+                Self::check_devices(tx, &cfg)?;
+                let row = HouseholdRow {
+                    config: cfg,
+                    contact: Some(sealed),
+                    created_ms: now.millis(),
+                    updated_ms: now.millis(),
+                };
+                store::put_household(tx, &row)?;
+                fx.publish = true;
+                let m = row.config.municipality_code.clone();
+                fx.records.push(core.audit_record(
+                    &who,
+                    &m,
+                    "registry.CreateHousehold",
+                    &row.config.household_id,
+                    now,
+                ));
+                Ok(Self::household_view(&row))
+            })
+            .await?;
+        metrics::counter!("dolbom_notify_registry_changes_total", "op" => "create").increment(1);
+        Ok(out)
+    }
+
+    pub async fn update_household(
+        self: &Arc<Self>,
+        who: &Principal,
+        req: pb::UpdateHouseholdRequest,
+    ) -> Result<pb::Household, NotifyError> {
+        let cfg = req
+            .config
+            .ok_or_else(|| NotifyError::invalid("config", "is required"))?;
+        if let Some(c) = &req.contact {
+            check_contact(c)?;
+        }
+        let (who, expected) = (who.clone(), req.expected_version);
+        let contact = req.contact;
+        let out = self
+            .write(move |core, tx, fx| {
+                let old = Self::visible_household(tx, &who, &cfg.household_id)?;
+                if cfg.municipality_code != old.config.municipality_code {
+                    return Err(NotifyError::invalid(
+                        "config.municipality_code",
+                        "a household cannot move to another municipality; delete and create it",
+                    ));
+                }
+                if expected != old.config.version {
+                    return Err(NotifyError::Conflict(format!(
+                        "expected_version {expected} but the household is at version {}",
+                        old.config.version
+                    )));
+                }
+                let mut next = cfg;
+                next.version = old.config.version + 1;
+                if next.registered_at.is_none() {
+                    next.registered_at = old.config.registered_at;
+                }
+                let next = normalise(&next, "config.")?;
+                Self::check_devices(tx, &next)?;
+                let now = core.now();
+                let sealed = match &contact {
+                    Some(c) => Some(core.seal_contact(&next.household_id, c)?),
+                    None => old.contact.clone(),
+                };
+                let row = HouseholdRow {
+                    config: next,
+                    contact: sealed,
+                    created_ms: old.created_ms,
+                    updated_ms: now.millis(),
+                };
+                store::put_household(tx, &row)?;
+                fx.publish = true;
+                fx.records.push(core.audit_record(
+                    &who,
+                    &row.config.municipality_code,
+                    "registry.UpdateHousehold",
+                    &row.config.household_id,
+                    now,
+                ));
+                Ok(Self::household_view(&row))
+            })
+            .await?;
+        metrics::counter!("dolbom_notify_registry_changes_total", "op" => "update").increment(1);
+        Ok(out)
+    }
+
+    /// Applies a small change (plug, consent, absence, thresholds) to the
+    /// stored config: validated, versioned, published, audited.
+    pub async fn change_household<F>(
+        self: &Arc<Self>,
+        who: &Principal,
+        id: &str,
+        action: &'static str,
+        change: F,
+    ) -> Result<pb::Household, NotifyError>
+    where
+        F: FnOnce(&mut pb::HouseholdConfig) -> Result<(), NotifyError> + Send + 'static,
+    {
+        let (who, id) = (who.clone(), id.to_string());
+        let out = self
+            .write(move |core, tx, fx| {
+                let old = Self::visible_household(tx, &who, &id)?;
+                let mut next = old.config.clone();
+                change(&mut next)?;
+                next.version = old.config.version + 1;
+                let next = normalise(&next, "")?;
+                Self::check_devices(tx, &next)?;
+                let now = core.now();
+                let row = HouseholdRow {
+                    config: next,
+                    contact: old.contact,
+                    created_ms: old.created_ms,
+                    updated_ms: now.millis(),
+                };
+                store::put_household(tx, &row)?;
+                fx.publish = true;
+                fx.records.push(core.audit_record(
+                    &who,
+                    &row.config.municipality_code,
+                    action,
+                    &id,
+                    now,
+                ));
+                // Consent changes reach a running escalation at once.
+                let consent = row.config.night_holiday_consent;
+                for mut e in store::running_escalations_of(tx, &id)? {
+                    if e.consent != consent {
+                        if let Some(inc) = store::incident(tx, &e.incident_id)? {
+                            let policy =
+                                core.policy_for(tx, &inc.view.municipality_code, e.policy_version);
+                            let actions = e.set_consent(consent, &policy, core.router(), now);
+                            core.carry_out(tx, &mut e, &inc.view, actions, now, fx)?;
+                        }
+                    }
+                }
+                Ok(Self::household_view(&row))
+            })
+            .await?;
+        metrics::counter!("dolbom_notify_registry_changes_total", "op" => action).increment(1);
+        Ok(out)
+    }
+
+    pub async fn delete_household(
+        self: &Arc<Self>,
+        who: &Principal,
+        id: &str,
+    ) -> Result<(), NotifyError> {
+        let (who, id) = (who.clone(), id.to_string());
+        self.write(move |core, tx, fx| {
+            let old = Self::visible_household(tx, &who, &id)?;
+            store::delete_household(tx, &id)?;
+            fx.publish = true;
+            fx.records.push(core.audit_record(
+                &who,
+                &old.config.municipality_code,
+                "registry.DeleteHousehold",
+                &id,
+                core.now(),
+            ));
+            Ok(())
+        })
+        .await?;
+        metrics::counter!("dolbom_notify_registry_changes_total", "op" => "delete").increment(1);
+        Ok(())
+    }
+
+    /// One household; with `include_contact` the contact is decrypted for a
+    /// caller allowed to read personal data, after the read is audited.
+    pub async fn get_household(
+        self: &Arc<Self>,
+        who: &Principal,
+        id: &str,
+        include_contact: bool,
+    ) -> Result<pb::Household, NotifyError> {
+        if include_contact && !who.personal_data {
+            return Err(NotifyError::Denied(
+                "this caller may not read personal contact data".into(),
+            ));
+        }
+        let (w, i) = (who.clone(), id.to_string());
+        let row = self
+            .read(move |_, c| Self::visible_household(c, &w, &i))
+            .await?;
+        let mut view = Self::household_view(&row);
+        if include_contact {
+            self.audit_now(
+                who,
+                &row.config.municipality_code,
+                "registry.GetHousehold.contact",
+                id,
+            )
+            .await?;
+            if let Some(sealed) = &row.contact {
+                view.contact = Some(self.open_contact(id, sealed)?);
+            }
+        }
+        Ok(view)
+    }
+
+    pub async fn list_households(
+        self: &Arc<Self>,
+        who: &Principal,
+        req: pb::ListHouseholdsRequest,
+    ) -> Result<pb::ListHouseholdsResponse, NotifyError> {
+        let municipality = who
+            .listing_scope(&req.municipality_code)
+            .map_err(|e| NotifyError::invalid("municipality_code", &e.to_string()))?
+            .ok_or_else(|| NotifyError::Denied("municipality_code is not the caller's".into()))?;
+        let dong = (!req.dong_code.is_empty()).then_some(req.dong_code.clone());
+        if let Some(d) = &dong {
+            if !d.starts_with(&municipality) {
+                return Err(NotifyError::invalid(
+                    "dong_code",
+                    "is not in municipality_code",
+                ));
+            }
+        }
+        let limit = match req.page_size {
+            0 => 100,
+            n => n.min(MAX_PAGE),
+        } as usize;
+        let after = match req.page_token.strip_prefix("h:") {
+            Some(a) => a.to_string(),
+            None if req.page_token.is_empty() => String::new(),
+            None => {
+                return Err(NotifyError::invalid(
+                    "page_token",
+                    "not a token from this API",
+                ))
+            }
+        };
+        let rows = self
+            .read(move |_, c| {
+                store::list_households(c, &municipality, dong.as_deref(), &after, limit + 1)
+            })
+            .await?;
+        let more = rows.len() > limit;
+        let households: Vec<pb::Household> =
+            rows.iter().take(limit).map(Self::household_view).collect();
+        let next_page_token = if more {
+            households
+                .last()
+                .and_then(|h| h.config.as_ref())
+                .map(|c| format!("h:{}", c.household_id))
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(pb::ListHouseholdsResponse {
+            households,
+            next_page_token,
+        })
+    }
+}
+
+/// Removes the absence that starts at `starts_at`.
+pub fn end_absence(
+    cfg: &mut pb::HouseholdConfig,
+    starts_at: &dolbom_proto::prost_types::Timestamp,
+) -> Result<(), NotifyError> {
+    let t = ts(starts_at);
+    let before = cfg.absences.len();
+    cfg.absences
+        .retain(|a| a.starts_at.as_ref().map(ts) != Some(t));
+    if cfg.absences.len() == before {
+        return Err(NotifyError::NotFound(
+            "no absence starts at starts_at".into(),
+        ));
+    }
+    Ok(())
+}
