@@ -102,9 +102,9 @@ impl Principal {
                 "the municipality role needs a 5-digit muni".into(),
             )),
             (Role::National, None) => Ok(()),
-            (Role::National, Some(_)) => Err(AuthError::Principal(
-                "the national role has no muni".into(),
-            )),
+            (Role::National, Some(_)) => {
+                Err(AuthError::Principal("the national role has no muni".into()))
+            }
         }
     }
 
@@ -370,7 +370,10 @@ mod tests {
         assert_eq!(got.listing_scope("").unwrap().as_deref(), Some("11110"));
         assert_eq!(got.listing_scope("11140").unwrap(), None);
         let n = v
-            .verify(&k.mint(&Principal::national("ops-1"), unix_now(), 60).unwrap())
+            .verify(
+                &k.mint(&Principal::national("ops-1"), unix_now(), 60)
+                    .unwrap(),
+            )
             .unwrap();
         assert!(n.may_access("11140") && n.personal_data);
         assert!(n.listing_scope("").is_err());
@@ -393,9 +396,7 @@ mod tests {
         assert_eq!(v.verify(&t), Err(AuthError::UnknownKey("k2".into())));
         // Tampered claims: swap the payload of a municipality token.
         let good = k.mint(&p, unix_now(), 3600).unwrap();
-        let nat = k
-            .mint(&Principal::national("x"), unix_now(), 3600)
-            .unwrap();
+        let nat = k.mint(&Principal::national("x"), unix_now(), 3600).unwrap();
         let parts: Vec<&str> = good.split('.').collect();
         let nat_parts: Vec<&str> = nat.split('.').collect();
         let spliced = format!("{}.{}.{}", parts[0], nat_parts[1], parts[2]);

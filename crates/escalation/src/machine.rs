@@ -330,7 +330,14 @@ impl Escalation {
                     self.dispatch(policy, router, now, &mut out);
                 } else {
                     let next = self.step + 1;
-                    self.advance(next, EscalationCause::Timeout, policy, router, now, &mut out);
+                    self.advance(
+                        next,
+                        EscalationCause::Timeout,
+                        policy,
+                        router,
+                        now,
+                        &mut out,
+                    );
                 }
             }
             _ => {}

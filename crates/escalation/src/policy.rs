@@ -251,13 +251,22 @@ mod tests {
         let cases: Vec<(Box<dyn Fn(&mut Policy)>, &str)> = vec![
             (Box::new(|p| p.version = 0), "version"),
             (Box::new(|p| p.steps.clear()), "steps"),
-            (Box::new(|p| p.steps[1].channels.clear()), "steps[1].channels"),
+            (
+                Box::new(|p| p.steps[1].channels.clear()),
+                "steps[1].channels",
+            ),
             (
                 Box::new(|p| p.steps[0].channels.push(ChannelKind::Sms)),
                 "steps[0].channels",
             ),
-            (Box::new(|p| p.steps[2].wait_minutes = 0), "steps[2].wait_minutes"),
-            (Box::new(|p| p.steps[0].wait_minutes = 1441), "steps[0].wait_minutes"),
+            (
+                Box::new(|p| p.steps[2].wait_minutes = 0),
+                "steps[2].wait_minutes",
+            ),
+            (
+                Box::new(|p| p.steps[0].wait_minutes = 1441),
+                "steps[0].wait_minutes",
+            ),
             (Box::new(|p| p.steps[0].repeats = 11), "steps[0].repeats"),
             (Box::new(|p| p.steps[0].tier = Tier::Sre), "steps[0].tier"),
             (Box::new(|p| p.stage_start = [0, 0, 3]), "stage_start[2]"),

@@ -97,9 +97,7 @@ fn night_without_consent_is_held_until_the_office_opens_and_with_consent_goes_to
             until: monday_nine
         }]
     );
-    assert!(held
-        .tick(&p, &r, Ts(monday_nine.0 - 60_000))
-        .is_empty());
+    assert!(held.tick(&p, &r, Ts(monday_nine.0 - 60_000)).is_empty());
     let out = held.tick(&p, &r, monday_nine);
     assert_eq!(notices(&out)[0].tier, Tier::DongOffice);
 
@@ -137,7 +135,10 @@ fn acknowledgement_stops_the_clock_and_a_stage_raise_then_only_informs() {
     let (p, r) = (Policy::platform_default(), router());
     let t0 = monday_morning();
     let (mut e, _) = Escalation::open(&opening(Stage::Attention, false), &p, &r, t0);
-    assert_eq!(e.acknowledge(t0.plus_minutes(5)), vec![Action::Acknowledged]);
+    assert_eq!(
+        e.acknowledge(t0.plus_minutes(5)),
+        vec![Action::Acknowledged]
+    );
     assert!(e.acknowledge(t0.plus_minutes(6)).is_empty());
     assert_eq!(e.next_due(), None);
     assert!(e.tick(&p, &r, t0.plus_minutes(600)).is_empty());
@@ -202,7 +203,9 @@ fn a_failed_delivery_escalates_at_once_and_stale_reports_are_ignored() {
             cause: EscalationCause::DeliveryFailed
         }
     );
-    assert!(e.delivery_failed(0, 1, &p, &r, t0.plus_minutes(3)).is_empty());
+    assert!(e
+        .delivery_failed(0, 1, &p, &r, t0.plus_minutes(3))
+        .is_empty());
 }
 
 #[test]
@@ -229,7 +232,10 @@ fn non_welfare_incidents_get_one_notice_and_offline_becoming_a_risk_escalates() 
     assert_eq!(notices(&out)[0].tier, Tier::Maintenance);
     let out = e.stage_raised(Stage::Attention, &p, &r, t0.plus_minutes(300));
     let n = notices(&out);
-    assert_eq!((n[0].tier, n[0].purpose), (Tier::DongOffice, Purpose::Alert));
+    assert_eq!(
+        (n[0].tier, n[0].purpose),
+        (Tier::DongOffice, Purpose::Alert)
+    );
     // Recovery tells maintenance and the dong office.
     let out = e.stop(StopReason::Recovered, &p, t0.plus_minutes(301));
     assert_eq!(notices(&out).len(), 2);

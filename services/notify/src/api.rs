@@ -79,6 +79,9 @@ fn principal<T>(req: &Request<T>) -> Result<Principal, Status> {
 pub struct Api {
     pub core: Arc<Core>,
     pub history: Arc<dyn HistoryStore>,
+    /// Cancelled when the server shuts down: open watch streams end (clients
+    /// reconnect with their cursor), so the drain does not wait on them.
+    pub closing: tokio_util::sync::CancellationToken,
 }
 
 fn id_arg(v: &str, field: &str) -> Result<(), Status> {
@@ -462,6 +465,7 @@ impl IncidentService for Api {
         };
         let (tx, rx) = tokio::sync::mpsc::channel(256);
         let core = self.core.clone();
+        let closing = self.closing.clone();
         metrics::gauge!("dolbom_notify_watchers").increment(1.0);
         tokio::spawn(async move {
             let send = |l: &Logged| {
@@ -502,6 +506,7 @@ impl IncidentService for Api {
                 loop {
                     tokio::select! {
                         _ = tx.closed() => break 'outer,
+                        _ = closing.cancelled() => break 'outer,
                         item = live.recv() => match item {
                             Ok(l) => {
                                 if l.seq <= last {

@@ -90,6 +90,7 @@ pub struct Core {
     channels: HashMap<ChannelKind, Arc<dyn Channel>>,
     retry: RetryOptions,
     in_flight: Arc<Semaphore>,
+    max_in_flight: usize,
     watch: broadcast::Sender<Arc<Logged>>,
     publish_wake: tokio::sync::Notify,
 }
@@ -203,6 +204,7 @@ impl Core {
             channels: p.channels.into_iter().map(|c| (c.kind(), c)).collect(),
             retry: p.retry,
             in_flight: Arc::new(Semaphore::new(p.max_in_flight.max(1))),
+            max_in_flight: p.max_in_flight.max(1),
             watch,
             publish_wake: tokio::sync::Notify::new(),
         })
@@ -775,6 +777,31 @@ impl Core {
             Ok(())
         })
         .await
+    }
+
+    /// Waits until no delivery is in flight (graceful drain; tests).
+    pub async fn drain_deliveries(&self) {
+        let n = self.max_in_flight as u32;
+        if let Ok(all) = self.in_flight.acquire_many(n).await {
+            drop(all);
+        }
+    }
+
+    /// Waits until every escalation, delivery and audit record queued so far
+    /// is in the history store.
+    pub async fn history_flush(&self) {
+        if let Err(e) = self.history.flush().await {
+            tracing::warn!(error = %e, "history flush failed");
+        }
+    }
+
+    /// One incident's escalation state (operators, tests).
+    pub async fn escalation(self: &Arc<Self>, incident_id: &str) -> Option<Escalation> {
+        let id = incident_id.to_string();
+        self.read(move |_, c| store::escalation(c, &id))
+            .await
+            .ok()
+            .flatten()
     }
 
     // ------------------------------------------------------ people's input

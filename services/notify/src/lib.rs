@@ -142,6 +142,7 @@ pub async fn build(
         api: Api {
             core: core.clone(),
             history,
+            closing: CancellationToken::new(),
         },
         core,
         history_writer: writer,
@@ -172,6 +173,11 @@ pub async fn serve(
         .map_err(|e| NotifyError::Internal(format!("reflection: {e}")))?;
     let addr: SocketAddr = listener.local_addr()?;
     tracing::info!(%addr, "municipality gRPC API listening");
+    let closing = api.closing.clone();
+    let stop = async move {
+        shutdown.cancelled().await;
+        closing.cancel();
+    };
     tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection)
@@ -186,7 +192,7 @@ pub async fn serve(
         .add_service(StatisticsServiceServer::with_interceptor(api, auth))
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(listener),
-            shutdown.cancelled_owned(),
+            stop,
         )
         .await?;
     Ok(())
@@ -224,6 +230,16 @@ pub async fn run(opts: NotifyOptions, shutdown: CancellationToken) -> Result<(),
         tracing::error!(error = %e, "incident consumer failed");
     }
     let _ = loops.await;
+    // Deliveries under way finish (or stay pending for the next start).
+    if tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        built.core.drain_deliveries(),
+    )
+    .await
+    .is_err()
+    {
+        tracing::warn!("deliveries still running at shutdown stay queued for the next start");
+    }
     built.history_writer.flush().await?;
     drop(built.history_writer);
     served

@@ -1,0 +1,1033 @@
+//! The notify service over real gRPC connections: a server on a loopback
+//! port, tonic clients with bearer tokens, a local HTTP server playing the
+//! SMS gateway and a webhook receiver, a manual clock.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use dolbom_auth::{unix_now, Principal, SigningKey, Verifier};
+use dolbom_domain::convert::timestamp;
+use dolbom_domain::Ts;
+use dolbom_history::{EmbeddedStore, HistoryStore, Retention};
+use dolbom_notify::channels::{verify_webhook, Recipient, RetryOptions, SmsOptions};
+use dolbom_notify::{Clock, Core, NotifyError, NotifyOptions, Publisher};
+use dolbom_proto::v1 as pb;
+use pb::incident_service_client::IncidentServiceClient;
+use pb::registry_service_client::RegistryServiceClient;
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+use tonic::Code;
+
+// ------------------------------------------------------------------ helpers
+
+fn kst(y: i32, m: u32, d: u32, h: u32, mi: u32) -> Ts {
+    Ts::from_kst(
+        chrono::NaiveDate::from_ymd_opt(y, m, d)
+            .unwrap()
+            .and_hms_opt(h, mi, 0)
+            .unwrap(),
+    )
+}
+
+#[derive(Default)]
+struct MemoryPublisher {
+    households: Mutex<Vec<(String, Option<Vec<u8>>)>>,
+    events: Mutex<Vec<pb::IncidentEvent>>,
+}
+
+#[async_trait::async_trait]
+impl Publisher for MemoryPublisher {
+    async fn household(
+        &self,
+        id: &str,
+        c: Option<&pb::HouseholdConfig>,
+    ) -> Result<(), NotifyError> {
+        use prost::Message;
+        self.households
+            .lock()
+            .unwrap()
+            .push((id.into(), c.map(|c| c.encode_to_vec())));
+        Ok(())
+    }
+    async fn incident_event(&self, e: &pb::IncidentEvent) -> Result<(), NotifyError> {
+        self.events.lock().unwrap().push(e.clone());
+        Ok(())
+    }
+}
+
+/// What the fake SMS gateway / webhook receiver saw.
+#[derive(Clone, Debug)]
+struct Hit {
+    path: String,
+    idempotency_key: String,
+    body: serde_json::Value,
+}
+
+#[derive(Clone)]
+struct Fake {
+    tx: mpsc::UnboundedSender<Hit>,
+    /// Numbers for which the gateway answers 503.
+    failing: Arc<Mutex<HashSet<String>>>,
+}
+
+async fn sms(State(f): State<Fake>, headers: HeaderMap, body: String) -> StatusCode {
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        headers.get("authorization").unwrap().to_str().unwrap(),
+        "Bearer gateway-key"
+    );
+    let to = v["to"][0].as_str().unwrap().to_string();
+    let _ = f.tx.send(Hit {
+        path: "/sms".into(),
+        idempotency_key: headers["idempotency-key"].to_str().unwrap().into(),
+        body: v,
+    });
+    if f.failing.lock().unwrap().contains(&to) {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    }
+}
+
+async fn hook(State(f): State<Fake>, headers: HeaderMap, body: String) -> StatusCode {
+    let ts: u64 = headers["x-dolbom-timestamp"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let sig = headers["x-dolbom-signature"].to_str().unwrap();
+    if !verify_webhook("webhook-secret-123456", ts, body.as_bytes(), sig) {
+        return StatusCode::UNAUTHORIZED;
+    }
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let tier = v["tier"].as_str().unwrap().to_string();
+    let _ = f.tx.send(Hit {
+        path: "/hook".into(),
+        idempotency_key: headers["idempotency-key"].to_str().unwrap().into(),
+        body: v,
+    });
+    if f.failing.lock().unwrap().contains(&tier) {
+        StatusCode::BAD_GATEWAY
+    } else {
+        StatusCode::NO_CONTENT
+    }
+}
+
+struct Gateway {
+    url: String,
+    rx: mpsc::UnboundedReceiver<Hit>,
+    failing: Arc<Mutex<HashSet<String>>>,
+}
+
+impl Gateway {
+    async fn start() -> Gateway {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let failing = Arc::new(Mutex::new(HashSet::new()));
+        let app = axum::Router::new()
+            .route("/sms", post(sms))
+            .route("/hook", post(hook))
+            .with_state(Fake {
+                tx,
+                failing: failing.clone(),
+            });
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+        Gateway { url, rx, failing }
+    }
+
+    /// The next request the gateway saw.
+    async fn next(&mut self) -> Hit {
+        tokio::time::timeout(Duration::from_secs(10), self.rx.recv())
+            .await
+            .expect("a request to the gateway within 10 s")
+            .unwrap()
+    }
+
+    /// Requests until one for `path` with this idempotency key.
+    async fn until(&mut self, path: &str, key: &str) -> Vec<Hit> {
+        let mut seen = Vec::new();
+        loop {
+            let h = self.next().await;
+            let done = h.path == path && h.idempotency_key == key;
+            seen.push(h);
+            if done {
+                return seen;
+            }
+        }
+    }
+}
+
+const DONG_SMS: &str = "0211110000";
+const CENTER_SMS: &str = "0299990000";
+const EMERGENCY_SMS: &str = "0211900000";
+
+struct Service {
+    core: Arc<Core>,
+    addr: String,
+    shutdown: CancellationToken,
+    server: tokio::task::JoinHandle<()>,
+    history: Arc<dyn HistoryStore>,
+    publisher: Arc<MemoryPublisher>,
+}
+
+impl Service {
+    async fn start(dir: &Path, clock: Clock, key: &SigningKey, gateway: &str) -> Service {
+        let mut opts = NotifyOptions {
+            data_dir: dir.to_path_buf(),
+            create_contact_key: true,
+            sms: SmsOptions {
+                endpoint: format!("{gateway}/sms"),
+                api_key: "gateway-key".into(),
+            },
+            retry: RetryOptions {
+                attempts: 3,
+                initial_backoff_ms: 5,
+                max_backoff_ms: 20,
+                timeout_ms: 2_000,
+            },
+            ..Default::default()
+        };
+        for (tier, number) in [
+            ("DONG_OFFICE", DONG_SMS),
+            ("CONTROL_CENTER", CENTER_SMS),
+            ("EMERGENCY", EMERGENCY_SMS),
+        ] {
+            opts.recipients.push(Recipient {
+                municipality: "*".into(),
+                tier: tier.into(),
+                sms: vec![number.into()],
+                webhook_url: format!("{gateway}/hook"),
+                webhook_secret: "webhook-secret-123456".into(),
+            });
+        }
+        opts.writer.linger_ms = 1;
+        let history: Arc<dyn HistoryStore> =
+            Arc::new(EmbeddedStore::open_dir(dir, Retention::default()).unwrap());
+        let publisher = Arc::new(MemoryPublisher::default());
+        let built = dolbom_notify::build(&opts, clock, publisher.clone(), history.clone())
+            .await
+            .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = format!("http://{}", listener.local_addr().unwrap());
+        let shutdown = CancellationToken::new();
+        let verifier = Verifier::new(&[key.verifying_key()]);
+        let server = tokio::spawn(dolbom_notify::serve(
+            built.api,
+            verifier,
+            listener,
+            shutdown.clone(),
+        ));
+        let server = tokio::spawn(async move {
+            server.await.unwrap().unwrap();
+        });
+        Service {
+            core: built.core,
+            addr,
+            shutdown,
+            server,
+            history,
+            publisher,
+        }
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        self.server.await.unwrap();
+        self.core.drain_deliveries().await;
+        self.core.history_flush().await;
+    }
+}
+
+type Auth = Box<dyn FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Send>;
+
+fn bearer(
+    token: Option<String>,
+) -> impl FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Clone {
+    move |mut r: tonic::Request<()>| {
+        if let Some(t) = &token {
+            r.metadata_mut()
+                .insert("authorization", format!("Bearer {t}").parse().unwrap());
+        }
+        Ok(r)
+    }
+}
+
+struct Client {
+    registry: RegistryServiceClient<InterceptedService<Channel, Auth>>,
+    incidents: IncidentServiceClient<InterceptedService<Channel, Auth>>,
+}
+
+async fn client(addr: &str, token: Option<String>) -> Client {
+    let ch = Channel::from_shared(addr.to_string())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let a: Auth = Box::new(bearer(token.clone()));
+    let b: Auth = Box::new(bearer(token));
+    Client {
+        registry: RegistryServiceClient::with_interceptor(ch.clone(), a),
+        incidents: IncidentServiceClient::with_interceptor(ch, b),
+    }
+}
+
+fn token(key: &SigningKey, p: &Principal) -> String {
+    key.mint(p, unix_now(), 3600).unwrap()
+}
+
+fn manual_clock(start: Ts) -> (Clock, Arc<AtomicI64>) {
+    let now = Arc::new(AtomicI64::new(start.millis()));
+    let n = now.clone();
+    (Arc::new(move || Ts(n.load(Ordering::SeqCst))), now)
+}
+
+fn config(id: &str, municipality: &str, consent: bool) -> pb::HouseholdConfig {
+    pb::HouseholdConfig {
+        household_id: id.into(),
+        municipality_code: municipality.into(),
+        dong_code: format!("{municipality}51500"),
+        device_ids: vec![format!("plug-{id}")],
+        night_holiday_consent: consent,
+        ..Default::default()
+    }
+}
+
+fn contact() -> pb::HouseholdContact {
+    pb::HouseholdContact {
+        name: "홍길동".into(),
+        phone: "010-1234-5678".into(),
+        address: "서울특별시 종로구 1".into(),
+        guardians: vec!["딸 010-9999-0000".into()],
+    }
+}
+
+fn opened(household: &str, municipality: &str, stage: pb::Stage, at: Ts) -> pb::IncidentEvent {
+    let incident_id = format!("INA:{household}:{}", at.millis() - 43_200_000);
+    pb::IncidentEvent {
+        event_id: format!("{incident_id}/1/{}", stage as i32),
+        incident_id,
+        household_id: household.into(),
+        municipality_code: municipality.into(),
+        dong_code: format!("{municipality}51500"),
+        kind: pb::IncidentKind::Inactivity as i32,
+        r#type: pb::IncidentEventType::Opened as i32,
+        stage: stage as i32,
+        due_at: Some(timestamp(at)),
+        emitted_at: Some(timestamp(at)),
+        ..Default::default()
+    }
+}
+
+fn follow_up(
+    e: &pb::IncidentEvent,
+    ty: pb::IncidentEventType,
+    stage: pb::Stage,
+) -> pb::IncidentEvent {
+    let mut f = e.clone();
+    f.r#type = ty as i32;
+    f.stage = stage as i32;
+    f.event_id = format!("{}/{}/{}", e.incident_id, ty as i32, stage as i32);
+    f
+}
+
+// -------------------------------------------------------------------- tests
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_are_isolated_both_ways_and_contact_reads_are_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::generate("k1").unwrap();
+    let gw = Gateway::start().await;
+    let (clock, _) = manual_clock(kst(2026, 11, 23, 10, 0));
+    let svc = Service::start(dir.path(), clock, &key, &gw.url).await;
+    let jongno = Principal::municipality("jongno-system", "11110", true);
+    let busan = Principal::municipality("busan-jung-system", "26110", false);
+    let mut a = client(&svc.addr, Some(token(&key, &jongno))).await;
+    let mut b = client(&svc.addr, Some(token(&key, &busan))).await;
+    let mut nat = client(&svc.addr, Some(token(&key, &Principal::national("ops")))).await;
+    let mut anon = client(&svc.addr, None).await;
+
+    for (c, id, m) in [(&mut a, "hh-a", "11110"), (&mut b, "hh-b", "26110")] {
+        c.registry
+            .create_household(pb::CreateHouseholdRequest {
+                config: Some(config(id, m, false)),
+                contact: Some(contact()),
+            })
+            .await
+            .unwrap();
+    }
+    // Creating in another municipality is refused.
+    let e = b
+        .registry
+        .create_household(pb::CreateHouseholdRequest {
+            config: Some(config("hh-x", "11110", false)),
+            contact: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+
+    svc.core
+        .ingest(vec![
+            opened(
+                "hh-a",
+                "11110",
+                pb::Stage::Attention,
+                kst(2026, 11, 23, 10, 0),
+            ),
+            opened(
+                "hh-b",
+                "26110",
+                pb::Stage::Attention,
+                kst(2026, 11, 23, 10, 0),
+            ),
+        ])
+        .await
+        .unwrap();
+    let inc_a = format!(
+        "INA:hh-a:{}",
+        kst(2026, 11, 23, 10, 0).millis() - 43_200_000
+    );
+    let inc_b = format!(
+        "INA:hh-b:{}",
+        kst(2026, 11, 23, 10, 0).millis() - 43_200_000
+    );
+
+    // Both ways: each sees its own, the other's is NOT_FOUND exactly like a
+    // household or incident that does not exist.
+    for (c, own, other, own_inc, other_inc, other_m) in [
+        (&mut a, "hh-a", "hh-b", &inc_a, &inc_b, "26110"),
+        (&mut b, "hh-b", "hh-a", &inc_b, &inc_a, "11110"),
+    ] {
+        let get = |id: &str| pb::GetHouseholdRequest {
+            household_id: id.into(),
+            include_contact: false,
+        };
+        c.registry.get_household(get(own)).await.unwrap();
+        let foreign = c.registry.get_household(get(other)).await.unwrap_err();
+        let missing = c.registry.get_household(get("hh-none")).await.unwrap_err();
+        assert_eq!(
+            (foreign.code(), missing.code()),
+            (Code::NotFound, Code::NotFound)
+        );
+        assert_eq!(
+            foreign.message().replace(other, "ID"),
+            missing.message().replace("hh-none", "ID")
+        );
+        c.incidents
+            .get_incident(pb::GetIncidentRequest {
+                incident_id: own_inc.clone(),
+            })
+            .await
+            .unwrap();
+        for r in [
+            c.incidents
+                .get_incident(pb::GetIncidentRequest {
+                    incident_id: other_inc.clone(),
+                })
+                .await,
+            c.incidents
+                .acknowledge(pb::AcknowledgeRequest {
+                    incident_id: other_inc.clone(),
+                    note: String::new(),
+                })
+                .await,
+            c.incidents
+                .resolve(pb::ResolveRequest {
+                    incident_id: other_inc.clone(),
+                    outcome: pb::Outcome::FalseAlarm as i32,
+                    note: String::new(),
+                })
+                .await,
+        ] {
+            assert_eq!(r.unwrap_err().code(), Code::NotFound);
+        }
+        let e = c
+            .registry
+            .list_households(pb::ListHouseholdsRequest {
+                municipality_code: other_m.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::PermissionDenied);
+        let filter = pb::IncidentFilter {
+            municipality_code: other_m.into(),
+            ..Default::default()
+        };
+        let e = c
+            .incidents
+            .list_incidents(pb::ListIncidentsRequest {
+                filter: Some(filter.clone()),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::PermissionDenied);
+        let e = c
+            .incidents
+            .watch_incidents(pb::WatchIncidentsRequest {
+                filter: Some(filter),
+                resume_cursor: String::new(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::PermissionDenied);
+        // The own listing holds only the own incident.
+        let own_list = c
+            .incidents
+            .list_incidents(pb::ListIncidentsRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(own_list.incidents.len(), 1);
+        assert_eq!(&own_list.incidents[0].incident_id, own_inc);
+        // A watch from the start of the log sees only its own events.
+        let mut w = c
+            .incidents
+            .watch_incidents(pb::WatchIncidentsRequest {
+                filter: None,
+                resume_cursor: "c0".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let first = w.message().await.unwrap().unwrap();
+        assert_eq!(&first.event.unwrap().incident_id, own_inc);
+    }
+    // The national role sees both.
+    for m in ["11110", "26110"] {
+        let l = nat
+            .incidents
+            .list_incidents(pb::ListIncidentsRequest {
+                filter: Some(pb::IncidentFilter {
+                    municipality_code: m.into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(l.incidents.len(), 1);
+    }
+    // No token, or a token from another key: UNAUTHENTICATED.
+    let e = anon
+        .registry
+        .get_household(pb::GetHouseholdRequest {
+            household_id: "hh-a".into(),
+            include_contact: false,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated);
+    let forged = SigningKey::generate("k1").unwrap();
+    let mut f = client(&svc.addr, Some(token(&forged, &Principal::national("x")))).await;
+    let e = f
+        .incidents
+        .list_incidents(pb::ListIncidentsRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated);
+
+    // Personal data: refused without the pii claim, returned and audited with it.
+    let e = b
+        .registry
+        .get_household(pb::GetHouseholdRequest {
+            household_id: "hh-b".into(),
+            include_contact: true,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+    let h = a
+        .registry
+        .get_household(pb::GetHouseholdRequest {
+            household_id: "hh-a".into(),
+            include_contact: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(h.contact.unwrap().phone, "010-1234-5678");
+    let now = kst(2026, 11, 23, 10, 0).millis();
+    let audit = svc
+        .history
+        .audit("11110", now - 60_000, now + 60_000)
+        .await
+        .unwrap();
+    assert!(audit
+        .iter()
+        .any(|e| e.action == "registry.GetHousehold.contact"
+            && e.principal == "jongno-system"
+            && e.subject == "hh-a"));
+    // The contact is sealed at rest and never published.
+    let raw = std::fs::read(dir.path().join("notify.sqlite")).unwrap();
+    assert!(!raw.windows(13).any(|w| w == b"010-1234-5678"));
+    svc.core.publish_pending().await.unwrap();
+    let published = svc.publisher.households.lock().unwrap().clone();
+    assert!(published.iter().any(|(id, _)| id == "hh-a"));
+    for (_, bytes) in &published {
+        let b = bytes.as_ref().unwrap();
+        assert!(!b.windows(13).any(|w| w == b"010-1234-5678"));
+        assert!(!b.windows("홍길동".len()).any(|w| w == "홍길동".as_bytes()));
+    }
+    svc.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validation_errors_name_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::generate("k1").unwrap();
+    let gw = Gateway::start().await;
+    let (clock, _) = manual_clock(kst(2026, 11, 23, 10, 0));
+    let svc = Service::start(dir.path(), clock, &key, &gw.url).await;
+    let p = Principal::municipality("jongno", "11110", true);
+    let mut c = client(&svc.addr, Some(token(&key, &p))).await;
+    let create = |cfg: pb::HouseholdConfig| pb::CreateHouseholdRequest {
+        config: Some(cfg),
+        contact: Some(contact()),
+    };
+    let mut bad_dong = config("hh-1", "11110", false);
+    bad_dong.dong_code = "2611051500".into();
+    let mut bad_thresholds = config("hh-1", "11110", false);
+    bad_thresholds.thresholds = Some(pb::StageThresholds {
+        attention_minutes: 600,
+        caution_minutes: 500,
+        danger_minutes: 2000,
+    });
+    let mut bad_id = config("hh 1", "11110", false);
+    bad_id.household_id = "hh 1".into();
+    let mut bad_phone = create(config("hh-1", "11110", false));
+    bad_phone.contact.as_mut().unwrap().phone = "call me".into();
+    for (req, field) in [
+        (create(bad_dong), "config.dong_code"),
+        (create(bad_thresholds), "config.thresholds"),
+        (create(bad_id), "config.household_id"),
+        (bad_phone, "contact.phone"),
+        (
+            pb::CreateHouseholdRequest {
+                config: None,
+                contact: None,
+            },
+            "config",
+        ),
+    ] {
+        let e = c.registry.create_household(req).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{field}: {e:?}");
+        assert!(e.message().starts_with(field), "{field}: {}", e.message());
+    }
+    c.registry
+        .create_household(create(config("hh-1", "11110", false)))
+        .await
+        .unwrap();
+    // The same plug on a second household.
+    let mut dup = config("hh-2", "11110", false);
+    dup.device_ids = vec!["plug-hh-1".into()];
+    let e = c.registry.create_household(create(dup)).await.unwrap_err();
+    assert_eq!(e.code(), Code::AlreadyExists);
+    assert!(e.message().contains("device_ids[0]"));
+    // Stale version.
+    let e = c
+        .registry
+        .update_household(pb::UpdateHouseholdRequest {
+            config: Some(config("hh-1", "11110", true)),
+            contact: None,
+            expected_version: 7,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Aborted);
+    let h = c
+        .registry
+        .update_household(pb::UpdateHouseholdRequest {
+            config: Some(config("hh-1", "11110", true)),
+            contact: None,
+            expected_version: 1,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(h.config.unwrap().version, 2);
+    // Thresholds through SetThresholds are validated the same way.
+    let e = c
+        .registry
+        .set_thresholds(pb::SetThresholdsRequest {
+            household_id: "hh-1".into(),
+            thresholds: Some(pb::StageThresholds {
+                attention_minutes: 0,
+                caution_minutes: 10,
+                danger_minutes: 20,
+            }),
+            offline_after_minutes: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().starts_with("thresholds"), "{}", e.message());
+    // Resolve needs an outcome, and RECOVERED is the platform's.
+    svc.core
+        .ingest(vec![opened(
+            "hh-1",
+            "11110",
+            pb::Stage::Attention,
+            kst(2026, 11, 23, 10, 0),
+        )])
+        .await
+        .unwrap();
+    let id = format!(
+        "INA:hh-1:{}",
+        kst(2026, 11, 23, 10, 0).millis() - 43_200_000
+    );
+    for outcome in [pb::Outcome::Unspecified, pb::Outcome::Recovered] {
+        let e = c
+            .incidents
+            .resolve(pb::ResolveRequest {
+                incident_id: id.clone(),
+                outcome: outcome as i32,
+                note: String::new(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument);
+        assert!(e.message().starts_with("outcome"));
+    }
+    let e = c
+        .incidents
+        .watch_incidents(pb::WatchIncidentsRequest {
+            filter: None,
+            resume_cursor: "garbage".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    // A malformed event is skipped; the good one in the same batch counts.
+    let mut bad = opened(
+        "hh-9",
+        "11110",
+        pb::Stage::Attention,
+        kst(2026, 11, 23, 10, 0),
+    );
+    bad.municipality_code = "seoul".into();
+    let good = opened(
+        "hh-8",
+        "11110",
+        pb::Stage::Attention,
+        kst(2026, 11, 23, 10, 0),
+    );
+    assert_eq!(svc.core.ingest(vec![bad, good]).await.unwrap(), 1);
+    svc.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_resumes_after_a_disconnect_without_gaps_or_repeats() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::generate("k1").unwrap();
+    let gw = Gateway::start().await;
+    let (clock, _) = manual_clock(kst(2026, 11, 23, 10, 0));
+    let svc = Service::start(dir.path(), clock, &key, &gw.url).await;
+    let p = Principal::municipality("jongno", "11110", false);
+    let mut c = client(&svc.addr, Some(token(&key, &p))).await;
+    let t = kst(2026, 11, 23, 10, 0);
+    let ev = |i: u32| opened(&format!("hh-{i}"), "11110", pb::Stage::Attention, t);
+
+    let mut w = c
+        .incidents
+        .watch_incidents(pb::WatchIncidentsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    svc.core.ingest(vec![ev(0), ev(1), ev(2)]).await.unwrap();
+    let mut cursor = String::new();
+    for i in 0..2 {
+        let m = w.message().await.unwrap().unwrap();
+        assert_eq!(m.event.unwrap().household_id, format!("hh-{i}"));
+        cursor = m.cursor;
+    }
+    drop(w); // disconnect after two
+             // Events keep coming while nobody watches, one batch at a time.
+    for i in 3..8 {
+        svc.core.ingest(vec![ev(i)]).await.unwrap();
+    }
+    let mut w = c
+        .incidents
+        .watch_incidents(pb::WatchIncidentsRequest {
+            filter: None,
+            resume_cursor: cursor,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    // Live events after the reconnect, and a duplicate that must not show.
+    svc.core.ingest(vec![ev(8), ev(3)]).await.unwrap();
+    let mut got = Vec::new();
+    for _ in 2..9 {
+        got.push(
+            w.message()
+                .await
+                .unwrap()
+                .unwrap()
+                .event
+                .unwrap()
+                .household_id,
+        );
+    }
+    let want: Vec<String> = (2..9).map(|i| format!("hh-{i}")).collect();
+    assert_eq!(got, want);
+    // Nothing more is pending: the next event is the next one.
+    svc.core.ingest(vec![ev(9)]).await.unwrap();
+    let next = w.message().await.unwrap().unwrap();
+    assert_eq!(next.event.unwrap().household_id, "hh-9");
+    svc.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledgement_stops_escalation_and_recovery_tells_whoever_was_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::generate("k1").unwrap();
+    let mut gw = Gateway::start().await;
+    let t0 = kst(2026, 11, 23, 10, 0);
+    let (clock, now) = manual_clock(t0);
+    let svc = Service::start(dir.path(), clock, &key, &gw.url).await;
+    let p = Principal::municipality("jongno-dong-3", "11110", false);
+    let mut c = client(&svc.addr, Some(token(&key, &p))).await;
+    let e1 = opened("hh-1", "11110", pb::Stage::Attention, t0);
+    let e2 = opened("hh-2", "11110", pb::Stage::Attention, t0);
+    svc.core.ingest(vec![e1.clone(), e2.clone()]).await.unwrap();
+    let k1 = format!("{}/s0/a1", e1.incident_id);
+    let k2 = format!("{}/s0/a1", e2.incident_id);
+    let mut hits = gw.until("/sms", &k1).await;
+    if !hits.iter().any(|h| h.idempotency_key == k2) {
+        hits.extend(gw.until("/sms", &k2).await);
+    }
+    let h = hits
+        .iter()
+        .find(|h| h.path == "/sms" && h.idempotency_key == k1)
+        .unwrap();
+    assert_eq!(h.body["to"][0], DONG_SMS);
+    let text = h.body["text"].as_str().unwrap();
+    assert!(text.contains("관심") && text.contains("hh-1") && !text.contains("홍길동"));
+
+    // Incident 1 is acknowledged; incident 2 is not.
+    let inc = c
+        .incidents
+        .acknowledge(pb::AcknowledgeRequest {
+            incident_id: e1.incident_id.clone(),
+            note: "전화 연결됨".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(inc.state, pb::IncidentState::Acknowledged as i32);
+    assert_eq!(inc.acknowledged_by, "jongno-dong-3");
+    now.store(t0.plus_minutes(30).millis(), Ordering::SeqCst);
+    // Only incident 2's clock moves: its repeat goes out, nothing for 1.
+    assert_eq!(svc.core.tick().await.unwrap(), 1);
+    let k2b = format!("{}/s0/a2", e2.incident_id);
+    let seen = gw.until("/sms", &k2b).await;
+    // (The first send's webhook may still arrive; nothing new for incident 1.)
+    assert!(seen
+        .iter()
+        .all(|h| !h.idempotency_key.starts_with(&e1.incident_id) || h.idempotency_key == k1));
+    now.store(t0.plus_minutes(45).millis(), Ordering::SeqCst);
+    assert_eq!(svc.core.tick().await.unwrap(), 0);
+    let esc = svc.core.escalation(&e1.incident_id).await.unwrap();
+    assert!(matches!(
+        esc.phase,
+        dolbom_escalation::Phase::Acknowledged { .. }
+    ));
+
+    // Activity comes back in home 2: everyone told hears so, and its clock ends.
+    let rec = follow_up(&e2, pb::IncidentEventType::Recovered, pb::Stage::Attention);
+    svc.core.ingest(vec![rec]).await.unwrap();
+    let recovered = format!("{}/recovered/DONG_OFFICE", e2.incident_id);
+    let seen = gw.until("/hook", &recovered).await;
+    assert_eq!(seen.last().unwrap().body["purpose"], "recovered");
+    let inc2 = c
+        .incidents
+        .get_incident(pb::GetIncidentRequest {
+            incident_id: e2.incident_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(inc2.state, pb::IncidentState::Resolved as i32);
+    assert_eq!(inc2.outcome, pb::Outcome::Recovered as i32);
+    now.store(t0.plus_minutes(2000).millis(), Ordering::SeqCst);
+    assert_eq!(svc.core.tick().await.unwrap(), 0);
+
+    // The acknowledgement went out as an event and into the escalation log.
+    svc.core.publish_pending().await.unwrap();
+    let evs = svc.publisher.events.lock().unwrap().clone();
+    assert!(evs.iter().any(|e| e.incident_id == e1.incident_id
+        && e.r#type == pb::IncidentEventType::Acknowledged as i32));
+    svc.core.history_flush().await;
+    let log = svc.history.escalation(&e1.incident_id).await.unwrap();
+    assert!(log
+        .iter()
+        .any(|e| e.action == dolbom_history::EscalationAction::Acknowledged));
+    assert!(log.iter().any(
+        |e| e.action == dolbom_history::EscalationAction::DeliveryAttempt
+            && e.channel == "sms"
+            && e.result == "delivered"
+    ));
+    svc.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_mid_escalation_resumes_without_sending_a_step_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::generate("k1").unwrap();
+    let mut gw = Gateway::start().await;
+    let t0 = kst(2026, 11, 23, 10, 0);
+    let (clock, now) = manual_clock(t0);
+    let e = opened("hh-1", "11110", pb::Stage::Attention, t0);
+    let mut keys = Vec::new();
+    {
+        let svc = Service::start(dir.path(), clock.clone(), &key, &gw.url).await;
+        svc.core.ingest(vec![e.clone()]).await.unwrap();
+        keys.push(gw.until("/sms", &format!("{}/s0/a1", e.incident_id)).await);
+        now.store(t0.plus_minutes(30).millis(), Ordering::SeqCst);
+        svc.core.tick().await.unwrap();
+        keys.push(gw.until("/sms", &format!("{}/s0/a2", e.incident_id)).await);
+        svc.stop().await;
+    }
+    // While it is down, the next deadline passes.
+    now.store(t0.plus_minutes(65).millis(), Ordering::SeqCst);
+    let svc = Service::start(dir.path(), clock, &key, &gw.url).await;
+    // The replayed Kafka event (offsets not yet committed) changes nothing.
+    assert_eq!(svc.core.ingest(vec![e.clone()]).await.unwrap(), 0);
+    assert_eq!(svc.core.tick().await.unwrap(), 1);
+    let step1 = format!("{}/s1/a1", e.incident_id);
+    keys.push(gw.until("/sms", &step1).await);
+    let sms: Vec<String> = keys
+        .into_iter()
+        .flatten()
+        .filter(|h| h.path == "/sms")
+        .map(|h| h.idempotency_key)
+        .collect();
+    let unique: HashSet<&String> = sms.iter().collect();
+    assert_eq!(unique.len(), sms.len(), "a step was sent twice: {sms:?}");
+    assert_eq!(sms.len(), 3);
+    // Nothing else is due until the next deadline.
+    assert_eq!(svc.core.tick().await.unwrap(), 0);
+    svc.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_sms_gateway_is_retried_then_escalates() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::generate("k1").unwrap();
+    let mut gw = Gateway::start().await;
+    gw.failing.lock().unwrap().insert(DONG_SMS.into());
+    gw.failing.lock().unwrap().insert("DONG_OFFICE".into());
+    let t0 = kst(2026, 11, 23, 10, 0);
+    let (clock, _) = manual_clock(t0);
+    let svc = Service::start(dir.path(), clock, &key, &gw.url).await;
+    let e = opened("hh-1", "11110", pb::Stage::Attention, t0);
+    svc.core.ingest(vec![e.clone()]).await.unwrap();
+    // Three tries at the dong office (503 each), then at once — not after
+    // the 30-minute wait — the control center.
+    let seen = gw.until("/sms", &format!("{}/s1/a1", e.incident_id)).await;
+    let dong: Vec<&Hit> = seen
+        .iter()
+        .filter(|h| h.body["to"][0] == DONG_SMS)
+        .collect();
+    assert_eq!(dong.len(), 3);
+    assert!(dong
+        .iter()
+        .all(|h| h.idempotency_key == format!("{}/s0/a1", e.incident_id)));
+    assert_eq!(seen.last().unwrap().body["to"][0], CENTER_SMS);
+    svc.core.history_flush().await;
+    let log = svc.history.escalation(&e.incident_id).await.unwrap();
+    let failed = log
+        .iter()
+        .filter(|x| {
+            x.action == dolbom_history::EscalationAction::DeliveryAttempt
+                && x.channel == "sms"
+                && x.result == "failed"
+        })
+        .count();
+    assert_eq!(failed, 3);
+    assert!(log
+        .iter()
+        .any(|x| x.action == dolbom_history::EscalationAction::Escalated
+            && x.detail == "delivery_failed"));
+    svc.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn holiday_and_night_routing_with_and_without_consent() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::generate("k1").unwrap();
+    let mut gw = Gateway::start().await;
+    // 추석 2026 (Friday 25 September), 11:00.
+    let chuseok = kst(2026, 9, 25, 11, 0);
+    let (clock, now) = manual_clock(chuseok);
+    let svc = Service::start(dir.path(), clock, &key, &gw.url).await;
+    let p = Principal::municipality("jongno", "11110", false);
+    let mut c = client(&svc.addr, Some(token(&key, &p))).await;
+    for (id, consent) in [("hh-yes", true), ("hh-no", false)] {
+        c.registry
+            .create_household(pb::CreateHouseholdRequest {
+                config: Some(config(id, "11110", consent)),
+                contact: None,
+            })
+            .await
+            .unwrap();
+    }
+    let yes = opened("hh-yes", "11110", pb::Stage::Caution, chuseok);
+    let no = opened("hh-no", "11110", pb::Stage::Caution, chuseok);
+    svc.core
+        .ingest(vec![no.clone(), yes.clone()])
+        .await
+        .unwrap();
+    // With consent: the control center, by SMS and signed webhook.
+    let seen = gw
+        .until("/hook", &format!("{}/s0/a1", yes.incident_id))
+        .await;
+    let mut seen = seen;
+    if !seen
+        .iter()
+        .any(|h| h.path == "/sms" && h.idempotency_key.starts_with(&yes.incident_id))
+    {
+        seen.extend(
+            gw.until("/sms", &format!("{}/s0/a1", yes.incident_id))
+                .await,
+        );
+    }
+    let sms = seen.iter().find(|h| h.path == "/sms").unwrap();
+    assert_eq!(sms.body["to"][0], CENTER_SMS);
+    assert_eq!(sms.body["message_id"], format!("{}/s0/a1", yes.incident_id));
+    // Without consent nothing was sent: held until the office opens on Monday.
+    assert!(seen
+        .iter()
+        .all(|h| !h.idempotency_key.starts_with(&no.incident_id)));
+    let held = svc.core.escalation(&no.incident_id).await.unwrap();
+    let monday = kst(2026, 9, 28, 9, 0);
+    assert_eq!(held.phase, dolbom_escalation::Phase::Held { until: monday });
+    // Saturday night: still held (the yes-household's repeat goes out, to the
+    // control center again).
+    now.store(kst(2026, 9, 26, 23, 0).millis(), Ordering::SeqCst);
+    svc.core.tick().await.unwrap();
+    let seen = gw
+        .until("/sms", &format!("{}/s0/a2", yes.incident_id))
+        .await;
+    assert!(seen
+        .iter()
+        .all(|h| !h.idempotency_key.starts_with(&no.incident_id)));
+    assert_eq!(seen.last().unwrap().body["to"][0], CENTER_SMS);
+    // Monday 09:00: the dong office gets the held one.
+    now.store(monday.millis(), Ordering::SeqCst);
+    svc.core.tick().await.unwrap();
+    let seen = gw.until("/sms", &format!("{}/s0/a1", no.incident_id)).await;
+    assert_eq!(seen.last().unwrap().body["to"][0], DONG_SMS);
+    svc.stop().await;
+}
