@@ -4,6 +4,10 @@
 //!   simulated town (see `dolbom-standalone`).
 //! - `dolbom monitor` runs the monitor service over Kafka (`dolbom-monitor`).
 //! - `dolbom history` runs the history ingest (`dolbom-history-ingest`).
+//! - `dolbom notify` runs the municipality gRPC API, escalation and delivery
+//!   (`dolbom-notify`).
+//! - `dolbom token keygen|mint` makes the Ed25519 key of the token issuer and
+//!   mints bearer tokens for municipalities and operators (`dolbom-auth`).
 //! - `dolbom holidays YEAR` prints Korean public holidays (see `dolbom-calendar`).
 //!
 //! This file only parses flags, sets up logging and signal handling, and hands
@@ -37,6 +41,12 @@ enum Command {
     /// Run the history ingest: readings and incidents from Kafka into the
     /// history store (embedded SQLite or ScyllaDB).
     History(HistoryFlags),
+    /// Run the notification service: the municipality gRPC API, escalation
+    /// engine and delivery channels, over Kafka.
+    Notify(NotifyFlags),
+    /// Make signing keys and mint bearer tokens for the gRPC API.
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Print the public holidays of a year (2000–2050): `YYYY-MM-DD<TAB>name`.
     Holidays {
         year: i32,
@@ -44,6 +54,71 @@ enum Command {
         #[arg(long)]
         extra: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Make a new Ed25519 signing key: writes it to --out (mode 0600) and
+    /// prints the public key line for the service's `public_keys`.
+    Keygen {
+        /// Key id (goes into every token's header; rotate by adding a new one).
+        #[arg(long)]
+        kid: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Mint a bearer token.
+    Mint {
+        /// The signing key file from `keygen`.
+        #[arg(long)]
+        key: PathBuf,
+        /// Who the caller is (a system or staff id, never a name).
+        #[arg(long)]
+        subject: String,
+        /// The caller's 5-digit 시군구 code (municipality role).
+        #[arg(long, conflicts_with = "national")]
+        municipality: Option<String>,
+        /// The national operator role (sees every municipality).
+        #[arg(long)]
+        national: bool,
+        /// May read personal contact data (each read is audited).
+        #[arg(long)]
+        personal_data: bool,
+        #[arg(long, default_value_t = 24)]
+        ttl_hours: u64,
+    },
+}
+
+#[derive(Args, Serialize)]
+struct NotifyFlags {
+    /// TOML file with notify options.
+    #[arg(long)]
+    #[serde(skip)]
+    config: Option<PathBuf>,
+    /// gRPC listen address.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    listen: Option<String>,
+    /// Kafka bootstrap servers.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    brokers: Option<String>,
+    /// Directory of notify.sqlite, the contact key and the embedded history.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_dir: Option<PathBuf>,
+    /// File of token verification keys (`kid:base64` per line).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    public_keys_file: Option<PathBuf>,
+    /// Create the contact encryption key if it is missing.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    create_contact_key: Option<bool>,
+    /// Serve Prometheus metrics here, e.g. 127.0.0.1:9466.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metrics_listen: Option<String>,
 }
 
 /// Flags override `DOLBOM_*` environment variables, which override the TOML
@@ -238,6 +313,55 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
             let opts = dolbom_monitor::MonitorOptions::load(flags.config.as_deref(), &flags)
                 .context("loading monitor options")?;
             dolbom_monitor::run(opts, shutdown_on_signals()).await?;
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Notify(flags) => {
+            let opts = dolbom_notify::NotifyOptions::load(flags.config.as_deref(), &flags)
+                .context("loading notify options")?;
+            dolbom_notify::run(opts, shutdown_on_signals()).await?;
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Token(TokenCommand::Keygen { kid, out }) => {
+            let key = dolbom_auth::SigningKey::generate(&kid)?;
+            let mut o = std::fs::OpenOptions::new();
+            o.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+            std::io::Write::write_all(
+                &mut o
+                    .open(&out)
+                    .with_context(|| format!("creating {}", out.display()))?,
+                format!("{}\n", key.to_text()).as_bytes(),
+            )?;
+            println!("{}", key.verifying_key().to_text());
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Token(TokenCommand::Mint {
+            key,
+            subject,
+            municipality,
+            national,
+            personal_data,
+            ttl_hours,
+        }) => {
+            let text = std::fs::read_to_string(&key)
+                .with_context(|| format!("reading {}", key.display()))?;
+            let key = dolbom_auth::SigningKey::from_text(&text)?;
+            let p = match (municipality, national) {
+                (Some(m), false) => {
+                    dolbom_auth::Principal::municipality(&subject, &m, personal_data)
+                }
+                (None, true) => {
+                    let mut p = dolbom_auth::Principal::national(&subject);
+                    p.personal_data = personal_data;
+                    p
+                }
+                _ => anyhow::bail!("give --municipality CODE or --national"),
+            };
+            println!(
+                "{}",
+                key.mint(&p, dolbom_auth::unix_now(), ttl_hours * 3600)?
+            );
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::History(flags) => {

@@ -19,8 +19,7 @@
 //! partition.
 
 use dolbom_history::{
-    Downsampler, EmbeddedStore, HistoryError, HistoryStore, HistoryWriter, Retention,
-    ScyllaOptions, ScyllaStore, WriterOptions,
+    Downsampler, HistoryError, HistoryStore, HistoryWriter, Retention, ScyllaOptions, WriterOptions,
 };
 use dolbom_proto::v1::{IncidentEvent, PlugReading};
 use prost::Message as _;
