@@ -101,8 +101,8 @@ impl TownReading {
     }
 }
 
-/// 서울특별시 종로구 and some of its 행정동 codes.
-const MUNICIPALITY: &str = "11110";
+/// The town's municipality: 서울특별시 종로구 (its 행정동 codes follow).
+pub const MUNICIPALITY: &str = "11110";
 const DONGS: &[&str] = &[
     "1111051500",
     "1111053000",

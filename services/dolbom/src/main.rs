@@ -168,6 +168,14 @@ struct StandaloneFlags {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     data_dir: Option<PathBuf>,
+    /// The municipality gRPC API's address (default 127.0.0.1:50051; "" = off).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    grpc_listen: Option<String>,
+    /// Keep the gRPC API up after the simulation ends, until Ctrl-C.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    serve: bool,
 }
 
 #[derive(Args, Serialize)]

@@ -51,8 +51,13 @@ fn holidays_accepts_an_operator_file() {
 
 #[test]
 fn standalone_runs_a_small_town_and_reports_ok() {
+    let dir = tempfile::tempdir().unwrap();
     let out = dolbom(&[
         "standalone",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--grpc-listen",
+        "127.0.0.1:0",
         "--speed",
         "0",
         "--households",
@@ -70,6 +75,9 @@ fn standalone_runs_a_small_town_and_reports_ok() {
     assert!(out.status.success(), "{text}");
     assert!(text.contains("result         OK"), "{text}");
     assert!(text.contains("OPENED"), "{text}");
+    assert!(text.contains("gRPC API       http://127.0.0.1:"), "{text}");
+    assert!(dir.path().join("tokens/national.token").exists());
+    assert!(dir.path().join("notify.sqlite").exists());
 }
 
 #[test]

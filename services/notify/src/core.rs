@@ -795,6 +795,12 @@ impl Core {
         }
     }
 
+    /// What the service holds: incidents, running escalations, queued and
+    /// delivered messages.
+    pub async fn counts(self: &Arc<Self>) -> Result<store::Counts, NotifyError> {
+        self.read(|_, c| store::counts(c)).await
+    }
+
     /// One incident's escalation state (operators, tests).
     pub async fn escalation(self: &Arc<Self>, incident_id: &str) -> Option<Escalation> {
         let id = incident_id.to_string();

@@ -349,6 +349,41 @@ impl Core {
         Ok(view)
     }
 
+    /// Registers households that already exist elsewhere (the standalone
+    /// town, a migration from a municipality's old system) in one
+    /// transaction, as already published. Existing ids are left alone.
+    /// Returns how many were new.
+    pub async fn seed_households(
+        self: &Arc<Self>,
+        configs: Vec<pb::HouseholdConfig>,
+    ) -> Result<usize, NotifyError> {
+        let now = self.now();
+        self.write(move |_, tx, _| {
+            let mut n = 0;
+            for (i, cfg) in configs.into_iter().enumerate() {
+                let cfg = normalise(&cfg, &format!("configs[{i}]."))?;
+                if store::household(tx, &cfg.household_id)?.is_some() {
+                    continue;
+                }
+                Self::check_devices(tx, &cfg)?;
+                let (id, version) = (cfg.household_id.clone(), cfg.version);
+                store::put_household(
+                    tx,
+                    &HouseholdRow {
+                        config: cfg,
+                        contact: None,
+                        created_ms: now.millis(),
+                        updated_ms: now.millis(),
+                    },
+                )?;
+                store::mark_household_published(tx, &id, Some(version))?;
+                n += 1;
+            }
+            Ok(n)
+        })
+        .await
+    }
+
     pub async fn list_households(
         self: &Arc<Self>,
         who: &Principal,

@@ -613,3 +613,29 @@ pub fn put_policy(c: &Connection, municipality: &str, p: &Policy) -> Result<(), 
     )?;
     Ok(())
 }
+
+/// What the store holds, for summaries and gauges.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counts {
+    pub households: i64,
+    pub incidents: i64,
+    pub open_incidents: i64,
+    pub running_escalations: i64,
+    /// Messages (one per channel) queued, delivered, failed.
+    pub messages_pending: i64,
+    pub messages_delivered: i64,
+    pub messages_failed: i64,
+}
+
+pub fn counts(c: &Connection) -> Result<Counts, NotifyError> {
+    let one = |sql: &str| -> Result<i64, NotifyError> { Ok(c.query_row(sql, [], |r| r.get(0))?) };
+    Ok(Counts {
+        households: one("SELECT count(*) FROM households")?,
+        incidents: one("SELECT count(*) FROM incidents")?,
+        open_incidents: one("SELECT count(*) FROM incidents WHERE state != 3")?,
+        running_escalations: one("SELECT count(*) FROM escalations WHERE due_ms IS NOT NULL")?,
+        messages_pending: one("SELECT count(*) FROM outbox WHERE status = 'pending'")?,
+        messages_delivered: one("SELECT count(*) FROM outbox WHERE status = 'delivered'")?,
+        messages_failed: one("SELECT count(*) FROM outbox WHERE status = 'failed'")?,
+    })
+}

@@ -16,8 +16,12 @@
 //! incident event and the state change it implies, written through a
 //! `dolbom_history::HistoryWriter` into the embedded history store in
 //! `data_dir` (default `./dolbom-data`; retention is measured on simulated
-//! time). The notify gRPC API (#4) is not part of this command yet.
+//! time). With a data directory, the notify service runs in the same process
+//! ([`api`]): the municipality gRPC API on `grpc_listen`, the town seeded into
+//! its registry, every incident event through its escalation engine on
+//! simulated time, registry changes back onto the bus to the shards.
 
+pub mod api;
 pub mod options;
 mod runner;
 

@@ -37,6 +37,12 @@ pub struct StandaloneOptions {
     pub retention: dolbom_history::Retention,
     /// History writer batching and backpressure.
     pub history_writer: dolbom_history::WriterOptions,
+    /// The municipality gRPC API (notify) listens here while the town runs;
+    /// empty = no API. Needs a data directory. Tokens are written to
+    /// `data_dir/tokens/`.
+    pub grpc_listen: String,
+    /// Keep the API up after the simulation ends, until Ctrl-C.
+    pub serve: bool,
 }
 
 impl Default for StandaloneOptions {
@@ -59,6 +65,8 @@ impl Default for StandaloneOptions {
             data_dir: PathBuf::from("dolbom-data"),
             retention: dolbom_history::Retention::default(),
             history_writer: dolbom_history::WriterOptions::default(),
+            grpc_listen: "127.0.0.1:50051".into(),
+            serve: false,
         }
     }
 }

@@ -25,6 +25,8 @@ pub enum StandaloneError {
     Calendar(#[from] CalendarError),
     #[error("history store: {0}")]
     History(#[from] HistoryError),
+    #[error("notify: {0}")]
+    Notify(#[from] dolbom_notify::NotifyError),
 }
 
 /// What went into the embedded history store.
@@ -123,6 +125,8 @@ pub struct Summary {
     pub cancelled: bool,
     /// The embedded history store, when a data directory is set.
     pub history: Option<HistorySummary>,
+    /// The notify gRPC API, when it ran.
+    pub api: Option<crate::api::ApiSummary>,
 }
 
 fn route_name(r: &Route) -> String {
@@ -191,9 +195,7 @@ impl Bus {
     }
 
     fn partition_of(&self, household: &str) -> usize {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        household.hash(&mut h);
-        (h.finish() % self.partitions.len() as u64) as usize
+        partition_of(household, self.partitions.len())
     }
 
     async fn send(&self, p: usize, msg: BusMsg) {
@@ -223,6 +225,13 @@ impl Bus {
         });
         all
     }
+}
+
+/// The partition of a household: a hash of its id.
+fn partition_of(household: &str, partitions: usize) -> usize {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    household.hash(&mut h);
+    (h.finish() % partitions as u64) as usize
 }
 
 async fn serve(mut shard: Shard, mut rx: mpsc::Receiver<BusMsg>) {
@@ -403,6 +412,43 @@ pub async fn run(
         bus.send(p, BusMsg::Config(Box::new(cfg.clone()))).await;
     }
 
+    // The notify service and its gRPC API, over the same history store.
+    let (to_bus, mut from_api) = mpsc::unbounded_channel();
+    let api = match history.as_ref() {
+        Some(h) if !opts.grpc_listen.is_empty() => {
+            let parts = opts.partitions;
+            let route: crate::api::Route = Arc::new(move |c: HouseholdConfig| {
+                Some((partition_of(c.household_id.as_str(), parts), Box::new(c)))
+            });
+            let api = crate::api::Api::start(
+                &opts.grpc_listen,
+                &opts.data_dir,
+                dolbom_town::MUNICIPALITY,
+                Arc::new(h.store.clone()),
+                sim_now.clone(),
+                route,
+                to_bus,
+                opts.holidays_file.clone(),
+            )
+            .await?;
+            let seeded = api
+                .core
+                .seed_households(town.configs().map(pb::HouseholdConfig::from).collect())
+                .await?;
+            tracing::info!(
+                endpoint = %api.endpoint,
+                tokens = %api.token_dir.display(),
+                seeded,
+                "municipality gRPC API up; try: dolbomctl --endpoint {} --token-file {}/{}.token list",
+                api.endpoint,
+                api.token_dir.display(),
+                dolbom_town::MUNICIPALITY,
+            );
+            Some(api)
+        }
+        _ => None,
+    };
+
     let mut summary = Summary {
         households: n,
         ..Default::default()
@@ -419,6 +465,10 @@ pub async fn run(
         if shutdown.is_cancelled() {
             summary.cancelled = true;
             break;
+        }
+        // Registry changes made over the API reach the shards first.
+        while let Ok((p, cfg)) = from_api.try_recv() {
+            bus.send(p, BusMsg::Config(cfg)).await;
         }
         readings.clear();
         town.readings_at(t, &mut readings);
@@ -461,6 +511,18 @@ pub async fn run(
         if let Some(h) = history.as_mut() {
             h.writer.send_closed(h.downsampler.drain_closed()).await?;
         }
+        if let Some(api) = &api {
+            let events: Vec<pb::IncidentEvent> = flushed
+                .outputs
+                .iter()
+                .filter_map(|o| match o {
+                    Output::Event(w) => Some((**w).clone()),
+                    _ => None,
+                })
+                .collect();
+            api.core.ingest(events).await?;
+            api.core.tick().await?;
+        }
         summary.simulated_minutes = t.since(start) / MINUTE_MS;
         t = t.plus_ms(MINUTE_MS);
         if opts.speed > 0 {
@@ -474,6 +536,13 @@ pub async fn run(
         }
     }
 
+    if let Some(api) = api {
+        if opts.serve && !shutdown.is_cancelled() {
+            tracing::info!(endpoint = %api.endpoint, "simulation finished; the gRPC API stays up until Ctrl-C");
+            shutdown.cancelled().await;
+        }
+        summary.api = Some(api.finish().await?);
+    }
     summary.incidents = incidents.into_values().collect();
     if let Some(h) = history {
         summary.history = Some(h.finish().await?);
@@ -590,6 +659,19 @@ impl Summary {
                 o,
                 "history        {} records written to {}",
                 h.records_written, h.path
+            );
+        }
+        if let Some(a) = &self.api {
+            let _ = writeln!(
+                o,
+                "gRPC API       {} (tokens in {}): {} households, {} incidents ({} open), {} escalations running, {} messages delivered",
+                a.endpoint,
+                a.token_dir,
+                a.counts.households,
+                a.counts.incidents,
+                a.counts.open_incidents,
+                a.counts.running_escalations,
+                a.counts.messages_delivered,
             );
         }
         for stage in ["Attention", "Caution", "Danger"] {
