@@ -28,7 +28,7 @@ use dolbom_proto::v1 as pb;
 use rusqlite::Connection;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use tokio::sync::{broadcast, Semaphore};
+use tokio::sync::{broadcast, mpsc, Semaphore};
 
 /// The service's notion of now (simulated in standalone, manual in tests).
 pub type Clock = Arc<dyn Fn() -> Ts + Send + Sync>;
@@ -93,6 +93,51 @@ pub struct Core {
     max_in_flight: usize,
     watch: broadcast::Sender<Arc<Logged>>,
     publish_wake: tokio::sync::Notify,
+    finished: mpsc::UnboundedSender<Finish>,
+}
+
+/// Delivery results on their way into the outbox (group commit).
+enum Finish {
+    Done(String, String, &'static str, u32),
+    Flush(tokio::sync::oneshot::Sender<()>),
+}
+
+/// Writes delivery results in batches: one transaction (one fsync) for
+/// everything that finished meanwhile, instead of one per message.
+async fn run_finisher(core: std::sync::Weak<Core>, mut rx: mpsc::UnboundedReceiver<Finish>) {
+    while let Some(first) = rx.recv().await {
+        let mut done = Vec::new();
+        let mut flushes = Vec::new();
+        let mut next = Some(first);
+        while let Some(m) = next.take() {
+            match m {
+                Finish::Done(a, b, c, d) => done.push((a, b, c, d)),
+                Finish::Flush(tx) => flushes.push(tx),
+            }
+            if done.len() < 4096 {
+                next = rx.try_recv().ok();
+            }
+        }
+        let Some(core) = core.upgrade() else { break };
+        if !done.is_empty() {
+            let res = core
+                .write(move |_, tx, _| {
+                    for (m, c, status, attempts) in &done {
+                        store::outbox_finish(tx, m, c, status, *attempts)?;
+                    }
+                    Ok(())
+                })
+                .await;
+            if let Err(e) = res {
+                // The rows stay pending and are delivered again (same
+                // idempotency keys) after a restart.
+                tracing::error!(error = %e, "could not record deliveries");
+            }
+        }
+        for f in flushes {
+            let _ = f.send(());
+        }
+    }
 }
 
 fn kind_name(k: i32) -> &'static str {
@@ -192,7 +237,8 @@ fn text(n: &Notice, view: &pb::Incident, kind: &str) -> String {
 impl Core {
     pub fn new(p: CoreParts) -> Arc<Self> {
         let (watch, _) = broadcast::channel(4096);
-        Arc::new(Core {
+        let (finished, finish_rx) = mpsc::unbounded_channel();
+        let core = Arc::new(Core {
             writer: Mutex::new(p.conn),
             reader: Mutex::new(p.reader),
             cipher: p.cipher,
@@ -207,7 +253,10 @@ impl Core {
             max_in_flight: p.max_in_flight.max(1),
             watch,
             publish_wake: tokio::sync::Notify::new(),
-        })
+            finished,
+        });
+        tokio::spawn(run_finisher(Arc::downgrade(&core), finish_rx));
+        core
     }
 
     pub fn router(&self) -> &Router {
@@ -518,7 +567,10 @@ impl Core {
                     };
                     let json = serde_json::to_string(&note)
                         .map_err(|e| NotifyError::Internal(e.to_string()))?;
-                    for ch in &n.channels {
+                    // Watch is a pull channel: the event is in the watch log
+                    // (same transaction), so there is nothing to send or
+                    // track; the step's record lists it among the channels.
+                    for ch in n.channels.iter().filter(|c| c.is_push()) {
                         let row = OutboxRow {
                             message_id: n.message_id.clone(),
                             channel: ch.as_str().into(),
@@ -750,12 +802,8 @@ impl Core {
             tokio::time::sleep(self.retry.backoff(attempt)).await;
         };
         let (m, c) = (row.message_id.clone(), row.channel.clone());
-        let res = self
-            .write(move |_, tx, _| store::outbox_finish(tx, &m, &c, status, attempt))
-            .await;
-        if let Err(e) = res {
-            tracing::error!(error = %e, "could not record a delivery");
-        }
+        // Recorded by the finisher, many per transaction.
+        let _ = self.finished.send(Finish::Done(m, c, status, attempt));
         ok
     }
 
@@ -784,6 +832,10 @@ impl Core {
         let n = self.max_in_flight as u32;
         if let Ok(all) = self.in_flight.acquire_many(n).await {
             drop(all);
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.finished.send(Finish::Flush(tx)).is_ok() {
+            let _ = rx.await;
         }
     }
 

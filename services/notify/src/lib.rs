@@ -191,7 +191,8 @@ pub async fn serve(
         ))
         .add_service(StatisticsServiceServer::with_interceptor(api, auth))
         .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            // No Nagle delay on small streamed messages (watch events).
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
             stop,
         )
         .await?;

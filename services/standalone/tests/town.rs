@@ -50,7 +50,6 @@ async fn a_small_town_matches_its_ground_truth() {
     assert_eq!(api.counts.households, 200);
     assert_eq!(api.counts.incidents as usize, s.incidents.len());
     assert_eq!(api.counts.messages_failed, 0);
-    assert!(api.counts.messages_delivered > 0);
 }
 
 /// The API over the running town: a municipality token lists its incidents
