@@ -248,7 +248,8 @@ mod tests {
     #[test]
     fn invalid_policies_name_the_field() {
         let base = Policy::platform_default();
-        let cases: Vec<(Box<dyn Fn(&mut Policy)>, &str)> = vec![
+        type Mutation = Box<dyn Fn(&mut Policy)>;
+        let cases: Vec<(Mutation, &str)> = vec![
             (Box::new(|p| p.version = 0), "version"),
             (Box::new(|p| p.steps.clear()), "steps"),
             (

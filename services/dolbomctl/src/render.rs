@@ -132,8 +132,8 @@ pub fn watch_line(e: &pb::IncidentEvent, cursor: &str, out: Output, header: bool
     }
     if header {
         println!(
-            "{:<16} {:<22} {:<10} {:<14} {:<10} {}",
-            "time (KST)", "type", "stage", "household", "cursor", "incident"
+            "{:<16} {:<22} {:<10} {:<14} {:<10} incident",
+            "time (KST)", "type", "stage", "household", "cursor"
         );
     }
     println!(

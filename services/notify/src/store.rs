@@ -119,11 +119,14 @@ pub struct HouseholdRow {
     pub updated_ms: i64,
 }
 
-fn household_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Vec<u8>, Option<Vec<u8>>, i64, i64)> {
+/// (config, sealed contact, created_ms, updated_ms) as stored.
+type RawHousehold = (Vec<u8>, Option<Vec<u8>>, i64, i64);
+
+fn household_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawHousehold> {
     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
 }
 
-fn to_household(t: (Vec<u8>, Option<Vec<u8>>, i64, i64)) -> Result<HouseholdRow, NotifyError> {
+fn to_household(t: RawHousehold) -> Result<HouseholdRow, NotifyError> {
     Ok(HouseholdRow {
         config: decode(&t.0, "household config")?,
         contact: t.1,
