@@ -27,7 +27,7 @@ use dolbom_escalation::{ChannelKind, Policy};
 use dolbom_history::{EmbeddedStore, HistoryStore, Retention};
 use dolbom_notify::channels::{verify_webhook, Recipient, RetryOptions};
 use dolbom_notify::options::MunicipalityPolicy;
-use dolbom_notify::{NotifyError, NotifyOptions, Publisher};
+use dolbom_notify::{NoPublisher, NotifyOptions};
 use dolbom_proto::v1 as pb;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -49,18 +49,6 @@ struct Args {
     /// Only the watch stream (no webhook per event).
     #[arg(long)]
     watch_only: bool,
-}
-
-struct Nowhere;
-
-#[async_trait::async_trait]
-impl Publisher for Nowhere {
-    async fn household(&self, _: &str, _: Option<&pb::HouseholdConfig>) -> Result<(), NotifyError> {
-        Ok(())
-    }
-    async fn incident_event(&self, _: &pb::IncidentEvent) -> Result<(), NotifyError> {
-        Ok(())
-    }
 }
 
 const SECRET: &str = "bench-webhook-secret-0123";
@@ -156,7 +144,7 @@ async fn main() -> anyhow::Result<()> {
             .unwrap(),
     );
     let built =
-        dolbom_notify::build(&opts, Arc::new(move || now), Arc::new(Nowhere), history).await?;
+        dolbom_notify::build(&opts, Arc::new(move || now), Arc::new(NoPublisher), history).await?;
     let core = built.core.clone();
     let key = SigningKey::generate("bench")?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

@@ -4,22 +4,10 @@ use dolbom_auth::{unix_now, Principal, SigningKey, Verifier};
 use dolbom_domain::convert::timestamp;
 use dolbom_domain::Ts;
 use dolbom_history::{EmbeddedStore, HistoryStore, Retention};
-use dolbom_notify::{NotifyError, NotifyOptions, Publisher};
+use dolbom_notify::{NoPublisher, NotifyOptions};
 use dolbom_proto::v1 as pb;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
-
-struct Nowhere;
-
-#[async_trait::async_trait]
-impl Publisher for Nowhere {
-    async fn household(&self, _: &str, _: Option<&pb::HouseholdConfig>) -> Result<(), NotifyError> {
-        Ok(())
-    }
-    async fn incident_event(&self, _: &pb::IncidentEvent) -> Result<(), NotifyError> {
-        Ok(())
-    }
-}
 
 async fn ctl(args: Vec<String>) -> (bool, String, String) {
     tokio::task::spawn_blocking(move || {
@@ -51,7 +39,7 @@ async fn register_list_watch_ack_resolve_and_stats() {
     let built = dolbom_notify::build(
         &opts,
         Arc::new(move || Ts(dolbom_history::now_ms())),
-        Arc::new(Nowhere),
+        Arc::new(NoPublisher),
         history,
     )
     .await

@@ -154,119 +154,110 @@ impl RegistryService for Api {
         &self,
         req: Request<pb::RegisterPlugRequest>,
     ) -> Result<Response<pb::Household>, Status> {
-        let who = principal(&req)?;
-        let r = req.into_inner();
-        id_arg(&r.household_id, "household_id")?;
+        let (who, r) = (principal(&req)?, req.into_inner());
         id_arg(&r.device_id, "device_id")?;
-        let h = self
-            .core
-            .change_household(&who, &r.household_id, "registry.RegisterPlug", move |c| {
-                if !c.device_ids.contains(&r.device_id) {
-                    c.device_ids.push(r.device_id);
-                }
-                Ok(())
-            })
-            .await?;
-        Ok(Response::new(h))
+        self.change(&who, &r.household_id, "registry.RegisterPlug", move |c| {
+            if !c.device_ids.contains(&r.device_id) {
+                c.device_ids.push(r.device_id);
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn remove_plug(
         &self,
         req: Request<pb::RemovePlugRequest>,
     ) -> Result<Response<pb::Household>, Status> {
-        let who = principal(&req)?;
-        let r = req.into_inner();
-        id_arg(&r.household_id, "household_id")?;
-        let h = self
-            .core
-            .change_household(&who, &r.household_id, "registry.RemovePlug", move |c| {
-                let before = c.device_ids.len();
-                c.device_ids.retain(|d| d != &r.device_id);
-                if c.device_ids.len() == before {
-                    return Err(NotifyError::NotFound(format!("plug {}", r.device_id)));
-                }
-                Ok(())
-            })
-            .await?;
-        Ok(Response::new(h))
+        let (who, r) = (principal(&req)?, req.into_inner());
+        self.change(&who, &r.household_id, "registry.RemovePlug", move |c| {
+            let before = c.device_ids.len();
+            c.device_ids.retain(|d| d != &r.device_id);
+            if c.device_ids.len() == before {
+                return Err(NotifyError::NotFound(format!("plug {}", r.device_id)));
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn set_consent(
         &self,
         req: Request<pb::SetConsentRequest>,
     ) -> Result<Response<pb::Household>, Status> {
-        let who = principal(&req)?;
-        let r = req.into_inner();
-        id_arg(&r.household_id, "household_id")?;
-        let h = self
-            .core
-            .change_household(&who, &r.household_id, "registry.SetConsent", move |c| {
-                c.night_holiday_consent = r.night_holiday_consent;
-                Ok(())
-            })
-            .await?;
-        Ok(Response::new(h))
+        let (who, r) = (principal(&req)?, req.into_inner());
+        self.change(&who, &r.household_id, "registry.SetConsent", move |c| {
+            c.night_holiday_consent = r.night_holiday_consent;
+            Ok(())
+        })
+        .await
     }
 
     async fn add_absence(
         &self,
         req: Request<pb::AddAbsenceRequest>,
     ) -> Result<Response<pb::Household>, Status> {
-        let who = principal(&req)?;
-        let r = req.into_inner();
-        id_arg(&r.household_id, "household_id")?;
+        let (who, r) = (principal(&req)?, req.into_inner());
         let absence = r
             .absence
             .ok_or_else(|| Status::invalid_argument("absence: is required"))?;
-        let h = self
-            .core
-            .change_household(&who, &r.household_id, "registry.AddAbsence", move |c| {
-                c.absences.push(absence);
-                Ok(())
-            })
-            .await?;
-        Ok(Response::new(h))
+        self.change(&who, &r.household_id, "registry.AddAbsence", move |c| {
+            c.absences.push(absence);
+            Ok(())
+        })
+        .await
     }
 
     async fn end_absence(
         &self,
         req: Request<pb::EndAbsenceRequest>,
     ) -> Result<Response<pb::Household>, Status> {
-        let who = principal(&req)?;
-        let r = req.into_inner();
-        id_arg(&r.household_id, "household_id")?;
+        let (who, r) = (principal(&req)?, req.into_inner());
         let starts = r
             .starts_at
             .ok_or_else(|| Status::invalid_argument("starts_at: is required"))?;
-        let h = self
-            .core
-            .change_household(&who, &r.household_id, "registry.EndAbsence", move |c| {
-                registry::end_absence(c, &starts)
-            })
-            .await?;
-        Ok(Response::new(h))
+        self.change(&who, &r.household_id, "registry.EndAbsence", move |c| {
+            registry::end_absence(c, &starts)
+        })
+        .await
     }
 
     async fn set_thresholds(
         &self,
         req: Request<pb::SetThresholdsRequest>,
     ) -> Result<Response<pb::Household>, Status> {
-        let who = principal(&req)?;
-        let r = req.into_inner();
-        id_arg(&r.household_id, "household_id")?;
-        let h = self
-            .core
-            .change_household(&who, &r.household_id, "registry.SetThresholds", move |c| {
-                if r.thresholds.is_some() {
-                    c.thresholds = r.thresholds;
-                }
-                if r.offline_after_minutes != 0 {
-                    c.offline_after_minutes = r.offline_after_minutes;
-                }
-                Ok(())
-            })
-            .await?;
-        Ok(Response::new(h))
+        let (who, r) = (principal(&req)?, req.into_inner());
+        self.change(&who, &r.household_id, "registry.SetThresholds", move |c| {
+            if r.thresholds.is_some() {
+                c.thresholds = r.thresholds;
+            }
+            if r.offline_after_minutes != 0 {
+                c.offline_after_minutes = r.offline_after_minutes;
+            }
+            Ok(())
+        })
+        .await
+    }
+}
+
+impl Api {
+    /// One small registry change (plug, consent, absence, thresholds).
+    async fn change<F>(
+        &self,
+        who: &Principal,
+        household_id: &str,
+        action: &'static str,
+        f: F,
+    ) -> Result<Response<pb::Household>, Status>
+    where
+        F: FnOnce(&mut pb::HouseholdConfig) -> Result<(), NotifyError> + Send + 'static,
+    {
+        id_arg(household_id, "household_id")?;
+        Ok(Response::new(
+            self.core
+                .change_household(who, household_id, action, f)
+                .await?,
+        ))
     }
 }
 

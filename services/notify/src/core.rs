@@ -46,6 +46,21 @@ pub trait Publisher: Send + Sync {
     async fn incident_event(&self, event: &pb::IncidentEvent) -> Result<(), NotifyError>;
 }
 
+/// A publisher that drops everything: for tools and benchmarks that run the
+/// core without a bus.
+pub struct NoPublisher;
+
+#[async_trait::async_trait]
+impl Publisher for NoPublisher {
+    async fn household(&self, _: &str, _: Option<&pb::HouseholdConfig>) -> Result<(), NotifyError> {
+        Ok(())
+    }
+
+    async fn incident_event(&self, _: &pb::IncidentEvent) -> Result<(), NotifyError> {
+        Ok(())
+    }
+}
+
 /// One logged event, as `WatchIncidents` streams it.
 #[derive(Clone, Debug)]
 pub struct Logged {
@@ -94,6 +109,14 @@ pub struct Core {
     watch: broadcast::Sender<Arc<Logged>>,
     publish_wake: tokio::sync::Notify,
     finished: mpsc::UnboundedSender<Finish>,
+}
+
+/// What a person did to an incident.
+#[derive(Clone, Copy)]
+enum PersonChange {
+    Acknowledge,
+    /// With the outcome (`dolbom.v1.Outcome`).
+    Resolve(i32),
 }
 
 /// Delivery results on their way into the outbox (group commit).
@@ -871,44 +894,8 @@ impl Core {
         incident_id: &str,
         note: &str,
     ) -> Result<pb::Incident, NotifyError> {
-        if note.chars().count() > 2000 {
-            return Err(NotifyError::invalid("note", "at most 2000 characters"));
-        }
-        let (who, id, note) = (who.clone(), incident_id.to_string(), note.to_string());
-        self.write(move |core, tx, fx| {
-            let mut row = core.visible_incident(tx, &who, &id)?;
-            let v = &mut row.view;
-            if v.state == pb::IncidentState::Resolved as i32 {
-                return Err(NotifyError::Precondition("the incident is resolved".into()));
-            }
-            if v.state == pb::IncidentState::Acknowledged as i32 {
-                return Ok(v.clone());
-            }
-            let now = core.now();
-            v.state = pb::IncidentState::Acknowledged as i32;
-            v.acknowledged_at = Some(timestamp(now));
-            v.acknowledged_by = who.subject.clone();
-            v.updated_at = Some(timestamp(now));
-            if !note.is_empty() {
-                row.note = Some(core.cipher.encrypt(&id, note.as_bytes())?);
-            }
-            let view = row.view.clone();
-            store::put_incident(tx, &row)?;
-            core.own_event(tx, &view, pb::IncidentEventType::Acknowledged, 0, now, fx)?;
-            if let Some(mut e) = store::escalation(tx, &id)? {
-                let actions = e.acknowledge(now);
-                core.carry_out(tx, &mut e, &view, actions, now, fx)?;
-            }
-            fx.records.push(core.audit_record(
-                &who,
-                &view.municipality_code,
-                "incidents.Acknowledge",
-                &id,
-                now,
-            ));
-            Ok(view)
-        })
-        .await
+        self.person_change(who, incident_id, note, PersonChange::Acknowledge)
+            .await
     }
 
     /// Resolves an incident with an outcome; the escalation ends.
@@ -932,6 +919,20 @@ impl Core {
             Err(_) => return Err(NotifyError::invalid("outcome", "unknown value")),
             Ok(_) => {}
         }
+        self.person_change(who, incident_id, note, PersonChange::Resolve(outcome))
+            .await
+    }
+
+    /// A person's acknowledgement or resolution, in one transaction: the view
+    /// updated (the note sealed), the event logged and queued for the bus,
+    /// the escalation moved, the call audited. Repeating it is a no-op.
+    async fn person_change(
+        self: &Arc<Self>,
+        who: &Principal,
+        incident_id: &str,
+        note: &str,
+        change: PersonChange,
+    ) -> Result<pb::Incident, NotifyError> {
         if note.chars().count() > 2000 {
             return Err(NotifyError::invalid("note", "at most 2000 characters"));
         }
@@ -939,38 +940,64 @@ impl Core {
         self.write(move |core, tx, fx| {
             let mut row = core.visible_incident(tx, &who, &id)?;
             let v = &mut row.view;
-            if v.state == pb::IncidentState::Resolved as i32 {
-                if v.outcome == outcome {
-                    return Ok(v.clone());
-                }
-                return Err(NotifyError::Precondition(
-                    "the incident is already resolved".into(),
-                ));
-            }
+            let resolved = v.state == pb::IncidentState::Resolved as i32;
             let now = core.now();
-            v.state = pb::IncidentState::Resolved as i32;
-            v.outcome = outcome;
-            v.resolved_at = Some(timestamp(now));
-            v.resolved_by = who.subject.clone();
+            let (ty, outcome, action) = match change {
+                PersonChange::Acknowledge => {
+                    if resolved {
+                        return Err(NotifyError::Precondition("the incident is resolved".into()));
+                    }
+                    if v.state == pb::IncidentState::Acknowledged as i32 {
+                        return Ok(v.clone());
+                    }
+                    v.state = pb::IncidentState::Acknowledged as i32;
+                    v.acknowledged_at = Some(timestamp(now));
+                    v.acknowledged_by = who.subject.clone();
+                    (
+                        pb::IncidentEventType::Acknowledged,
+                        0,
+                        "incidents.Acknowledge",
+                    )
+                }
+                PersonChange::Resolve(outcome) => {
+                    if resolved && v.outcome == outcome {
+                        return Ok(v.clone());
+                    }
+                    if resolved {
+                        return Err(NotifyError::Precondition(
+                            "the incident is already resolved".into(),
+                        ));
+                    }
+                    v.state = pb::IncidentState::Resolved as i32;
+                    v.outcome = outcome;
+                    v.resolved_at = Some(timestamp(now));
+                    v.resolved_by = who.subject.clone();
+                    (
+                        pb::IncidentEventType::Resolved,
+                        outcome,
+                        "incidents.Resolve",
+                    )
+                }
+            };
             v.updated_at = Some(timestamp(now));
             if !note.is_empty() {
                 row.note = Some(core.cipher.encrypt(&id, note.as_bytes())?);
             }
             let view = row.view.clone();
             store::put_incident(tx, &row)?;
-            core.own_event(tx, &view, pb::IncidentEventType::Resolved, outcome, now, fx)?;
+            core.own_event(tx, &view, ty, outcome, now, fx)?;
             if let Some(mut e) = store::escalation(tx, &id)? {
-                let policy = core.policy_for(tx, &view.municipality_code, e.policy_version);
-                let actions = e.stop(StopReason::Resolved, &policy, now);
+                let actions = match change {
+                    PersonChange::Acknowledge => e.acknowledge(now),
+                    PersonChange::Resolve(_) => {
+                        let policy = core.policy_for(tx, &view.municipality_code, e.policy_version);
+                        e.stop(StopReason::Resolved, &policy, now)
+                    }
+                };
                 core.carry_out(tx, &mut e, &view, actions, now, fx)?;
             }
-            fx.records.push(core.audit_record(
-                &who,
-                &view.municipality_code,
-                "incidents.Resolve",
-                &id,
-                now,
-            ));
+            fx.records
+                .push(core.audit_record(&who, &view.municipality_code, action, &id, now));
             Ok(view)
         })
         .await

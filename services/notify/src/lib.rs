@@ -32,7 +32,7 @@ pub mod options;
 pub mod registry;
 pub mod store;
 
-pub use crate::core::{Clock, Core, CoreParts, Publisher};
+pub use crate::core::{Clock, Core, CoreParts, NoPublisher, Publisher};
 pub use api::Api;
 pub use options::NotifyOptions;
 

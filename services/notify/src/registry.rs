@@ -103,6 +103,29 @@ impl Core {
         }
     }
 
+    /// Stores a household, queues it for `care.households` and audits who
+    /// changed it.
+    fn save_household(
+        &self,
+        tx: &rusqlite::Connection,
+        fx: &mut crate::core::Effects,
+        who: &Principal,
+        row: &HouseholdRow,
+        action: &str,
+        now: dolbom_domain::Ts,
+    ) -> Result<pb::Household, NotifyError> {
+        store::put_household(tx, row)?;
+        fx.publish = true;
+        fx.records.push(self.audit_record(
+            who,
+            &row.config.municipality_code,
+            action,
+            &row.config.household_id,
+            now,
+        ));
+        Ok(Self::household_view(row))
+    }
+
     fn check_devices(
         c: &rusqlite::Connection,
         cfg: &pb::HouseholdConfig,
@@ -157,17 +180,7 @@ impl Core {
                     created_ms: now.millis(),
                     updated_ms: now.millis(),
                 };
-                store::put_household(tx, &row)?;
-                fx.publish = true;
-                let m = row.config.municipality_code.clone();
-                fx.records.push(core.audit_record(
-                    &who,
-                    &m,
-                    "registry.CreateHousehold",
-                    &row.config.household_id,
-                    now,
-                ));
-                Ok(Self::household_view(&row))
+                core.save_household(tx, fx, &who, &row, "registry.CreateHousehold", now)
             })
             .await?;
         metrics::counter!("dolbom_notify_registry_changes_total", "op" => "create").increment(1);
@@ -220,16 +233,7 @@ impl Core {
                     created_ms: old.created_ms,
                     updated_ms: now.millis(),
                 };
-                store::put_household(tx, &row)?;
-                fx.publish = true;
-                fx.records.push(core.audit_record(
-                    &who,
-                    &row.config.municipality_code,
-                    "registry.UpdateHousehold",
-                    &row.config.household_id,
-                    now,
-                ));
-                Ok(Self::household_view(&row))
+                core.save_household(tx, fx, &who, &row, "registry.UpdateHousehold", now)
             })
             .await?;
         metrics::counter!("dolbom_notify_registry_changes_total", "op" => "update").increment(1);
@@ -264,15 +268,7 @@ impl Core {
                     created_ms: old.created_ms,
                     updated_ms: now.millis(),
                 };
-                store::put_household(tx, &row)?;
-                fx.publish = true;
-                fx.records.push(core.audit_record(
-                    &who,
-                    &row.config.municipality_code,
-                    action,
-                    &id,
-                    now,
-                ));
+                let view = core.save_household(tx, fx, &who, &row, action, now)?;
                 // Consent changes reach a running escalation at once.
                 let consent = row.config.night_holiday_consent;
                 for mut e in store::running_escalations_of(tx, &id)? {
@@ -285,7 +281,7 @@ impl Core {
                         }
                     }
                 }
-                Ok(Self::household_view(&row))
+                Ok(view)
             })
             .await?;
         metrics::counter!("dolbom_notify_registry_changes_total", "op" => action).increment(1);

@@ -395,14 +395,19 @@ pub fn events_after(
         "SELECT seq, event FROM events WHERE seq > ?1 AND (?2 IS NULL OR municipality = ?2)
          ORDER BY seq LIMIT ?3",
     )?;
-    let rows = st.query_map(params![seq, municipality, limit as i64], |r| {
-        Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
-    })?;
-    rows.map(|r| {
-        let (s, b) = r?;
-        Ok((s, decode(&b, "incident event")?))
-    })
-    .collect()
+    let rows = st.query_map(params![seq, municipality, limit as i64], seq_event)?;
+    rows.map(decode_seq_event).collect()
+}
+
+fn seq_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, Vec<u8>)> {
+    Ok((r.get(0)?, r.get(1)?))
+}
+
+fn decode_seq_event(
+    r: rusqlite::Result<(i64, Vec<u8>)>,
+) -> Result<(i64, pb::IncidentEvent), NotifyError> {
+    let (s, b) = r?;
+    Ok((s, decode(&b, "incident event")?))
 }
 
 pub fn max_seq(c: &Connection) -> Result<i64, NotifyError> {
@@ -416,14 +421,8 @@ pub fn unpublished_events(
     let mut st = c.prepare_cached(
         "SELECT seq, event FROM events WHERE unpublished = 1 ORDER BY seq LIMIT ?1",
     )?;
-    let rows = st.query_map([limit as i64], |r| {
-        Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
-    })?;
-    rows.map(|r| {
-        let (s, b) = r?;
-        Ok((s, decode(&b, "incident event")?))
-    })
-    .collect()
+    let rows = st.query_map([limit as i64], seq_event)?;
+    rows.map(decode_seq_event).collect()
 }
 
 pub fn mark_event_published(c: &Connection, seq: i64) -> Result<(), NotifyError> {

@@ -1024,6 +1024,35 @@ async fn holiday_and_night_routing_with_and_without_consent() {
         .iter()
         .all(|h| !h.idempotency_key.starts_with(&no.incident_id)));
     assert_eq!(seen.last().unwrap().body["to"][0], CENTER_SMS);
+    // Consent given over the API while a step is held: it goes out at once,
+    // to the control center.
+    c.registry
+        .create_household(pb::CreateHouseholdRequest {
+            config: Some(config("hh-late", "11110", false)),
+            contact: None,
+        })
+        .await
+        .unwrap();
+    let late = opened(
+        "hh-late",
+        "11110",
+        pb::Stage::Attention,
+        kst(2026, 9, 26, 23, 0),
+    );
+    svc.core.ingest(vec![late.clone()]).await.unwrap();
+    let held = svc.core.escalation(&late.incident_id).await.unwrap();
+    assert!(matches!(held.phase, dolbom_escalation::Phase::Held { .. }));
+    c.registry
+        .set_consent(pb::SetConsentRequest {
+            household_id: "hh-late".into(),
+            night_holiday_consent: true,
+        })
+        .await
+        .unwrap();
+    let seen = gw
+        .until("/sms", &format!("{}/s0/a1", late.incident_id))
+        .await;
+    assert_eq!(seen.last().unwrap().body["to"][0], CENTER_SMS);
     // Monday 09:00: the dong office gets the held one.
     now.store(monday.millis(), Ordering::SeqCst);
     svc.core.tick().await.unwrap();
