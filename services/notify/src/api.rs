@@ -446,10 +446,20 @@ impl IncidentService for Api {
         // Subscribe before reading where the log ends: nothing committed in
         // between is missed (duplicates are skipped by sequence number).
         let mut live = self.core.subscribe();
-        let max = self.core.read(|_, c| store::max_seq(c)).await?;
+        let (max, min) = self
+            .core
+            .read(|_, c| Ok((store::max_seq(c)?, store::min_seq(c)?)))
+            .await?;
         let mut last = match resume {
             Some(s) if s > max => {
                 return Err(Status::invalid_argument("resume_cursor: ahead of the log"))
+            }
+            // Retention removed events after this cursor: resuming would
+            // silently skip them. List incidents to resynchronise instead.
+            Some(s) if s < min.unwrap_or(max + 1) - 1 => {
+                return Err(Status::out_of_range(
+                    "resume_cursor: older than the watch log keeps (log_retention_days); list incidents and watch from now",
+                ))
             }
             Some(s) => s,
             None => max,

@@ -91,6 +91,11 @@ pub struct CoreParts {
     pub retry: RetryOptions,
     /// Most messages delivered at once.
     pub max_in_flight: usize,
+    /// How long the watch log, finished messages and ended escalations are
+    /// kept (the history store keeps the record).
+    pub log_retention_ms: i64,
+    /// How long resolved incidents stay listable here.
+    pub incident_retention_ms: i64,
 }
 
 pub struct Core {
@@ -106,6 +111,8 @@ pub struct Core {
     retry: RetryOptions,
     in_flight: Arc<Semaphore>,
     max_in_flight: usize,
+    log_retention_ms: i64,
+    incident_retention_ms: i64,
     watch: broadcast::Sender<Arc<Logged>>,
     publish_wake: tokio::sync::Notify,
     finished: mpsc::UnboundedSender<Finish>,
@@ -274,6 +281,8 @@ impl Core {
             retry: p.retry,
             in_flight: Arc::new(Semaphore::new(p.max_in_flight.max(1))),
             max_in_flight: p.max_in_flight.max(1),
+            log_retention_ms: p.log_retention_ms,
+            incident_retention_ms: p.incident_retention_ms,
             watch,
             publish_wake: tokio::sync::Notify::new(),
             finished,
@@ -418,7 +427,7 @@ impl Core {
                     tracing::warn!(event_id = %ev.event_id, field, "malformed incident event skipped");
                     continue;
                 }
-                let Some(seq) = store::append_event(tx, &ev, false)? else {
+                let Some(seq) = store::append_event(tx, &ev, false, now.millis())? else {
                     metrics::counter!("dolbom_notify_duplicate_events_total").increment(1);
                     continue;
                 };
@@ -497,7 +506,9 @@ impl Core {
 
         let existing = store::escalation(tx, &ev.incident_id)?;
         let (mut esc, actions) = match (existing, ty) {
-            (None, T::Opened | T::StageRaised) => {
+            // (A resolved incident whose escalation retention removed does
+            // not start again when an old event is replayed.)
+            (None, T::Opened | T::StageRaised) if !resolved => {
                 let kind = domain_kind(ev.kind).expect("checked");
                 let consent = match store::household(tx, &ev.household_id)? {
                     Some(h) => h.config.night_holiday_consent,
@@ -683,7 +694,7 @@ impl Core {
                 )),
             }
         }
-        store::put_escalation(tx, m, esc)?;
+        store::put_escalation(tx, m, esc, now.millis())?;
         Ok(())
     }
 
@@ -705,7 +716,7 @@ impl Core {
                             // No view to act on (cannot happen short of
                             // corruption): end the clock rather than spin.
                             e.stop(StopReason::Suppressed, &policy, now);
-                            store::put_escalation(tx, &m, &e)?;
+                            store::put_escalation(tx, &m, &e, now.millis())?;
                             continue;
                         };
                         core.carry_out(tx, &mut e, &row.view, actions, now, fx)?;
@@ -874,6 +885,29 @@ impl Core {
     /// delivered messages.
     pub async fn counts(self: &Arc<Self>) -> Result<store::Counts, NotifyError> {
         self.read(|_, c| store::counts(c)).await
+    }
+
+    /// Applies retention (see [`store::sweep`]) against the service's clock.
+    pub async fn sweep(self: &Arc<Self>) -> Result<store::Swept, NotifyError> {
+        let now = self.now().millis();
+        let (log, inc) = (
+            now.saturating_sub(self.log_retention_ms),
+            now.saturating_sub(self.incident_retention_ms),
+        );
+        let swept = self
+            .write(move |_, tx, _| store::sweep(tx, log, inc))
+            .await?;
+        tracing::info!(?swept, "retention sweep");
+        Ok(swept)
+    }
+
+    /// Sets the `dolbom_notify_*` gauges from the store.
+    pub async fn publish_gauges(self: &Arc<Self>) -> Result<(), NotifyError> {
+        let c = self.counts().await?;
+        metrics::gauge!("dolbom_notify_escalations_running").set(c.running_escalations as f64);
+        metrics::gauge!("dolbom_notify_open_incidents").set(c.open_incidents as f64);
+        metrics::gauge!("dolbom_notify_messages_pending").set(c.messages_pending as f64);
+        Ok(())
     }
 
     /// One incident's escalation state (operators, tests).
@@ -1046,7 +1080,7 @@ impl Core {
             outcome,
             ..Default::default()
         };
-        if let Some(seq) = store::append_event(tx, &ev, true)? {
+        if let Some(seq) = store::append_event(tx, &ev, true, now.millis())? {
             fx.logged.push(Logged { seq, event: ev });
             fx.publish = true;
         }
@@ -1122,13 +1156,36 @@ impl Core {
         Ok(n)
     }
 
-    /// Background loops: escalation clocks every `tick`, publishing on
-    /// change (and every 5 s to retry), until `shutdown`.
+    /// Background loops until `shutdown`: escalation clocks every `tick`,
+    /// publishing on change (and every 5 s to retry), gauges every minute,
+    /// retention every `sweep_every`.
     pub async fn run_loops(
         self: Arc<Self>,
         tick: std::time::Duration,
+        sweep_every: std::time::Duration,
         shutdown: tokio_util::sync::CancellationToken,
     ) {
+        let me = self.clone();
+        let stop = shutdown.clone();
+        let housekeeping = tokio::spawn(async move {
+            let mut gauges = tokio::time::interval(std::time::Duration::from_secs(60));
+            let mut sweep = tokio::time::interval(sweep_every);
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = gauges.tick() => {
+                        if let Err(e) = me.publish_gauges().await {
+                            tracing::warn!(error = %e, "gauges");
+                        }
+                    }
+                    _ = sweep.tick() => {
+                        if let Err(e) = me.sweep().await {
+                            tracing::error!(error = %e, "retention sweep failed");
+                        }
+                    }
+                }
+            }
+        });
         let me = self.clone();
         let stop = shutdown.clone();
         let publisher = tokio::spawn(async move {
@@ -1160,6 +1217,7 @@ impl Core {
             }
         }
         let _ = publisher.await;
+        let _ = housekeeping.await;
         // Last chance for what acknowledgements and resolutions produced.
         if let Err(e) = self.publish_pending().await {
             tracing::warn!(error = %e, "unpublished changes stay queued for the next start");

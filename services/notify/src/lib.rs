@@ -135,6 +135,8 @@ pub async fn build(
         channels: chans,
         retry: opts.retry,
         max_in_flight: opts.max_in_flight,
+        log_retention_ms: i64::from(opts.log_retention_days) * 86_400_000,
+        incident_retention_ms: i64::from(opts.incident_retention_days) * 86_400_000,
     });
     core.install_policies()?;
     core.resume_deliveries().await?;
@@ -222,6 +224,7 @@ pub async fn run(opts: NotifyOptions, shutdown: CancellationToken) -> Result<(),
     let core = built.core.clone();
     let loops = tokio::spawn(core.clone().run_loops(
         std::time::Duration::from_millis(opts.tick_ms),
+        std::time::Duration::from_secs(opts.sweep_interval_secs),
         shutdown.clone(),
     ));
     let consumer = tokio::spawn(kafka::consume(opts.clone(), core, shutdown.clone()));

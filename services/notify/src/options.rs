@@ -60,6 +60,14 @@ pub struct NotifyOptions {
     pub max_in_flight: usize,
     /// Prometheus metrics on this address; empty = off.
     pub metrics_listen: String,
+    /// Days the watch log (how far back a `WatchIncidents` cursor can
+    /// resume), finished messages and ended escalations are kept here; the
+    /// history store keeps the record for its own retention.
+    pub log_retention_days: u32,
+    /// Days resolved incidents stay listable through this service.
+    pub incident_retention_days: u32,
+    /// Seconds between retention sweeps.
+    pub sweep_interval_secs: u64,
 }
 
 impl Default for NotifyOptions {
@@ -88,6 +96,9 @@ impl Default for NotifyOptions {
             tick_ms: 1000,
             max_in_flight: 256,
             metrics_listen: String::new(),
+            log_retention_days: 30,
+            incident_retention_days: 400,
+            sweep_interval_secs: 3600,
         }
     }
 }
@@ -109,6 +120,15 @@ impl NotifyOptions {
         }
         if self.tick_ms == 0 {
             return Err(bad("tick_ms", "must be above 0"));
+        }
+        if self.log_retention_days == 0 || self.incident_retention_days < self.log_retention_days {
+            return Err(bad(
+                "log_retention_days",
+                "must be at least 1 and at most incident_retention_days",
+            ));
+        }
+        if self.sweep_interval_secs == 0 {
+            return Err(bad("sweep_interval_secs", "must be above 0"));
         }
         if self.retry.attempts == 0 {
             return Err(bad("retry.attempts", "must be at least 1"));

@@ -61,14 +61,17 @@ CREATE TABLE IF NOT EXISTS events (
     event BLOB NOT NULL,
     -- 1 when this service made the event (acknowledge, resolve) and it has
     -- not reached care.incidents yet.
-    unpublished INTEGER NOT NULL DEFAULT 0
+    unpublished INTEGER NOT NULL DEFAULT 0,
+    -- When this service logged it (its clock), for retention.
+    logged_ms INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS events_unpublished ON events (unpublished) WHERE unpublished = 1;
 CREATE TABLE IF NOT EXISTS escalations (
     incident_id TEXT PRIMARY KEY,
     municipality TEXT NOT NULL,
     due_ms INTEGER,
-    state TEXT NOT NULL
+    state TEXT NOT NULL,
+    updated_ms INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS escalations_due ON escalations (due_ms) WHERE due_ms IS NOT NULL;
 CREATE TABLE IF NOT EXISTS outbox (
@@ -369,17 +372,19 @@ pub fn append_event(
     c: &Connection,
     ev: &pb::IncidentEvent,
     unpublished: bool,
+    now_ms: i64,
 ) -> Result<Option<i64>, NotifyError> {
     let n = c
         .prepare_cached(
-            "INSERT INTO events (event_id, municipality, event, unpublished) VALUES (?1, ?2, ?3, ?4)
+            "INSERT INTO events (event_id, municipality, event, unpublished, logged_ms) VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT (event_id) DO NOTHING",
         )?
         .execute(params![
             ev.event_id,
             ev.municipality_code,
             ev.encode_to_vec(),
-            unpublished as i64
+            unpublished as i64,
+            now_ms
         ])?;
     Ok((n == 1).then(|| c.last_insert_rowid()))
 }
@@ -410,8 +415,20 @@ fn decode_seq_event(
     Ok((s, decode(&b, "incident event")?))
 }
 
+/// The last sequence number ever given out (also when retention has emptied
+/// the log).
 pub fn max_seq(c: &Connection) -> Result<i64, NotifyError> {
-    Ok(c.query_row("SELECT coalesce(max(seq), 0) FROM events", [], |r| r.get(0))?)
+    Ok(c.query_row(
+        "SELECT max(coalesce((SELECT max(seq) FROM events), 0),
+                    coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0))",
+        [],
+        |r| r.get(0),
+    )?)
+}
+
+/// The oldest sequence number still in the log, if any.
+pub fn min_seq(c: &Connection) -> Result<Option<i64>, NotifyError> {
+    Ok(c.query_row("SELECT min(seq) FROM events", [], |r| r.get(0))?)
 }
 
 pub fn unpublished_events(
@@ -447,17 +464,20 @@ pub fn put_escalation(
     c: &Connection,
     municipality: &str,
     e: &Escalation,
+    now_ms: i64,
 ) -> Result<(), NotifyError> {
     let json = serde_json::to_string(e).map_err(|e| NotifyError::Corrupt(e.to_string()))?;
     c.prepare_cached(
-        "INSERT INTO escalations (incident_id, municipality, due_ms, state) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (incident_id) DO UPDATE SET due_ms = ?3, state = ?4",
+        "INSERT INTO escalations (incident_id, municipality, due_ms, state, updated_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (incident_id) DO UPDATE SET due_ms = ?3, state = ?4, updated_ms = ?5",
     )?
     .execute(params![
         e.incident_id,
         municipality,
         e.next_due().map(|t| t.millis()),
-        json
+        json,
+        now_ms
     ])?;
     Ok(())
 }
@@ -651,5 +671,51 @@ pub fn counts(c: &Connection) -> Result<Counts, NotifyError> {
         messages_pending: one("SELECT count(*) FROM outbox WHERE status = 'pending'")?,
         messages_delivered: one("SELECT count(*) FROM outbox WHERE status = 'delivered'")?,
         messages_failed: one("SELECT count(*) FROM outbox WHERE status = 'failed'")?,
+    })
+}
+
+/// What one retention sweep removed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Swept {
+    pub events: usize,
+    pub messages: usize,
+    pub escalations: usize,
+    pub incidents: usize,
+}
+
+/// Removes what notify no longer needs (the history store keeps the record):
+/// watch-log events and finished messages logged before `log_cutoff_ms`
+/// (never an event still to be published), escalations of resolved incidents
+/// last moved before it, and resolved incidents opened before
+/// `incident_cutoff_ms`.
+pub fn sweep(
+    c: &Connection,
+    log_cutoff_ms: i64,
+    incident_cutoff_ms: i64,
+) -> Result<Swept, NotifyError> {
+    let events = c.execute(
+        "DELETE FROM events WHERE unpublished = 0 AND seq <= coalesce(
+             (SELECT max(seq) FROM events WHERE logged_ms < ?1), 0)",
+        [log_cutoff_ms],
+    )?;
+    let messages = c.execute(
+        "DELETE FROM outbox WHERE status != 'pending' AND created_ms < ?1",
+        [log_cutoff_ms],
+    )?;
+    let escalations = c.execute(
+        "DELETE FROM escalations WHERE due_ms IS NULL AND updated_ms < ?1
+           AND incident_id IN (SELECT incident_id FROM incidents WHERE state = 3)",
+        [log_cutoff_ms],
+    )?;
+    let incidents = c.execute(
+        "DELETE FROM incidents WHERE state = 3 AND opened_ms < ?1
+           AND incident_id NOT IN (SELECT incident_id FROM escalations)",
+        [incident_cutoff_ms],
+    )?;
+    Ok(Swept {
+        events,
+        messages,
+        escalations,
+        incidents,
     })
 }

@@ -1060,3 +1060,77 @@ async fn holiday_and_night_routing_with_and_without_consent() {
     assert_eq!(seen.last().unwrap().body["to"][0], DONG_SMS);
     svc.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_prunes_the_watch_log_and_a_replay_never_restarts_an_ended_escalation() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::generate("k1").unwrap();
+    let gw = Gateway::start().await;
+    let t0 = kst(2026, 11, 23, 10, 0);
+    let (clock, now) = manual_clock(t0);
+    let svc = Service::start(dir.path(), clock, &key, &gw.url).await;
+    let p = Principal::municipality("jongno", "11110", false);
+    let mut c = client(&svc.addr, Some(token(&key, &p))).await;
+    let old: Vec<pb::IncidentEvent> = (0..3)
+        .map(|i| opened(&format!("hh-{i}"), "11110", pb::Stage::Attention, t0))
+        .collect();
+    svc.core.ingest(old.clone()).await.unwrap();
+    c.incidents
+        .resolve(pb::ResolveRequest {
+            incident_id: old[0].incident_id.clone(),
+            outcome: pb::Outcome::VisitedSafe as i32,
+            note: String::new(),
+        })
+        .await
+        .unwrap();
+    svc.core.publish_pending().await.unwrap();
+    // 31 days later: Thursday 2026-12-24, 10:00 (office hours).
+    let later = kst(2026, 12, 24, 10, 0);
+    now.store(later.millis(), Ordering::SeqCst);
+    svc.core
+        .ingest(vec![opened("hh-9", "11110", pb::Stage::Attention, later)])
+        .await
+        .unwrap();
+    let swept = svc.core.sweep().await.unwrap();
+    // The three old OPENED events and the RESOLVED event; the resolved
+    // incident's ended escalation; the view stays (400 days).
+    assert_eq!(swept.events, 4, "{swept:?}");
+    assert_eq!(swept.escalations, 1, "{swept:?}");
+    assert_eq!(swept.incidents, 0, "{swept:?}");
+    let e = c
+        .incidents
+        .watch_incidents(pb::WatchIncidentsRequest {
+            filter: None,
+            resume_cursor: "c1".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::OutOfRange);
+    // From the last pruned position it resumes with the first kept event.
+    let mut w = c
+        .incidents
+        .watch_incidents(pb::WatchIncidentsRequest {
+            filter: None,
+            resume_cursor: "c4".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = w.message().await.unwrap().unwrap();
+    assert_eq!(first.event.unwrap().household_id, "hh-9");
+    drop(w);
+    // Kafka replays the resolved incident's OPENED event: it is logged again,
+    // but no escalation starts for an incident that is resolved.
+    svc.core.ingest(vec![old[0].clone()]).await.unwrap();
+    assert!(svc.core.escalation(&old[0].incident_id).await.is_none());
+    let inc = c
+        .incidents
+        .get_incident(pb::GetIncidentRequest {
+            incident_id: old[0].incident_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(inc.state, pb::IncidentState::Resolved as i32);
+    svc.stop().await;
+}
