@@ -49,17 +49,34 @@ struct Args {
     /// Only the watch stream (no webhook per event).
     #[arg(long)]
     watch_only: bool,
+    /// Run the webhook receiver inside the benchmark's own process (and
+    /// runtime) instead of a separate process.
+    #[arg(long)]
+    receiver_in_process: bool,
+    /// (Internal) be the webhook receiver: print `listening ADDR`, then
+    /// `INCIDENT_ID UNIX_MICROS` per verified webhook.
+    #[arg(long, hide = true)]
+    serve_receiver: bool,
+}
+
+/// Wall-clock microseconds: comparable between the benchmark and its
+/// receiver process on the same machine.
+fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
 }
 
 const SECRET: &str = "bench-webhook-secret-0123";
 
 #[derive(Clone)]
 struct Receiver {
-    tx: mpsc::UnboundedSender<(String, Instant)>,
+    tx: mpsc::UnboundedSender<(String, i64)>,
 }
 
 async fn hook(State(r): State<Receiver>, headers: HeaderMap, body: String) -> StatusCode {
-    let at = Instant::now();
+    let at = now_us();
     let ts: u64 = headers["x-dolbom-timestamp"]
         .to_str()
         .ok()
@@ -73,6 +90,10 @@ async fn hook(State(r): State<Receiver>, headers: HeaderMap, body: String) -> St
     let id = v["incident_id"].as_str().unwrap_or("").to_string();
     let _ = r.tx.send((id, at));
     StatusCode::NO_CONTENT
+}
+
+fn elapsed(from_us: i64, to_us: i64) -> Duration {
+    Duration::from_micros((to_us - from_us).max(1) as u64)
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -99,16 +120,60 @@ fn report(name: &str, mut lat_ms: Vec<f64>, elapsed: Duration) {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let dir = tempfile::tempdir()?;
-
-    // The webhook receiver.
     let (hook_tx, mut hook_rx) = mpsc::unbounded_channel();
     let app = axum::Router::new()
         .route("/hook", axum::routing::post(hook))
-        .with_state(Receiver { tx: hook_tx });
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let hook_url = format!("http://{}/hook", l.local_addr()?);
-    tokio::spawn(async move { axum::serve(l, app).await });
+        .with_state(Receiver {
+            tx: hook_tx.clone(),
+        });
+    if args.serve_receiver {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        println!("listening {}", l.local_addr()?);
+        tokio::spawn(async move { axum::serve(l, app).await });
+        use std::io::Write as _;
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        while let Some((id, at)) = hook_rx.recv().await {
+            writeln!(out, "{id} {at}")?;
+            if hook_rx.is_empty() {
+                out.flush()?;
+            }
+        }
+        return Ok(());
+    }
+    let dir = tempfile::tempdir()?;
+
+    // The webhook receiver: its own process unless asked otherwise.
+    let mut receiver_child = None;
+    let hook_url = if args.receiver_in_process {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}/hook", l.local_addr()?);
+        tokio::spawn(async move { axum::serve(l, app).await });
+        url
+    } else {
+        let mut child = tokio::process::Command::new(std::env::current_exe()?)
+            .arg("--serve-receiver")
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()?;
+        use tokio::io::AsyncBufReadExt as _;
+        let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("piped")).lines();
+        let first = lines.next_line().await?.unwrap_or_default();
+        let addr = first
+            .strip_prefix("listening ")
+            .ok_or_else(|| anyhow::anyhow!("receiver said {first:?}"))?
+            .to_string();
+        let tx = hook_tx.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(l)) = lines.next_line().await {
+                if let Some((id, at)) = l.split_once(' ') {
+                    let _ = tx.send((id.to_string(), at.parse().unwrap_or(0)));
+                }
+            }
+        });
+        receiver_child = Some(child);
+        format!("http://{addr}/hook")
+    };
+    drop(hook_tx);
 
     let mut policy = Policy::platform_default();
     policy.steps[0].channels = if args.watch_only {
@@ -177,20 +242,20 @@ async fn main() -> anyhow::Result<()> {
         .watch_incidents(pb::WatchIncidentsRequest::default())
         .await?
         .into_inner();
-    let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::new(Mutex::new(HashMap::new()));
+    let sent: Arc<Mutex<HashMap<String, i64>>> = Arc::new(Mutex::new(HashMap::new()));
     let n = args.events;
     let watch_sent = sent.clone();
     let watcher = tokio::spawn(async move {
         let mut lat = Vec::with_capacity(n);
-        let mut last = Instant::now();
+        let mut last = now_us();
         while lat.len() < n {
             let Ok(Some(m)) = stream.message().await else {
                 break;
             };
-            let at = Instant::now();
+            let at = now_us();
             if let Some(ev) = m.event {
                 if let Some(t0) = watch_sent.lock().unwrap().get(&ev.incident_id) {
-                    lat.push(at.duration_since(*t0).as_secs_f64() * 1000.0);
+                    lat.push((at - t0) as f64 / 1000.0);
                 }
             }
             last = at;
@@ -200,13 +265,13 @@ async fn main() -> anyhow::Result<()> {
     let hook_sent = sent.clone();
     let hooks = tokio::spawn(async move {
         let mut lat = Vec::with_capacity(n);
-        let mut last = Instant::now();
+        let mut last = now_us();
         while lat.len() < n {
             let Some((id, at)) = hook_rx.recv().await else {
                 break;
             };
             if let Some(t0) = hook_sent.lock().unwrap().get(&id) {
-                lat.push(at.duration_since(*t0).as_secs_f64() * 1000.0);
+                lat.push((at - t0) as f64 / 1000.0);
             }
             last = at;
         }
@@ -223,6 +288,7 @@ async fn main() -> anyhow::Result<()> {
         }
     );
     let started = Instant::now();
+    let started_us = now_us();
     let mut i = 0usize;
     while i < n {
         let k = args.batch.min(n - i);
@@ -230,7 +296,7 @@ async fn main() -> anyhow::Result<()> {
             let due = started + Duration::from_secs_f64(i as f64 / args.rate as f64);
             tokio::time::sleep_until(due.into()).await;
         }
-        let at = Instant::now();
+        let at = now_us();
         let mut batch = Vec::with_capacity(k);
         {
             let mut s = sent.lock().unwrap();
@@ -264,10 +330,10 @@ async fn main() -> anyhow::Result<()> {
         n as f64 / ingested.as_secs_f64()
     );
     let (wl, wlast) = tokio::time::timeout(Duration::from_secs(600), watcher).await??;
-    report("watch notifications", wl, wlast.duration_since(started));
+    report("watch notifications", wl, elapsed(started_us, wlast));
     if !args.watch_only {
         let (hl, hlast) = tokio::time::timeout(Duration::from_secs(600), hooks).await??;
-        report("webhook deliveries", hl, hlast.duration_since(started));
+        report("webhook deliveries", hl, elapsed(started_us, hlast));
     }
     let counts = core.counts().await?;
     println!(
@@ -279,5 +345,6 @@ async fn main() -> anyhow::Result<()> {
     );
     stop.cancel();
     let _ = server.await;
+    drop(receiver_child);
     Ok(())
 }
