@@ -116,6 +116,10 @@ pub struct Core {
     watch: broadcast::Sender<Arc<Logged>>,
     publish_wake: tokio::sync::Notify,
     finished: mpsc::UnboundedSender<Finish>,
+    /// Readiness inputs (see [`Core::health`]).
+    publisher_ok: std::sync::atomic::AtomicBool,
+    input_ok: std::sync::atomic::AtomicBool,
+    health_changed: tokio::sync::Notify,
 }
 
 /// What a person did to an incident.
@@ -286,6 +290,9 @@ impl Core {
             watch,
             publish_wake: tokio::sync::Notify::new(),
             finished,
+            publisher_ok: std::sync::atomic::AtomicBool::new(true),
+            input_ok: std::sync::atomic::AtomicBool::new(true),
+            health_changed: tokio::sync::Notify::new(),
         });
         tokio::spawn(run_finisher(Arc::downgrade(&core), finish_rx));
         core
@@ -901,6 +908,44 @@ impl Core {
         Ok(swept)
     }
 
+    /// Whether the service can do its job: incident events arrive, its own
+    /// events and registry changes reach the bus, and the history store
+    /// (audit, escalation records) takes writes. The reason when not.
+    pub fn health(&self) -> Result<(), &'static str> {
+        use std::sync::atomic::Ordering::Relaxed;
+        if !self.input_ok.load(Relaxed) {
+            return Err("the incident input stopped");
+        }
+        if !self.publisher_ok.load(Relaxed) {
+            return Err("publishing to the bus fails");
+        }
+        if !self.history.store_up() {
+            return Err("the history store is down");
+        }
+        Ok(())
+    }
+
+    /// Marks the incident input (the Kafka consumer) as running or stopped.
+    pub fn set_input_ok(&self, ok: bool) {
+        self.input_ok
+            .store(ok, std::sync::atomic::Ordering::Relaxed);
+        self.health_changed.notify_waiters();
+    }
+
+    fn set_publisher_ok(&self, ok: bool) {
+        let was = self
+            .publisher_ok
+            .swap(ok, std::sync::atomic::Ordering::Relaxed);
+        if was != ok {
+            self.health_changed.notify_one();
+        }
+    }
+
+    /// Resolves when a readiness input changes (or never).
+    pub async fn health_changed(&self) {
+        self.health_changed.notified().await
+    }
+
     /// Sets the `dolbom_notify_*` gauges from the store.
     pub async fn publish_gauges(self: &Arc<Self>) -> Result<(), NotifyError> {
         let c = self.counts().await?;
@@ -1191,9 +1236,13 @@ impl Core {
         let publisher = tokio::spawn(async move {
             loop {
                 match me.publish_pending().await {
-                    Ok(_) => metrics::gauge!("dolbom_notify_publisher_up").set(1.0),
+                    Ok(_) => {
+                        metrics::gauge!("dolbom_notify_publisher_up").set(1.0);
+                        me.set_publisher_ok(true);
+                    }
                     Err(e) => {
                         metrics::gauge!("dolbom_notify_publisher_up").set(0.0);
+                        me.set_publisher_ok(false);
                         tracing::warn!(error = %e, "publishing to the bus failed; will retry");
                     }
                 }

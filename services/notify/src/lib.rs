@@ -173,14 +173,56 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|e| NotifyError::Internal(format!("reflection: {e}")))?;
+    // Readiness follows the core: NOT_SERVING while it cannot do its job
+    // (grpc_health_probe fails, a load balancer drains it), and from the
+    // moment shutdown begins.
+    {
+        let (core, shutdown) = (api.core.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            use tonic_health::ServingStatus;
+            let mut last = None;
+            loop {
+                let status = match (shutdown.is_cancelled(), core.health()) {
+                    (false, Ok(())) => ServingStatus::Serving,
+                    (false, Err(why)) => {
+                        if last != Some(ServingStatus::NotServing) {
+                            tracing::warn!(why, "not ready");
+                        }
+                        ServingStatus::NotServing
+                    }
+                    (true, _) => ServingStatus::NotServing,
+                };
+                if last != Some(status) {
+                    for name in [
+                        "",
+                        "dolbom.v1.RegistryService",
+                        "dolbom.v1.IncidentService",
+                        "dolbom.v1.StatisticsService",
+                    ] {
+                        health.set_service_status(name, status).await;
+                    }
+                    last = Some(status);
+                }
+                if shutdown.is_cancelled() {
+                    break;
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => {}
+                    _ = core.health_changed() => {}
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+                }
+            }
+        });
+    }
     let addr: SocketAddr = listener.local_addr()?;
     tracing::info!(%addr, "municipality gRPC API listening");
     let closing = api.closing.clone();
+    let stopping = shutdown.clone();
     let stop = async move {
-        shutdown.cancelled().await;
+        stopping.cancelled().await;
         closing.cancel();
     };
-    tonic::transport::Server::builder()
+    let server = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection)
         .add_service(RegistryServiceServer::with_interceptor(
@@ -196,8 +238,17 @@ pub async fn serve(
             // No Nagle delay on small streamed messages (watch events).
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
             stop,
-        )
-        .await?;
+        );
+    // Calls in flight get `DRAIN` to finish; streams that outlive it (a
+    // health watch, a client that ignores the end of its watch) are closed.
+    const DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
+    tokio::select! {
+        r = server => r?,
+        _ = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(DRAIN).await;
+        } => tracing::warn!("drain took longer than {DRAIN:?}; closing the remaining streams"),
+    }
     Ok(())
 }
 
@@ -227,12 +278,26 @@ pub async fn run(opts: NotifyOptions, shutdown: CancellationToken) -> Result<(),
         std::time::Duration::from_secs(opts.sweep_interval_secs),
         shutdown.clone(),
     ));
-    let consumer = tokio::spawn(kafka::consume(opts.clone(), core, shutdown.clone()));
+    let consumer = {
+        let (opts, core, shutdown) = (opts.clone(), core.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            let r = kafka::consume(opts, core.clone(), shutdown.clone()).await;
+            core.set_input_ok(false);
+            if let Err(e) = &r {
+                // Without its input the service must not look healthy: drain
+                // and exit with the error, so the orchestrator restarts it
+                // (uncommitted events come back from Kafka).
+                tracing::error!(error = %e, "incident consumer stopped; shutting down");
+                shutdown.cancel();
+            }
+            r
+        })
+    };
     let served = serve(built.api, verifier, listener, shutdown.clone()).await;
     shutdown.cancel();
-    if let Ok(Err(e)) = consumer.await {
-        tracing::error!(error = %e, "incident consumer failed");
-    }
+    let consumed = consumer
+        .await
+        .map_err(|e| NotifyError::Internal(format!("consumer task: {e}")))?;
     let _ = loops.await;
     // Deliveries under way finish (or stay pending for the next start).
     if tokio::time::timeout(
@@ -246,5 +311,6 @@ pub async fn run(opts: NotifyOptions, shutdown: CancellationToken) -> Result<(),
     }
     built.history_writer.flush().await?;
     drop(built.history_writer);
+    consumed?;
     served
 }

@@ -1134,3 +1134,86 @@ async fn retention_prunes_the_watch_log_and_a_replay_never_restarts_an_ended_esc
     assert_eq!(inc.state, pb::IncidentState::Resolved as i32);
     svc.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_follows_readiness_and_reflection_lists_the_services_without_a_token() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_reflection::pb::v1 as refl;
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::generate("k1").unwrap();
+    let gw = Gateway::start().await;
+    let (clock, _) = manual_clock(kst(2026, 11, 23, 10, 0));
+    let svc = Service::start(dir.path(), clock, &key, &gw.url).await;
+    let ch = Channel::from_shared(svc.addr.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+
+    let mut health = HealthClient::new(ch.clone());
+    let mut statuses = health
+        .watch(HealthCheckRequest {
+            service: "dolbom.v1.IncidentService".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let next = async |s: &mut tonic::Streaming<tonic_health::pb::HealthCheckResponse>| {
+        tokio::time::timeout(Duration::from_secs(10), s.message())
+            .await
+            .expect("a health status within 10 s")
+            .unwrap()
+            .unwrap()
+            .status
+    };
+    let mut status = next(&mut statuses).await;
+    while status != ServingStatus::Serving as i32 {
+        status = next(&mut statuses).await;
+    }
+    // The incident input stops: NOT_SERVING, for every service.
+    svc.core.set_input_ok(false);
+    while next(&mut statuses).await != ServingStatus::NotServing as i32 {}
+    let overall = health
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(overall.status, ServingStatus::NotServing as i32);
+    svc.core.set_input_ok(true);
+    while next(&mut statuses).await != ServingStatus::Serving as i32 {}
+
+    // Reflection, as grpcurl uses it.
+    let mut r = refl::server_reflection_client::ServerReflectionClient::new(ch);
+    let req = refl::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(
+            refl::server_reflection_request::MessageRequest::ListServices(String::new()),
+        ),
+    };
+    let mut resp = r
+        .server_reflection_info(tokio_stream::iter(vec![req]))
+        .await
+        .unwrap()
+        .into_inner();
+    let m = resp.message().await.unwrap().unwrap();
+    let Some(refl::server_reflection_response::MessageResponse::ListServicesResponse(l)) =
+        m.message_response
+    else {
+        panic!("not a service list: {m:?}");
+    };
+    let names: Vec<String> = l.service.into_iter().map(|s| s.name).collect();
+    for s in [
+        "dolbom.v1.RegistryService",
+        "dolbom.v1.IncidentService",
+        "dolbom.v1.StatisticsService",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(names.iter().any(|n| n == s), "{s} missing from {names:?}");
+    }
+    drop((statuses, resp));
+    svc.stop().await;
+}
