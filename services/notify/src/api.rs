@@ -67,6 +67,30 @@ pub fn authenticate(
     }
 }
 
+/// The municipality a listing addresses, checked against the caller, and
+/// that `dong_code` (if any) lies in it. `prefix` names where the fields sit
+/// in the request (`""` or `"filter."`).
+pub(crate) fn listing_scope(
+    who: &Principal,
+    municipality_code: &str,
+    dong_code: &str,
+    prefix: &str,
+) -> Result<String, NotifyError> {
+    let municipality = who
+        .listing_scope(municipality_code)
+        .map_err(|e| NotifyError::invalid(&format!("{prefix}municipality_code"), &e.to_string()))?
+        .ok_or_else(|| {
+            NotifyError::Denied(format!("{prefix}municipality_code is not the caller's"))
+        })?;
+    if !dong_code.is_empty() && !dong_code.starts_with(&municipality) {
+        return Err(NotifyError::invalid(
+            &format!("{prefix}dong_code"),
+            &format!("is not in {prefix}municipality_code"),
+        ));
+    }
+    Ok(municipality)
+}
+
 fn principal<T>(req: &Request<T>) -> Result<Principal, Status> {
     req.extensions()
         .get::<Principal>()
@@ -275,31 +299,17 @@ struct Scoped {
 
 impl Scoped {
     fn new(who: &Principal, f: &pb::IncidentFilter, allow_all: bool) -> Result<Scoped, Status> {
-        let municipality = if f.municipality_code.is_empty()
-            && who.role == Role::National
-            && allow_all
-        {
-            None
-        } else {
-            Some(
-                who.listing_scope(&f.municipality_code)
-                    .map_err(|e| {
-                        Status::invalid_argument(format!("filter.municipality_code: {e}"))
-                    })?
-                    .ok_or_else(|| {
-                        Status::permission_denied("filter.municipality_code is not the caller's")
-                    })?,
-            )
-        };
-        if !f.dong_code.is_empty() {
-            if let Some(m) = &municipality {
-                if !f.dong_code.starts_with(m.as_str()) {
-                    return Err(Status::invalid_argument(
-                        "filter.dong_code: is not in filter.municipality_code",
-                    ));
-                }
-            }
-        }
+        let municipality =
+            if f.municipality_code.is_empty() && who.role == Role::National && allow_all {
+                None
+            } else {
+                Some(listing_scope(
+                    who,
+                    &f.municipality_code,
+                    &f.dong_code,
+                    "filter.",
+                )?)
+            };
         let nonzero = |v: i32| (v != 0).then_some(v);
         if pb::IncidentKind::try_from(f.kind).is_err() {
             return Err(Status::invalid_argument("filter.kind: unknown value"));
@@ -567,15 +577,7 @@ impl StatisticsService for Api {
     ) -> Result<Response<pb::StatisticsResponse>, Status> {
         let who = principal(&req)?;
         let r = req.into_inner();
-        let municipality = who
-            .listing_scope(&r.municipality_code)
-            .map_err(|e| Status::invalid_argument(format!("municipality_code: {e}")))?
-            .ok_or_else(|| Status::permission_denied("municipality_code is not the caller's"))?;
-        if !r.dong_code.is_empty() && !r.dong_code.starts_with(&municipality) {
-            return Err(Status::invalid_argument(
-                "dong_code: is not in municipality_code",
-            ));
-        }
+        let municipality = listing_scope(&who, &r.municipality_code, &r.dong_code, "")?;
         let from = Month::parse(&r.from_month)
             .ok_or_else(|| Status::invalid_argument("from_month: expected YYYY-MM"))?;
         let to = Month::parse(&r.to_month)

@@ -385,19 +385,9 @@ impl Core {
         who: &Principal,
         req: pb::ListHouseholdsRequest,
     ) -> Result<pb::ListHouseholdsResponse, NotifyError> {
-        let municipality = who
-            .listing_scope(&req.municipality_code)
-            .map_err(|e| NotifyError::invalid("municipality_code", &e.to_string()))?
-            .ok_or_else(|| NotifyError::Denied("municipality_code is not the caller's".into()))?;
+        let municipality =
+            crate::api::listing_scope(who, &req.municipality_code, &req.dong_code, "")?;
         let dong = (!req.dong_code.is_empty()).then_some(req.dong_code.clone());
-        if let Some(d) = &dong {
-            if !d.starts_with(&municipality) {
-                return Err(NotifyError::invalid(
-                    "dong_code",
-                    "is not in municipality_code",
-                ));
-            }
-        }
         let limit = match req.page_size {
             0 => 100,
             n => n.min(MAX_PAGE),
