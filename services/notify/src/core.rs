@@ -82,7 +82,8 @@ pub struct CoreParts {
     pub reader: Connection,
     pub cipher: Cipher,
     pub router: Router,
-    /// Current policy per municipality; `"*"` for everyone else.
+    /// Current policy per municipality; `"*"` for everyone else (the
+    /// platform default when absent).
     pub policies: HashMap<String, Policy>,
     pub clock: Clock,
     pub history: Arc<HistoryWriter>,
@@ -269,7 +270,11 @@ fn text(n: &Notice, view: &pb::Incident, kind: &str) -> String {
 }
 
 impl Core {
-    pub fn new(p: CoreParts) -> Arc<Self> {
+    pub fn new(mut p: CoreParts) -> Arc<Self> {
+        // Municipalities without their own policy use `"*"`.
+        p.policies
+            .entry("*".into())
+            .or_insert_with(Policy::platform_default);
         let (watch, _) = broadcast::channel(4096);
         let (finished, finish_rx) = mpsc::unbounded_channel();
         let core = Arc::new(Core {
@@ -318,20 +323,24 @@ impl Core {
         Ok(())
     }
 
-    fn current_policy(&self, municipality: &str) -> Policy {
+    fn current_policy(&self, municipality: &str) -> &Policy {
         self.policies
             .get(municipality)
-            .or_else(|| self.policies.get("*"))
-            .cloned()
-            .unwrap_or_else(Policy::platform_default)
+            .unwrap_or_else(|| &self.policies["*"])
     }
 
     /// The policy version an escalation started with (falls back to the
     /// current one if that version is no longer known).
-    pub(crate) fn policy_for(&self, c: &Connection, municipality: &str, version: u32) -> Policy {
+    pub(crate) fn policy_for(
+        &self,
+        c: &Connection,
+        municipality: &str,
+        version: u32,
+    ) -> std::borrow::Cow<'_, Policy> {
+        use std::borrow::Cow;
         let cur = self.current_policy(municipality);
         if cur.version == version {
-            return cur;
+            return Cow::Borrowed(cur);
         }
         let key = if self.policies.contains_key(municipality) {
             municipality
@@ -339,14 +348,14 @@ impl Core {
             "*"
         };
         match store::policy(c, key, version) {
-            Ok(Some(p)) => p,
+            Ok(Some(p)) => Cow::Owned(p),
             _ => {
                 tracing::warn!(
                     municipality,
                     version,
                     "escalation policy version unknown; using the current one"
                 );
-                cur
+                Cow::Borrowed(cur)
             }
         }
     }
@@ -531,7 +540,7 @@ impl Core {
                     stage: domain_stage(ev.stage),
                     consent,
                 };
-                Escalation::open(&open, &policy, &self.router, now)
+                Escalation::open(&open, policy, &self.router, now)
             }
             (None, _) => return Ok(()),
             (Some(mut e), ty) => {
@@ -1201,6 +1210,30 @@ impl Core {
         Ok(n)
     }
 
+    /// Publishes registry changes and the service's own events whenever a
+    /// change asks for it (and every 5 s to retry) until `shutdown`; the
+    /// result feeds readiness and `dolbom_notify_publisher_up`.
+    pub async fn run_publisher(self: Arc<Self>, shutdown: tokio_util::sync::CancellationToken) {
+        loop {
+            match self.publish_pending().await {
+                Ok(_) => {
+                    metrics::gauge!("dolbom_notify_publisher_up").set(1.0);
+                    self.set_publisher_ok(true);
+                }
+                Err(e) => {
+                    metrics::gauge!("dolbom_notify_publisher_up").set(0.0);
+                    self.set_publisher_ok(false);
+                    tracing::warn!(error = %e, "publishing to the bus failed; will retry");
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = self.publish_wake.notified() => {}
+                _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+            }
+        }
+    }
+
     /// Background loops until `shutdown`: escalation clocks every `tick`,
     /// publishing on change (and every 5 s to retry), gauges every minute,
     /// retention every `sweep_every`.
@@ -1231,28 +1264,7 @@ impl Core {
                 }
             }
         });
-        let me = self.clone();
-        let stop = shutdown.clone();
-        let publisher = tokio::spawn(async move {
-            loop {
-                match me.publish_pending().await {
-                    Ok(_) => {
-                        metrics::gauge!("dolbom_notify_publisher_up").set(1.0);
-                        me.set_publisher_ok(true);
-                    }
-                    Err(e) => {
-                        metrics::gauge!("dolbom_notify_publisher_up").set(0.0);
-                        me.set_publisher_ok(false);
-                        tracing::warn!(error = %e, "publishing to the bus failed; will retry");
-                    }
-                }
-                tokio::select! {
-                    _ = stop.cancelled() => break,
-                    _ = me.publish_wake.notified() => {}
-                    _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
-                }
-            }
-        });
+        let publisher = tokio::spawn(self.clone().run_publisher(shutdown.clone()));
         let mut interval = tokio::time::interval(tick);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

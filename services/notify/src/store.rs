@@ -542,21 +542,10 @@ pub struct OutboxRow {
 
 /// Queues a message for a channel; false when it was queued before.
 pub fn outbox_insert(c: &Connection, row: &OutboxRow, now_ms: i64) -> Result<bool, NotifyError> {
-    outbox_insert_with(c, row, now_ms, "pending")
-}
-
-/// Records a message with a given status (e.g. `delivered` for the watch
-/// stream, which needs no send); false when it was recorded before.
-pub fn outbox_insert_with(
-    c: &Connection,
-    row: &OutboxRow,
-    now_ms: i64,
-    status: &str,
-) -> Result<bool, NotifyError> {
     let n = c
         .prepare_cached(
             "INSERT INTO outbox (message_id, channel, incident_id, municipality, notification, status, created_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
+             VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6) ON CONFLICT DO NOTHING",
         )?
         .execute(params![
             row.message_id,
@@ -564,7 +553,6 @@ pub fn outbox_insert_with(
             row.incident_id,
             row.municipality,
             row.notification,
-            status,
             now_ms
         ])?;
     Ok(n == 1)

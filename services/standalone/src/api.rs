@@ -22,8 +22,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 /// Where a household's config goes: the partition the runner hashes it to.
-pub(crate) type Route =
-    Arc<dyn Fn(HouseholdConfig) -> Option<(usize, Box<HouseholdConfig>)> + Send + Sync>;
+pub(crate) type Route = Arc<dyn Fn(HouseholdConfig) -> (usize, Box<HouseholdConfig>) + Send + Sync>;
 
 /// Registry changes → the bus; the service's own incident events → history.
 struct BusPublisher {
@@ -43,9 +42,7 @@ impl Publisher for BusPublisher {
             Some(c) => {
                 let cfg = HouseholdConfig::try_from(c)
                     .map_err(|e| NotifyError::invalid(&e.field, &e.problem))?;
-                if let Some(m) = (self.route)(cfg) {
-                    let _ = self.to_bus.send(m);
-                }
+                let _ = self.to_bus.send((self.route)(cfg));
             }
             None => tracing::warn!(
                 household = household_id,
@@ -184,21 +181,9 @@ impl Api {
             listener,
             stop.clone(),
         ));
-        let loops_stop = stop.clone();
-        let core = built.core.clone();
-        tokio::spawn(async move {
-            // Publishing only: escalation clocks are ticked by the run loop on
-            // simulated time.
-            loop {
-                if let Err(e) = core.publish_pending().await {
-                    tracing::warn!(error = %e, "standalone publish failed");
-                }
-                tokio::select! {
-                    _ = loops_stop.cancelled() => break,
-                    _ = tokio::time::sleep(std::time::Duration::from_millis(200)) => {}
-                }
-            }
-        });
+        // Publishing only: escalation clocks are ticked by the run loop on
+        // simulated time.
+        tokio::spawn(built.core.clone().run_publisher(stop.clone()));
         Ok(Api {
             core: built.core,
             endpoint,

@@ -418,7 +418,7 @@ pub async fn run(
         Some(h) if !opts.grpc_listen.is_empty() => {
             let parts = opts.partitions;
             let route: crate::api::Route = Arc::new(move |c: HouseholdConfig| {
-                Some((partition_of(c.household_id.as_str(), parts), Box::new(c)))
+                (partition_of(c.household_id.as_str(), parts), Box::new(c))
             });
             let api = crate::api::Api::start(
                 &opts.grpc_listen,
