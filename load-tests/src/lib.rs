@@ -4,8 +4,10 @@
 //! none asserts timings) and small helpers they share: `engine-bench`
 //! (household engine), `monitor-memory` (bytes per idle household in the
 //! shards), `monitor-bench` (monitor vs. a bare rdkafka loop over Tansu, and
-//! deadline-to-incident latency) and `plug-sim` (a simulated town published to
-//! Kafka with its ground truth), and [`broker`], the Kafka-protocol broker
+//! deadline-to-incident latency), `history-bench` (writes into the embedded
+//! history store), `notify-bench` (notifications/s and latency through the
+//! notify service's gRPC stream and signed webhooks) and `plug-sim` (a
+//! simulated town published to Kafka with its ground truth), and [`broker`], the Kafka-protocol broker
 //! the Kafka tests and benchmarks run against. Figures and the commands
 //! that produced them are recorded in `load-tests/README.md`.
 //!

@@ -15,8 +15,9 @@
 //!   center if the household consented to night/holiday monitoring, otherwise
 //!   held until the dong office's next opening.
 //!
-//! Data flow: the standalone runner and (later) the notify service build one
-//! `Router` at start and ask it for every incident event; `dolbom holidays YEAR`
+//! Data flow: the standalone runner builds one `Router` at start and asks it
+//! for every incident event; the notify service asks it (through
+//! `dolbom-escalation`) for every escalation step; `dolbom holidays YEAR`
 //! prints [`HolidayCalendar::holidays`].
 
 mod holidays;
