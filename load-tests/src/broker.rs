@@ -24,6 +24,13 @@ impl Drop for Broker {
     }
 }
 
+impl Broker {
+    /// The broker's process id, when this process started it.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+}
+
 /// Where the Tansu binary is, if anywhere.
 pub fn tansu_binary() -> Option<PathBuf> {
     if let Ok(p) = std::env::var("DOLBOM_TANSU") {

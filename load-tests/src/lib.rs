@@ -15,6 +15,12 @@
 //! households), drives the code under test in-process, and prints results.
 
 pub mod broker;
+pub mod inproc;
+pub mod overkafka;
+pub mod plot;
+pub mod scenario;
+pub mod sim;
+pub mod truth;
 
 /// Resident set size of this process in bytes (Linux `/proc/self/statm`).
 pub fn resident_bytes() -> Option<u64> {

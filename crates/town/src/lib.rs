@@ -38,6 +38,35 @@ pub struct TownSpec {
     pub hospital: usize,
     /// How long the simulation runs; events are scheduled inside it.
     pub duration_ms: i64,
+    /// How plugs report (all on the minute by default).
+    pub reporting: Reporting,
+}
+
+/// How the town's plugs report, beyond one reading a minute.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Reporting {
+    /// Each plug reports at its own second of the minute instead of all on
+    /// the minute.
+    pub spread: bool,
+    /// The report timer is off by up to ± this many milliseconds.
+    pub jitter_ms: i64,
+    /// A switch is reported when it happens (an extra reading at that
+    /// second), besides the next minute report.
+    pub on_change: bool,
+}
+
+/// What the town knows about a scripted household's last signs of life,
+/// as the platform can see them (from the readings its plugs sent).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Observed {
+    /// Observation time of the last reading that showed a change before the
+    /// script began: where the platform's quiet clock starts.
+    pub quiet_since: Option<Ts>,
+    /// Observation time of the last reading sent before the script began.
+    pub last_reading: Option<Ts>,
+    /// Observation time of the first reading showing a change after the
+    /// script began (activity resumed).
+    pub resumed_at: Option<Ts>,
 }
 
 /// One scripted deviation from the daily routine.
@@ -69,12 +98,20 @@ struct Home {
     /// Minutes after midnight this person usually gets up / goes to bed.
     wake: u32,
     sleep: u32,
+    /// Offset of this plug's minute report within the minute.
+    phase_ms: i64,
+    /// (appliance, lamp) as the last reading sent showed them.
+    reported: Option<(bool, bool)>,
+    last_change: Ts,
+    last_sent: Ts,
+    observed: Observed,
 }
 
 /// A simulated town. See the crate docs.
 pub struct Town {
     homes: Vec<Home>,
     truth: Vec<Truth>,
+    reporting: Reporting,
 }
 
 /// A reading as a plug would send it (ids are pseudonymous, no personal data).
@@ -191,6 +228,11 @@ impl Town {
                     script: s.clone(),
                 });
             }
+            let phase_ms = if spec.reporting.spread {
+                hrng.random_range(0..MINUTE_MS)
+            } else {
+                0
+            };
             homes.push(Home {
                 cfg,
                 device,
@@ -201,9 +243,49 @@ impl Town {
                 lamp_on: false,
                 wake,
                 sleep,
+                phase_ms,
+                reported: None,
+                last_change: spec.start,
+                last_sent: spec.start,
+                observed: Observed::default(),
             });
         }
-        Self { homes, truth }
+        Self {
+            homes,
+            truth,
+            reporting: spec.reporting,
+        }
+    }
+
+    /// Gives the scripted households these thresholds and offline limit
+    /// instead of the platform defaults, so that their stages fall due
+    /// within hours (thresholds are per household); everyone else keeps the
+    /// defaults, which their routines never reach in a run of a few hours.
+    ///
+    /// # Panics
+    /// If the resulting configuration is invalid.
+    pub fn set_scripted_thresholds(
+        &mut self,
+        thresholds: dolbom_domain::config::Thresholds,
+        offline_after_minutes: u32,
+    ) {
+        for h in self.homes.iter_mut().filter(|h| h.script.is_some()) {
+            h.cfg.thresholds = thresholds;
+            h.cfg.offline_after_minutes = offline_after_minutes;
+            h.cfg.validate().expect("thresholds are valid");
+        }
+    }
+
+    /// What the platform could see of household `household`'s script: see
+    /// [`Observed`]. Filled in as the simulation runs.
+    pub fn observed(&self, household: usize) -> Observed {
+        self.homes[household].observed
+    }
+
+    /// The index of a household id (`hh-NNNNNN`).
+    pub fn index_of(&self, household: &HouseholdId) -> Option<usize> {
+        let i: usize = household.as_str().strip_prefix("hh-")?.parse().ok()?;
+        (i < self.homes.len() && self.homes[i].cfg.household_id == *household).then_some(i)
     }
 
     pub fn len(&self) -> usize {
@@ -235,23 +317,43 @@ impl Town {
         }
     }
 
+    /// Like [`Town::wire_reading`], reusing the reading's device id.
+    pub fn into_wire(&self, r: TownReading) -> pb::PlugReading {
+        pb::PlugReading {
+            household_id: self.config(r.household).household_id.to_string(),
+            device_id: r.device_id,
+            observed_at_ms: r.observed_at.millis(),
+            watts: Some(r.watts as f64),
+            lux: Some(r.lux as f64),
+            sequence: r.sequence,
+            current_amps: None,
+        }
+    }
+
     /// Who deviates from the routine, and when.
     pub fn truth(&self) -> &[Truth] {
         &self.truth
     }
 
-    /// Every reading observed at minute `t`, appended to `out`.
+    /// Every reading of the minute starting at `t`, appended to `out` in
+    /// observation order per plug. With default [`Reporting`] that is one
+    /// reading per plug observed at `t`; with `spread`, `jitter_ms` and
+    /// `on_change` the readings fall anywhere in (about) `[t, t + 1 min)`.
     pub fn readings_at(&mut self, t: Ts, out: &mut Vec<TownReading>) {
         let minute = t.kst_minute_of_day();
         let daylight = daylight_lux(minute);
+        let rep = self.reporting;
         for (i, h) in self.homes.iter_mut().enumerate() {
             let (mut active, mut reporting, mut home) = (true, true, true);
+            let mut scripted = false;
             match &h.script {
                 Some(Scripted::Quiet { at, resumes }) if t >= *at => {
                     active = resumes.is_some_and(|r| t >= r);
+                    scripted = true;
                 }
                 Some(Scripted::Offline { at, back }) if t >= *at => {
                     reporting = back.is_some_and(|b| t >= b);
+                    scripted = true;
                 }
                 // They switch things off when they leave, an hour before the
                 // registered absence begins.
@@ -260,6 +362,11 @@ impl Town {
                 }
                 _ => {}
             }
+            if scripted && h.observed.quiet_since.is_none() {
+                h.observed.quiet_since = Some(h.last_change);
+                h.observed.last_reading = Some(h.last_sent);
+            }
+            let before = (h.appliance_on, h.lamp_on);
             let awake = if h.wake < h.sleep {
                 (h.wake..h.sleep).contains(&minute)
             } else {
@@ -289,19 +396,63 @@ impl Town {
             if !reporting {
                 continue;
             }
-            h.seq += 1;
-            let noise_w: f32 = h.rng.random_range(-1.0..1.0);
-            let noise_l: f32 = h.rng.random_range(-3.0..3.0);
-            let watts = if h.appliance_on { 85.0 } else { 3.0 } + noise_w;
-            let lux = daylight + if h.lamp_on { 180.0 } else { 0.0 } + 5.0 + noise_l;
-            out.push(TownReading {
-                household: i,
-                device_id: h.device.clone(),
-                observed_at: t,
-                sequence: h.seq,
-                watts: watts.max(0.0),
-                lux: lux.max(0.0),
+            let after = (h.appliance_on, h.lamp_on);
+            let jitter = if rep.jitter_ms > 0 {
+                h.rng.random_range(-rep.jitter_ms..=rep.jitter_ms)
+            } else {
+                0
+            };
+            // Never before the previous reading: a plug's clock does not run
+            // backwards between two reports.
+            let floor = if h.seq > 0 {
+                h.last_sent.plus_ms(1)
+            } else {
+                Ts::MIN
+            };
+            let report_at = t.plus_ms(h.phase_ms + jitter).max(floor);
+            // The switch, if any, happens at some second of the minute; the
+            // minute report shows it if it came first.
+            let switch = (rep.on_change && before != after).then(|| {
+                let mut at = t.plus_ms(h.rng.random_range(0..MINUTE_MS));
+                if at.since(report_at).abs() < 1000 {
+                    at = report_at.plus_ms(1000);
+                }
+                at
             });
+            let mut emit = |h: &mut Home, at: Ts, state: (bool, bool)| {
+                h.seq += 1;
+                let noise_w: f32 = h.rng.random_range(-1.0..1.0);
+                let noise_l: f32 = h.rng.random_range(-3.0..3.0);
+                let watts = if state.0 { 85.0 } else { 3.0 } + noise_w;
+                let lux = daylight + if state.1 { 180.0 } else { 0.0 } + 5.0 + noise_l;
+                if h.reported.is_some_and(|r| r != state) {
+                    h.last_change = at;
+                    if h.observed.quiet_since.is_some() && h.observed.resumed_at.is_none() {
+                        h.observed.resumed_at = Some(at);
+                    }
+                }
+                h.reported = Some(state);
+                h.last_sent = at;
+                out.push(TownReading {
+                    household: i,
+                    device_id: h.device.clone(),
+                    observed_at: at,
+                    sequence: h.seq,
+                    watts: watts.max(0.0),
+                    lux: lux.max(0.0),
+                });
+            };
+            match switch {
+                Some(at) if at < report_at => {
+                    emit(h, at, after);
+                    emit(h, report_at, after);
+                }
+                Some(at) => {
+                    emit(h, report_at, before);
+                    emit(h, at, after);
+                }
+                None => emit(h, report_at, after),
+            }
         }
     }
 }
@@ -332,6 +483,7 @@ mod tests {
             offline: 2,
             hospital: 1,
             duration_ms: 72 * HOUR_MS,
+            reporting: Reporting::default(),
         }
     }
 

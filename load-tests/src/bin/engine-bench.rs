@@ -37,6 +37,7 @@ fn main() -> anyhow::Result<()> {
         offline: households / 200,
         hospital: 0,
         duration_ms: minutes * MINUTE_MS,
+        reporting: Default::default(),
     };
     let mut town = Town::new(&spec);
     let mut readings = Vec::new();

@@ -91,6 +91,7 @@ async fn main() -> anyhow::Result<()> {
         offline: a.offline,
         hospital: a.hospital,
         duration_ms,
+        reporting: Default::default(),
     };
     anyhow::ensure!(
         a.quiet + a.offline + a.hospital <= a.households && a.quiet_recovering <= a.quiet,

@@ -39,6 +39,7 @@ pub struct HistoryOptions {
     pub brokers: String,
     /// Consumer group of the history ingest (separate from the monitor's).
     pub group_id: String,
+    /// Empty = ingest incidents only (no reading aggregates).
     pub readings_topic: String,
     pub incidents_topic: String,
     /// `embedded` (SQLite in `data_dir`) or `scylla`.
@@ -102,6 +103,12 @@ impl HistoryOptions {
     pub fn validate(&self) -> Result<(), IngestError> {
         if self.brokers.trim().is_empty() {
             return Err(IngestError::Invalid("brokers", "must name a broker".into()));
+        }
+        if self.incidents_topic.trim().is_empty() {
+            return Err(IngestError::Invalid(
+                "incidents_topic",
+                "must name a topic".into(),
+            ));
         }
         if !["embedded", "scylla"].contains(&self.store.as_str()) {
             return Err(IngestError::Invalid("store", "embedded or scylla".into()));
@@ -186,7 +193,11 @@ pub async fn run(
         .set("partition.assignment.strategy", "cooperative-sticky")
         .set("fetch.wait.max.ms", "100")
         .create_with_context(Ctx::default())?;
-    consumer.subscribe(&[&opts.readings_topic, &opts.incidents_topic])?;
+    let topics: Vec<&str> = [opts.readings_topic.as_str(), opts.incidents_topic.as_str()]
+        .into_iter()
+        .filter(|t| !t.is_empty())
+        .collect();
+    consumer.subscribe(&topics)?;
     tracing::info!(group = %opts.group_id, store = store.backend(), "history ingest starting");
 
     let mut summary = IngestSummary::default();

@@ -385,6 +385,7 @@ pub async fn run(
         offline: opts.offline,
         hospital: opts.hospital,
         duration_ms,
+        reporting: Default::default(),
     };
     let mut calendar = HolidayCalendar::builtin();
     if let Some(f) = &opts.holidays_file {
