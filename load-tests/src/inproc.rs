@@ -175,7 +175,8 @@ pub async fn run(sc: &Scenario) -> anyhow::Result<(Report, GroundTruth)> {
         Retention::default(),
         Arc::new(move || now.load(Ordering::Relaxed)),
     )?;
-    let (writer, writer_task) = HistoryWriter::spawn(Arc::new(store.clone()), WriterOptions::default());
+    let (writer, writer_task) =
+        HistoryWriter::spawn(Arc::new(store.clone()), WriterOptions::default());
     let notify_opts = NotifyOptions {
         data_dir: dir.path().join("notify"),
         create_contact_key: true,
@@ -225,8 +226,8 @@ pub async fn run(sc: &Scenario) -> anyhow::Result<(Report, GroundTruth)> {
     let mut meter = Meter::new();
     loop {
         let r = rx.clone();
-        let Some(slices) = tokio::task::spawn_blocking(move || r.lock().expect("rx").recv().ok())
-            .await?
+        let Some(slices) =
+            tokio::task::spawn_blocking(move || r.lock().expect("rx").recv().ok()).await?
         else {
             break;
         };
@@ -272,7 +273,7 @@ pub async fn run(sc: &Scenario) -> anyhow::Result<(Report, GroundTruth)> {
         notify.core.tick().await?;
         minute += 1;
         pb_bar.set_position(minute);
-        if minute % 10 == 0 {
+        if minute.is_multiple_of(10) {
             pb_bar.set_message(format!(
                 "{:.0} readings/s, {} incident events",
                 delivered as f64 / meter.elapsed().max(1e-9),

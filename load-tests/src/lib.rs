@@ -6,13 +6,19 @@
 //! shards), `monitor-bench` (monitor vs. a bare rdkafka loop over Tansu, and
 //! deadline-to-incident latency), `history-bench` (writes into the embedded
 //! history store), `notify-bench` (notifications/s and latency through the
-//! notify service's gRPC stream and signed webhooks) and `plug-sim` (a
-//! simulated town published to Kafka with its ground truth), and [`broker`], the Kafka-protocol broker
-//! the Kafka tests and benchmarks run against. Figures and the commands
-//! that produced them are recorded in `load-tests/README.md`.
+//! notify service's gRPC stream and signed webhooks), `plug-sim` (the
+//! simulated town published to Kafka with its ground truth) and `scenario`
+//! (town, city, nation: the whole platform checked against the ground
+//! truth). The library holds what they share: [`sim`] (the plug simulator),
+//! [`truth`] (ground truth and the check), [`scenario`] (presets, meters,
+//! reports), [`inproc`] and [`overkafka`] (the two paths a scenario runs
+//! over), [`plot`] (the PNG), and [`broker`], the Kafka-protocol broker the
+//! Kafka tests and benchmarks run against. Figures and the commands that
+//! produced them are recorded in `load-tests/README.md`.
 //!
 //! Data flow: a binary builds its input (a simulated town, synthetic
-//! households), drives the code under test in-process, and prints results.
+//! households), drives the code under test in process or over Kafka, and
+//! prints results; a scenario also checks them against the ground truth.
 
 pub mod broker;
 pub mod inproc;

@@ -112,7 +112,12 @@ pub async fn run(
         .create()?;
     for cfg in sim.configs() {
         let wire = pb::HouseholdConfig::from(cfg).encode_to_vec();
-        send(&producer, &topics.households, cfg.household_id.as_str(), &wire);
+        send(
+            &producer,
+            &topics.households,
+            cfg.household_id.as_str(),
+            &wire,
+        );
     }
     producer.flush(Duration::from_secs(60))?;
 
@@ -191,7 +196,9 @@ pub async fn run(
     let shared = published.clone();
     let started = meter.started;
     let speed = sc.speed;
-    let stall_at = sc.stall_at_hours.map(|h| start.plus_ms((h * 3_600_000.0) as i64));
+    let stall_at = sc
+        .stall_at_hours
+        .map(|h| start.plus_ms((h * 3_600_000.0) as i64));
     let stall_for = Duration::from_secs(sc.stall_secs);
     let readings_topic = topics.readings.clone();
     let plugs = std::thread::spawn(move || {
@@ -203,8 +210,9 @@ pub async fn run(
             sim.next_minute(&mut slices);
             for s in slices.drain(..) {
                 if speed > 0 {
-                    let due = Duration::from_micros(s.end.since(start) as u64 * 1000 / speed as u64)
-                        + paused;
+                    let due =
+                        Duration::from_micros(s.end.since(start) as u64 * 1000 / speed as u64)
+                            + paused;
                     if let Some(w) = due.checked_sub(started.elapsed()) {
                         std::thread::sleep(w);
                     }
@@ -220,10 +228,16 @@ pub async fn run(
                 }
                 let n = s.readings.len() as u64;
                 for r in &s.readings {
-                    send(&producer, &readings_topic, &r.household_id, &r.encode_to_vec());
+                    send(
+                        &producer,
+                        &readings_topic,
+                        &r.household_id,
+                        &r.encode_to_vec(),
+                    );
                 }
                 let mut p = shared.lock().expect("published");
-                p.clock.handed_over(s.end.millis(), started.elapsed().as_secs_f64());
+                p.clock
+                    .handed_over(s.end.millis(), started.elapsed().as_secs_f64());
                 p.readings += n;
                 p.sim_ms = s.end.since(start);
             }
@@ -305,7 +319,8 @@ pub async fn run(
     // Let notify and the history ingest read the last events, then stop them.
     let quiet = Instant::now();
     while quiet.elapsed() < Duration::from_secs(3) {
-        if let Ok(Ok(m)) = tokio::time::timeout(Duration::from_millis(200), incidents.recv()).await {
+        if let Ok(Ok(m)) = tokio::time::timeout(Duration::from_millis(200), incidents.recv()).await
+        {
             if let Some(Ok(ev)) = m.payload().map(pb::IncidentEvent::decode) {
                 if ev.r#type != pb::IncidentEventType::Acknowledged as i32 {
                     seen.push(SeenEvent::from_wire(&ev, None, meter.elapsed()));

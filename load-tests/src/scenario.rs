@@ -519,9 +519,8 @@ pub fn report(
         dropped_by_blackout: stats.dropped_by_blackout,
         readings_per_s: stats.readings as f64 / wall.max(1e-9),
         monitor_bytes_per_household: monitor_bytes,
-        process_bytes_per_household: meter
-            .peak_rss
-            .max(crate::resident_bytes().unwrap_or(0)) as f64
+        process_bytes_per_household: meter.peak_rss.max(crate::resident_bytes().unwrap_or(0))
+            as f64
             / scenario.households.max(1) as f64,
         cpu_s: cpu,
         cpu_percent: cpu / wall.max(1e-9) * 100.0,

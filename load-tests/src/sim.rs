@@ -183,7 +183,10 @@ impl PlugSim {
             .truth()
             .iter()
             .map(|tr| {
-                let i = self.town.index_of(&tr.household).expect("scripted household");
+                let i = self
+                    .town
+                    .index_of(&tr.household)
+                    .expect("scripted household");
                 let cfg = self.town.config(i);
                 let seen = self.town.observed(i);
                 let (kind, from, until) = match &tr.script {

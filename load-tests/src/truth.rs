@@ -279,7 +279,8 @@ pub fn check(truth: &GroundTruth, seen: &[SeenEvent], o: &CheckOptions) -> Verdi
             e.dong == b.dong && e.due_at_ms >= b.from_ms && e.due_at_ms <= b.until_ms + o.margin_ms
         });
         if !hit {
-            v.blackouts_missed.push(format!("{} {}..{}", b.dong, b.from_ms, b.until_ms));
+            v.blackouts_missed
+                .push(format!("{} {}..{}", b.dong, b.from_ms, b.until_ms));
         }
     }
     for (id, e) in &areas {
@@ -427,7 +428,8 @@ pub fn check(truth: &GroundTruth, seen: &[SeenEvent], o: &CheckOptions) -> Verdi
         // Anything else raised for this household before it was back.
         for e in events.iter().filter(|e| e.raises()) {
             if !used.contains(e.event_id.as_str()) && e.due_at_ms < judged_until {
-                v.false_incidents.push(format!("{} (unexpected)", e.incident_id));
+                v.false_incidents
+                    .push(format!("{} (unexpected)", e.incident_id));
             }
         }
     }
@@ -468,7 +470,13 @@ mod tests {
         }
     }
 
-    fn ev(hh: &str, kind: pb::IncidentKind, ty: pb::IncidentEventType, stage: pb::Stage, due: i64) -> SeenEvent {
+    fn ev(
+        hh: &str,
+        kind: pb::IncidentKind,
+        ty: pb::IncidentEventType,
+        stage: pb::Stage,
+        due: i64,
+    ) -> SeenEvent {
         SeenEvent {
             event_id: format!("{hh}/{}/{}/{}", kind as i32, ty as i32, stage as i32),
             incident_id: format!("{hh}/{}", kind as i32),
@@ -489,7 +497,13 @@ mod tests {
         vec![
             ev("hh-1", Inactivity, Opened, pb::Stage::Attention, 13 * H),
             ev("hh-1", Inactivity, StageRaised, pb::Stage::Caution, 25 * H),
-            ev("hh-1", Inactivity, StageRaised, pb::Stage::Danger, 37 * H + 300),
+            ev(
+                "hh-1",
+                Inactivity,
+                StageRaised,
+                pb::Stage::Danger,
+                37 * H + 300,
+            ),
             ev("", AreaOutage, Opened, pb::Stage::Normal, 40 * H + 60_000),
         ]
     }
@@ -537,7 +551,10 @@ mod tests {
         assert_eq!(v.false_incidents.len(), 2);
         let mut dup = good();
         dup.push(dup[0].clone());
-        assert_eq!(check(&truth(), &dup, &CheckOptions::default()).duplicate_event_ids, 1);
+        assert_eq!(
+            check(&truth(), &dup, &CheckOptions::default()).duplicate_event_ids,
+            1
+        );
     }
 
     #[test]

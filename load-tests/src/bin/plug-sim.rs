@@ -3,28 +3,25 @@
 //!
 //! `cargo run --release -p dolbom-load-tests --bin plug-sim -- --brokers 127.0.0.1:9092 --truth truth.json`
 //!
-//! Every household of a [`dolbom_town::Town`] (daily routines: sleep, meals,
-//! TV, lights at dusk, daylight drift; scripted quiet, offline and hospital
-//! households) is registered on `care.households`, then its plug reports once
-//! a simulated minute on `plug.readings` (key = household id, so both topics
-//! are co-partitioned). On top of the town, the delivery is made realistic:
-//! readings of a minute go out in shuffled order (out-of-order delivery
-//! across households), a share is sent twice (duplicates), and one dong can
-//! be blacked out for a window (all its plugs silent). The ground truth —
-//! who went quiet or offline when, who was in hospital, which households
-//! were in the blackout — is written as JSON for a scenario runner to check
-//! the platform's incidents against.
+//! Every household of the town ([`dolbom_load_tests::sim::PlugSim`]: daily
+//! routines, each plug at its own second of the minute with timer jitter and
+//! on-change reports; scripted quiet, offline and hospital households) is
+//! registered on `care.households`, then its readings go out on
+//! `plug.readings` (key = household id, so both topics are co-partitioned)
+//! slice by slice, shuffled across households, a share sent twice, and one
+//! dong optionally blacked out. The ground truth — who went quiet or offline
+//! when, every stage deadline, who was in hospital, which households were in
+//! the blackout — is written as JSON. `scenario town` runs the same
+//! simulator against the whole platform and checks it.
 
 use clap::Parser;
 use dolbom_domain::{Ts, MINUTE_MS};
+use dolbom_load_tests::sim::{PlugSim, SimSpec, Slice};
 use dolbom_proto::v1 as pb;
-use dolbom_town::{Scripted, Town, TownSpec};
+use dolbom_town::{Reporting, TownSpec};
 use prost::Message as _;
-use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 #[derive(Parser, Debug)]
@@ -61,6 +58,12 @@ struct Args {
     /// Share of readings delivered twice.
     #[arg(long, default_value_t = 0.01)]
     duplicates: f64,
+    /// Every plug reports on the minute (no own second, jitter or on-change reports).
+    #[arg(long)]
+    on_the_minute: bool,
+    /// Plug timer jitter, ± milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    jitter_ms: i64,
     /// Black out the first dong for this many minutes (0 = no blackout),
     /// starting `blackout-at-hours` into the run.
     #[arg(long, default_value_t = 0)]
@@ -72,32 +75,40 @@ struct Args {
     truth: std::path::PathBuf,
 }
 
-fn rfc3339(t: Ts) -> String {
-    t.to_utc().to_rfc3339()
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let a = Args::parse();
     let start =
         Ts::parse_rfc3339(&a.start).ok_or_else(|| anyhow::anyhow!("--start is not RFC 3339"))?;
-    let duration_ms = a.hours as i64 * 60 * MINUTE_MS;
-    let spec = TownSpec {
-        households: a.households,
-        seed: a.seed,
-        start,
-        quiet: a.quiet,
-        quiet_recovering: a.quiet_recovering,
-        offline: a.offline,
-        hospital: a.hospital,
-        duration_ms,
-        reporting: Default::default(),
-    };
     anyhow::ensure!(
         a.quiet + a.offline + a.hospital <= a.households && a.quiet_recovering <= a.quiet,
         "scripted households exceed the town"
     );
-    let mut town = Town::new(&spec);
+    let realistic = !a.on_the_minute;
+    let mut sim = PlugSim::new(SimSpec {
+        town: TownSpec {
+            households: a.households,
+            seed: a.seed,
+            start,
+            quiet: a.quiet,
+            quiet_recovering: a.quiet_recovering,
+            offline: a.offline,
+            hospital: a.hospital,
+            duration_ms: a.hours as i64 * 60 * MINUTE_MS,
+            reporting: Reporting {
+                spread: realistic,
+                jitter_ms: if realistic { a.jitter_ms } else { 0 },
+                on_change: realistic,
+            },
+        },
+        duplicates: a.duplicates,
+        blackout: (a.blackout_minutes > 0).then_some((
+            a.blackout_at_hours * 60 * MINUTE_MS,
+            a.blackout_minutes * MINUTE_MS,
+        )),
+        slice_ms: 1000,
+        thresholds: None,
+    });
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &a.brokers)
         .set("enable.idempotence", "true")
@@ -110,110 +121,41 @@ async fn main() -> anyhow::Result<()> {
             Err(_) => producer.poll(Duration::from_millis(5)),
         }
     };
-
-    for cfg in town.configs() {
+    for cfg in sim.configs() {
         let wire = pb::HouseholdConfig::from(cfg).encode_to_vec();
         send(&a.households_topic, cfg.household_id.as_str(), &wire);
     }
     producer.flush(Duration::from_secs(60))?;
 
-    // The blackout: every household of the first dong, for a window.
-    let blackout_dong = town.configs().next().map(|c| c.dong);
-    let blackout = (a.blackout_minutes > 0).then(|| {
-        let from = start.plus_ms(a.blackout_at_hours * 60 * MINUTE_MS);
-        (from, from.plus_ms(a.blackout_minutes * MINUTE_MS))
-    });
-    let dark: BTreeSet<usize> = match (blackout, blackout_dong) {
-        (Some(_), Some(d)) => town
-            .configs()
-            .enumerate()
-            .filter(|(_, c)| c.dong == d)
-            .map(|(i, _)| i)
-            .collect(),
-        _ => BTreeSet::new(),
-    };
-
-    let mut rng = rand::rngs::SmallRng::seed_from_u64(a.seed ^ 0x5eed);
-    let mut minute = Vec::new();
-    let mut batch: Vec<(String, Vec<u8>)> = Vec::new();
-    let (mut sent, mut dups, mut dropped) = (0u64, 0u64, 0u64);
     let real_start = Instant::now();
-    let end = start.plus_ms(duration_ms);
-    let mut t = start;
-    while t < end {
-        minute.clear();
-        town.readings_at(t, &mut minute);
-        batch.clear();
-        for r in &minute {
-            if blackout.is_some_and(|(f, u)| t >= f && t < u) && dark.contains(&r.household) {
-                dropped += 1;
-                continue;
+    let mut slices: Vec<Slice> = Vec::new();
+    while !sim.done() {
+        sim.next_minute(&mut slices);
+        for s in &slices {
+            if a.speed > 0 {
+                let due = Duration::from_micros(s.end.since(start) as u64 * 1000 / a.speed as u64);
+                if let Some(wait) = due.checked_sub(real_start.elapsed()) {
+                    tokio::time::sleep(wait).await;
+                }
             }
-            let reading = town.wire_reading(r);
-            let wire = reading.encode_to_vec();
-            let id = reading.household_id;
-            if rng.random_bool(a.duplicates.clamp(0.0, 1.0)) {
-                batch.push((id.clone(), wire.clone()));
-                dups += 1;
-            }
-            batch.push((id, wire));
-        }
-        // Out-of-order delivery across households within the minute (each
-        // household's own readings keep their order: one per minute).
-        batch.shuffle(&mut rng);
-        for (key, payload) in &batch {
-            send(&a.readings_topic, key, payload);
-        }
-        sent += batch.len() as u64;
-        t = t.plus_ms(MINUTE_MS);
-        if a.speed > 0 {
-            let due = Duration::from_micros((t.since(start) as u64) * 1000 / a.speed as u64);
-            if let Some(wait) = due.checked_sub(real_start.elapsed()) {
-                tokio::time::sleep(wait).await;
+            for r in &s.readings {
+                send(&a.readings_topic, &r.household_id, &r.encode_to_vec());
             }
         }
     }
     producer.flush(Duration::from_secs(60))?;
-
-    let scripted: Vec<serde_json::Value> = town
-        .truth()
-        .iter()
-        .map(|tr| match &tr.script {
-            Scripted::Quiet { at, resumes } => serde_json::json!({
-                "household": tr.household.as_str(), "kind": "quiet",
-                "from": rfc3339(*at), "until": resumes.map(rfc3339),
-            }),
-            Scripted::Offline { at, back } => serde_json::json!({
-                "household": tr.household.as_str(), "kind": "offline",
-                "from": rfc3339(*at), "until": back.map(rfc3339),
-            }),
-            Scripted::Hospital { from, to } => serde_json::json!({
-                "household": tr.household.as_str(), "kind": "hospital",
-                "from": rfc3339(*from), "until": rfc3339(*to),
-            }),
-        })
-        .collect();
-    let truth = serde_json::json!({
-        "start": rfc3339(start),
-        "end": rfc3339(end),
-        "households": town.len(),
-        "seed": a.seed,
-        "scripted": scripted,
-        "blackouts": blackout.map(|(f, u)| vec![serde_json::json!({
-            "dong": blackout_dong.map(|d| d.to_string()),
-            "from": rfc3339(f),
-            "until": rfc3339(u),
-            "households": dark.iter().map(|&i| town.config(i).household_id.to_string()).collect::<Vec<_>>(),
-        })]).unwrap_or_default(),
-    });
-    std::fs::write(&a.truth, serde_json::to_vec_pretty(&truth)?)?;
+    std::fs::write(&a.truth, serde_json::to_vec_pretty(&sim.truth())?)?;
     let secs = real_start.elapsed().as_secs_f64();
+    let st = sim.stats;
     println!(
-        "published {} configs and {sent} readings ({dups} duplicates, {dropped} dropped by the blackout) \
+        "published {} configs and {} readings ({} duplicates, {} dropped by the blackout) \
          over {} simulated hours in {secs:.1} s ({:.0} readings/s); ground truth in {}",
-        town.len(),
+        sim.households(),
+        st.readings,
+        st.duplicates,
+        st.dropped_by_blackout,
         a.hours,
-        sent as f64 / secs,
+        st.readings as f64 / secs,
         a.truth.display()
     );
     Ok(())

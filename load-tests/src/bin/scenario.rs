@@ -59,8 +59,12 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let a = Args::parse();
-    let mut sc = Scenario::preset(&a.scenario)
-        .ok_or_else(|| anyhow::anyhow!("unknown scenario {:?}: town, city, nation or smoke", a.scenario))?;
+    let mut sc = Scenario::preset(&a.scenario).ok_or_else(|| {
+        anyhow::anyhow!(
+            "unknown scenario {:?}: town, city, nation or smoke",
+            a.scenario
+        )
+    })?;
     if let Some(n) = a.households {
         sc.households = n;
     }

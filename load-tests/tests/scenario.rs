@@ -1,0 +1,42 @@
+//! The `smoke` scenario end to end, in process: the plug simulator's town
+//! (routines, on-change reports, jitter, duplicates, shuffled delivery, a
+//! dong blackout, a pipeline stall) through the monitor's shards, notify and
+//! the history writer, checked against the ground truth. Correctness only:
+//! latency is measured but never judged here.
+
+use dolbom_load_tests::scenario::Scenario;
+use dolbom_load_tests::truth::ScriptKind;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smoke_scenario_matches_its_ground_truth() {
+    let mut sc = Scenario::preset("smoke").unwrap();
+    sc.progress = false;
+    let (report, truth) = dolbom_load_tests::inproc::run(&sc).await.unwrap();
+    let v = &report.verdict;
+    assert!(v.correct(), "{}", report.render());
+    assert!(report.downstream.consistent(), "{}", report.render());
+    // The run exercised what it claims to.
+    let quiet = truth
+        .scripted
+        .iter()
+        .filter(|s| s.kind == ScriptKind::Quiet)
+        .count();
+    assert!(quiet >= 5 && v.expected >= 3 * quiet, "{}", report.render());
+    assert_eq!(v.matched, v.expected);
+    assert!(v.area_incidents >= 1 && v.stall_incidents >= 1);
+    assert!(report.duplicates > 0 && report.dropped_by_blackout > 0);
+    assert!(!truth.blackouts[0].households.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_stall_and_blackout_nothing_of_theirs_is_raised() {
+    let mut sc = Scenario::preset("smoke").unwrap();
+    sc.progress = false;
+    sc.stall_at_hours = None;
+    sc.blackout = None;
+    sc.seed = 7;
+    let (report, _) = dolbom_load_tests::inproc::run(&sc).await.unwrap();
+    let v = &report.verdict;
+    assert!(v.correct(), "{}", report.render());
+    assert_eq!((v.area_incidents, v.stall_incidents), (0, 0));
+}
