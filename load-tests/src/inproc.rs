@@ -249,11 +249,7 @@ pub async fn run(sc: &Scenario) -> anyhow::Result<(Report, GroundTruth)> {
             let mut events = Vec::new();
             for o in outputs {
                 if let Output::Event(ev) = o {
-                    let due = ev
-                        .due_at
-                        .as_ref()
-                        .map(|t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000)
-                        .unwrap_or_default();
+                    let due = truth::due_ms(&ev);
                     let latency = clock
                         .passed(due, sc.allowed_lateness_ms)
                         .map(|w| (at - w).max(0.0));

@@ -275,11 +275,7 @@ pub async fn run(
                 {
                     continue;
                 }
-                let due = ev
-                    .due_at
-                    .as_ref()
-                    .map(|t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000)
-                    .unwrap_or_default();
+                let due = truth::due_ms(&ev);
                 let latency = p
                     .clock
                     .passed(due, sc.allowed_lateness_ms)

@@ -111,13 +111,16 @@ pub struct SeenEvent {
     pub at_s: f64,
 }
 
+/// An event's `due_at` in milliseconds since the epoch (0 when unset).
+pub fn due_ms(ev: &pb::IncidentEvent) -> i64 {
+    ev.due_at
+        .as_ref()
+        .map(|t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000)
+        .unwrap_or_default()
+}
+
 impl SeenEvent {
     pub fn from_wire(ev: &pb::IncidentEvent, latency_s: Option<f64>, at_s: f64) -> Self {
-        let ms = |t: &Option<prost_types::Timestamp>| {
-            t.as_ref()
-                .map(|t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000)
-                .unwrap_or_default()
-        };
         SeenEvent {
             event_id: ev.event_id.clone(),
             incident_id: ev.incident_id.clone(),
@@ -130,7 +133,7 @@ impl SeenEvent {
             kind: ev.kind,
             event_type: ev.r#type,
             stage: ev.stage,
-            due_at_ms: ms(&ev.due_at),
+            due_at_ms: due_ms(ev),
             latency_s,
             at_s,
         }
