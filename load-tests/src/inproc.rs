@@ -140,7 +140,7 @@ pub fn watch_only() -> Policy {
 }
 
 /// Runs `sc` in process; returns the report and the ground truth.
-pub async fn run(sc: &Scenario) -> anyhow::Result<(Report, GroundTruth)> {
+pub async fn run(sc: &Scenario) -> anyhow::Result<(Report, GroundTruth, Vec<SeenEvent>)> {
     let spec = sc.sim_spec()?;
     let start = spec.town.start;
     let setup = std::time::Instant::now();
@@ -235,21 +235,27 @@ pub async fn run(sc: &Scenario) -> anyhow::Result<(Report, GroundTruth)> {
             let wall = slice.end;
             sim_now.store(wall.millis(), Ordering::Relaxed);
             let stalled = stall.is_some_and(|(f, u)| wall > f && wall <= u);
+            let mut outputs = Vec::new();
             if stalled {
                 backlog.push(slice);
             } else {
+                // The backlog goes out as a consumer would read it after a
+                // stall: in order, the shards ticking after each batch.
                 for s in backlog.drain(..).chain(std::iter::once(slice)) {
                     clock.handed_over(s.end.millis(), meter.elapsed());
                     delivered += s.readings.len() as u64;
                     bus.deliver(s.readings, wall).await;
+                    outputs.extend(bus.advance(wall).await);
                 }
             }
-            let outputs = bus.advance(wall).await;
+            if stalled {
+                outputs = bus.advance(wall).await;
+            }
             let at = meter.elapsed();
             let mut events = Vec::new();
             for o in outputs {
                 if let Output::Event(ev) = o {
-                    let due = truth::due_ms(&ev);
+                    let due = scenario::detectable_from(&ev);
                     let latency = clock
                         .passed(due, sc.allowed_lateness_ms)
                         .map(|w| (at - w).max(0.0));
@@ -270,11 +276,15 @@ pub async fn run(sc: &Scenario) -> anyhow::Result<(Report, GroundTruth)> {
         minute += 1;
         pb_bar.set_position(minute);
         if minute.is_multiple_of(10) {
-            pb_bar.set_message(format!(
+            let msg = format!(
                 "{:.0} readings/s, {} incident events",
                 delivered as f64 / meter.elapsed().max(1e-9),
                 seen.len()
-            ));
+            );
+            if sc.progress && pb_bar.is_hidden() && minute.is_multiple_of(60) {
+                eprintln!("{minute} simulated minutes in {:.0} s: {msg}", meter.elapsed());
+            }
+            pb_bar.set_message(msg);
         }
     }
     pb_bar.finish_and_clear();
@@ -327,5 +337,5 @@ pub async fn run(sc: &Scenario) -> anyhow::Result<(Report, GroundTruth)> {
         verdict,
         downstream,
     );
-    Ok((report, truth))
+    Ok((report, truth, seen))
 }

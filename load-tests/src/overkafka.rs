@@ -70,7 +70,7 @@ struct Published {
 pub async fn run(
     sc: &Scenario,
     metrics: &metrics_exporter_prometheus::PrometheusHandle,
-) -> anyhow::Result<(Report, GroundTruth)> {
+) -> anyhow::Result<(Report, GroundTruth, Vec<SeenEvent>)> {
     let setup = Instant::now();
     let broker = crate::broker::broker()?.ok_or_else(|| {
         anyhow::anyhow!("no Kafka broker: set DOLBOM_KAFKA_BROKERS or install tansu")
@@ -275,7 +275,7 @@ pub async fn run(
                 {
                     continue;
                 }
-                let due = truth::due_ms(&ev);
+                let due = scenario::detectable_from(&ev);
                 let latency = p
                     .clock
                     .passed(due, sc.allowed_lateness_ms)
@@ -371,5 +371,5 @@ pub async fn run(
     );
     report.wall_s = wall_s;
     report.readings_per_s = p.readings as f64 / wall_s.max(1e-9);
-    Ok((report, truth))
+    Ok((report, truth, seen))
 }

@@ -229,6 +229,21 @@ impl SliceClock {
     }
 }
 
+/// Event time from which the platform can raise `ev`: its deadline, or for
+/// a DEVICE_OFFLINE opening its deadline plus the area hold (the shard
+/// waits that long to see whether the plug is part of an outage).
+pub fn detectable_from(ev: &dolbom_proto::v1::IncidentEvent) -> i64 {
+    use dolbom_proto::v1 as pb;
+    let due = crate::truth::due_ms(ev);
+    if ev.kind == pb::IncidentKind::DeviceOffline as i32
+        && ev.r#type == pb::IncidentEventType::Opened as i32
+    {
+        due + dolbom_shard::ShardOptions::default().area.hold_ms
+    } else {
+        due
+    }
+}
+
 /// One sample of the run, taken about once a wall second.
 #[derive(Clone, Debug, Serialize)]
 pub struct Sample {
@@ -422,7 +437,7 @@ impl Report {
         );
         let _ = writeln!(
             o,
-            "ground truth  {}/{} stage events raised once on time; missed {}, false incidents {}, duplicated {}, wrong deadline {}, late {}, duplicate event ids {}; {} not judged (within 2 min of the end or of a recovery)",
+            "ground truth  {}/{} stage events raised once on time; missed {}, false incidents {}, duplicated {}, wrong deadline {}, late {}, duplicate event ids {}; {} not judged (within 2 min of the end or of a recovery); {} lost to the stall (household back before the platform caught up)",
             v.matched,
             v.expected,
             v.missed.len(),
@@ -431,7 +446,8 @@ impl Report {
             v.wrong_due.len(),
             v.late.len(),
             v.duplicate_event_ids,
-            v.not_judged
+            v.not_judged,
+            v.lost_in_stall.len()
         );
         let _ = writeln!(
             o,
@@ -459,6 +475,7 @@ impl Report {
             ("WRONG DUE", &v.wrong_due),
             ("LATE", &v.late),
             ("BLACKOUT MISSED", &v.blackouts_missed),
+            ("LOST IN STALL", &v.lost_in_stall),
         ] {
             for x in list.iter().take(10) {
                 let _ = writeln!(o, "  {what:<15} {x}");
@@ -475,9 +492,19 @@ impl Report {
         o
     }
 
-    /// Writes `<name>.json` and `<name>.png` into `dir`.
-    pub fn write(&self, dir: &FsPath, truth: &GroundTruth) -> anyhow::Result<(PathBuf, PathBuf)> {
+    /// Writes `<name>.json`, `<name>-truth.json`, `<name>-events.json`
+    /// (every incident event seen) and `<name>.png` into `dir`.
+    pub fn write(
+        &self,
+        dir: &FsPath,
+        truth: &GroundTruth,
+        seen: &[SeenEvent],
+    ) -> anyhow::Result<(PathBuf, PathBuf)> {
         std::fs::create_dir_all(dir)?;
+        std::fs::write(
+            dir.join(format!("{}-events.json", self.scenario.name)),
+            serde_json::to_vec(seen)?,
+        )?;
         let json = dir.join(format!("{}.json", self.scenario.name));
         std::fs::write(&json, serde_json::to_vec_pretty(self)?)?;
         std::fs::write(

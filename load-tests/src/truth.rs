@@ -207,6 +207,11 @@ pub struct Verdict {
     pub latencies_s: Vec<f64>,
     /// Matched events delayed by a stall (raised when the data came back).
     pub delayed_by_stall: usize,
+    /// Stages that fell due during a stall for households that came back
+    /// before the platform had caught up: never raised (while the input
+    /// lags, firing stays frozen; by the time it judges the deadline the
+    /// household's own readings show it back). Reported, not failed.
+    pub lost_in_stall: Vec<String>,
 }
 
 impl Verdict {
@@ -321,6 +326,14 @@ pub fn check(truth: &GroundTruth, seen: &[SeenEvent], o: &CheckOptions) -> Verdi
             .iter()
             .any(|s| due >= s.sim_from_ms && due < s.sim_until_ms + o.stall_grace_ms)
     };
+    // Both the deadline and the household's return inside one stall.
+    let lost = |due: i64, back: i64| {
+        truth.stalls.iter().any(|s| {
+            due >= s.sim_from_ms
+                && due < s.sim_until_ms + o.stall_grace_ms
+                && back < s.sim_until_ms + o.stall_grace_ms
+        })
+    };
 
     // Households.
     let scripted: BTreeMap<&str, &ScriptedHousehold> = truth
@@ -404,6 +417,7 @@ pub fn check(truth: &GroundTruth, seen: &[SeenEvent], o: &CheckOptions) -> Verdi
             }
             v.expected += 1;
             match matching.as_slice() {
+                [] if lost(w.due_ms, horizon) => v.lost_in_stall.push(name),
                 [] => v.missed.push(name),
                 [e] => {
                     if (e.due_at_ms - w.due_ms).abs() > o.due_tolerance_ms {

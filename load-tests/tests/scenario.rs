@@ -11,7 +11,7 @@ use dolbom_load_tests::truth::ScriptKind;
 async fn smoke_scenario_matches_its_ground_truth() {
     let mut sc = Scenario::preset("smoke").unwrap();
     sc.progress = false;
-    let (report, truth) = dolbom_load_tests::inproc::run(&sc).await.unwrap();
+    let (report, truth, _) = dolbom_load_tests::inproc::run(&sc).await.unwrap();
     let v = &report.verdict;
     assert!(v.correct(), "{}", report.render());
     assert!(report.downstream.consistent(), "{}", report.render());
@@ -35,7 +35,7 @@ async fn without_the_stall_and_blackout_nothing_of_theirs_is_raised() {
     sc.stall_at_hours = None;
     sc.blackout = None;
     sc.seed = 7;
-    let (report, _) = dolbom_load_tests::inproc::run(&sc).await.unwrap();
+    let (report, _, _) = dolbom_load_tests::inproc::run(&sc).await.unwrap();
     let v = &report.verdict;
     assert!(v.correct(), "{}", report.render());
     assert_eq!((v.area_incidents, v.stall_incidents), (0, 0));

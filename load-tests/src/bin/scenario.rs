@@ -101,12 +101,12 @@ async fn main() -> anyhow::Result<()> {
     sc.out_dir = a.out_dir;
     sc.progress = !a.quiet;
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
-    let (report, truth) = match sc.path {
+    let (report, truth, seen) = match sc.path {
         Path::Kafka => overkafka::run(&sc, &metrics).await?,
         Path::InProcess => inproc::run(&sc).await?,
     };
     print!("{}", report.render());
-    let (json, png) = report.write(&sc.out_dir, &truth)?;
+    let (json, png) = report.write(&sc.out_dir, &truth, &seen)?;
     println!("summary       {} and {}", json.display(), png.display());
     if !report.passed {
         std::process::exit(1);
