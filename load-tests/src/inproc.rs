@@ -282,7 +282,10 @@ pub async fn run(sc: &Scenario) -> anyhow::Result<(Report, GroundTruth, Vec<Seen
                 seen.len()
             );
             if sc.progress && pb_bar.is_hidden() && minute.is_multiple_of(60) {
-                eprintln!("{minute} simulated minutes in {:.0} s: {msg}", meter.elapsed());
+                eprintln!(
+                    "{minute} simulated minutes in {:.0} s: {msg}",
+                    meter.elapsed()
+                );
             }
             pb_bar.set_message(msg);
         }

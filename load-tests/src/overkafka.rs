@@ -285,7 +285,12 @@ pub async fn run(
                 }
                 seen.push(SeenEvent::from_wire(&ev, latency, at));
             }
-            meter.tick(p.readings, start.plus_ms(p.sim_ms));
+            meter.tick_with(p.readings, start.plus_ms(p.sim_ms), || {
+                let text = metrics.render();
+                let taken = counter(&text, dolbom_monitor::metrics::READINGS_ACCEPTED)
+                    + counter(&text, dolbom_monitor::metrics::READINGS_REJECTED);
+                Some(p.readings as f64 - taken)
+            });
             if last_progress.elapsed() > Duration::from_millis(250) {
                 last_progress = Instant::now();
                 bar.set_position(p.minutes);

@@ -42,9 +42,9 @@ pub struct Scenario {
     pub hospital_share: f64,
     /// `(attention, caution, danger, offline)` minutes for the scripted
     /// households instead of the defaults (12 h / 24 h / 36 h / 30 min), so
-    /// a run of a few hours sees every stage. ATTENTION must stay above
-    /// 90 minutes: scripts begin 1–1.5 h into the run, and a natural quiet
-    /// spell before that must not reach a stage.
+    /// a run of a few hours sees every stage. ATTENTION must stay above the
+    /// latest script start: a natural quiet spell before the script must
+    /// not reach a stage.
     pub thresholds: Option<[u32; 4]>,
     pub partitions: usize,
     /// Kafka path: simulated seconds per wall second (0 = as fast as possible).
@@ -58,6 +58,9 @@ pub struct Scenario {
     pub stall_at_hours: Option<f64>,
     pub stall_minutes: i64,
     pub stall_secs: u64,
+    /// Scripts begin within this many minutes of the start (`None`: the
+    /// town's rule, 1 h to 1 h + half of (duration − 2 days)).
+    pub scripts_within_minutes: Option<(i64, i64)>,
     /// Event time a slice of readings covers.
     pub slice_ms: i64,
     /// Deadlines fire this far behind event time (plug timer jitter).
@@ -88,6 +91,7 @@ impl Scenario {
             stall_at_hours: Some(50.0),
             stall_minutes: 45,
             stall_secs: 15,
+            scripts_within_minutes: None,
             slice_ms: 1000,
             allowed_lateness_ms: 2000,
             jitter_ms: 1000,
@@ -116,15 +120,18 @@ impl Scenario {
             },
             "nation" => Scenario {
                 households: 10_000_000,
-                hours: 4,
-                start: "2026-09-22T07:00:00+09:00".into(),
+                hours: 2,
+                start: "2026-09-22T09:00:00+09:00".into(),
                 quiet_share: 0.0001,
                 offline_share: 0.00005,
                 hospital_share: 0.00005,
-                thresholds: Some([95, 120, 145, 30]),
-                blackout: Some((1.0, 60)),
-                stall_at_hours: Some(3.0),
-                stall_minutes: 20,
+                scripts_within_minutes: Some((5, 25)),
+                thresholds: Some([30, 50, 70, 20]),
+                blackout: Some((0.75, 30)),
+                stall_at_hours: Some(1.5),
+                // A 10 M-household backlog is held in memory: 3 minutes of
+                // it (30 M readings) is what this machine can carry.
+                stall_minutes: 3,
                 ..base
             },
             "smoke" => Scenario {
@@ -195,6 +202,9 @@ impl Scenario {
                     jitter_ms: self.jitter_ms,
                     on_change: true,
                 },
+                scripts_within: self
+                    .scripts_within_minutes
+                    .map(|(f, t)| (f * MINUTE_MS, t * MINUTE_MS)),
             },
             duplicates: self.duplicates,
             blackout: self
@@ -253,6 +263,8 @@ pub struct Sample {
     /// Latencies of the events that came out since the last sample.
     pub latency_p50_ms: Option<f64>,
     pub latency_max_ms: Option<f64>,
+    /// Over Kafka: readings published but not yet taken by the monitor.
+    pub monitor_lag: Option<f64>,
 }
 
 /// Throughput and latency over time, CPU and memory.
@@ -293,6 +305,12 @@ impl Meter {
 
     /// Takes a sample if a second has passed since the last one.
     pub fn tick(&mut self, readings: u64, sim: Ts) {
+        self.tick_with(readings, sim, || None);
+    }
+
+    /// As [`Meter::tick`], with the monitor's lag (asked for only when a
+    /// sample is taken).
+    pub fn tick_with(&mut self, readings: u64, sim: Ts, lag: impl FnOnce() -> Option<f64>) {
         let now = self.elapsed();
         if now - self.last.0 < 1.0 {
             return;
@@ -308,6 +326,7 @@ impl Meter {
             readings_per_s: rate,
             latency_p50_ms: (!l.is_empty()).then(|| l[l.len() / 2] * 1000.0),
             latency_max_ms: l.last().map(|x| x * 1000.0),
+            monitor_lag: lag(),
         });
     }
 

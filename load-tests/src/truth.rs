@@ -352,9 +352,10 @@ pub fn check(truth: &GroundTruth, seen: &[SeenEvent], o: &CheckOptions) -> Verdi
     for s in &truth.scripted {
         let events = by_household.get(s.household.as_str()).unwrap_or(&none);
         let mut wants = Vec::new();
-        // Up to when the household's episode may raise, and how long its
-        // events are judged at all.
-        let (horizon, judged_until) = match s.kind {
+        // Up to when the scripted episode may raise. What is raised after
+        // it (a quiet spell once the household is back, a plug found quiet
+        // when it comes back online) is another episode, not judged here.
+        let horizon = match s.kind {
             ScriptKind::Hospital => {
                 let incidents: HashSet<&str> =
                     events.iter().map(|e| e.incident_id.as_str()).collect();
@@ -362,17 +363,10 @@ pub fn check(truth: &GroundTruth, seen: &[SeenEvent], o: &CheckOptions) -> Verdi
                     .extend(incidents.into_iter().map(|i| format!("{i} (in hospital)")));
                 continue;
             }
-            ScriptKind::Quiet => {
-                let h = s.resumed_at_ms.unwrap_or(i64::MAX).min(end);
-                (h, end)
-            }
-            ScriptKind::Offline => {
-                // When readings come back the household may be found quiet
-                // at once; what follows the return is not judged.
-                let h = s.until_ms.unwrap_or(i64::MAX).min(end);
-                (h, h + o.margin_ms)
-            }
+            ScriptKind::Quiet => s.resumed_at_ms.unwrap_or(i64::MAX).min(end),
+            ScriptKind::Offline => s.until_ms.unwrap_or(i64::MAX).min(end),
         };
+        let judged_until = horizon.saturating_add(o.margin_ms);
         let attention_due = s.deadlines_ms[0];
         if let (ScriptKind::Offline, Some(due)) = (s.kind, s.offline_due_ms) {
             // An inactivity incident already open is never replaced by an
@@ -396,9 +390,13 @@ pub fn check(truth: &GroundTruth, seen: &[SeenEvent], o: &CheckOptions) -> Verdi
         }
         let mut used: HashSet<&str> = HashSet::new();
         for w in &wants {
+            let of_want = |e: &&&SeenEvent| {
+                e.raises() && e.stage == w.stage && w.kind.is_none_or(|k| e.kind == k)
+            };
             let matching: Vec<&&SeenEvent> = events
                 .iter()
-                .filter(|e| e.raises() && e.stage == w.stage && w.kind.is_none_or(|k| e.kind == k))
+                .filter(of_want)
+                .filter(|e| e.due_at_ms < judged_until)
                 .collect();
             used.extend(matching.iter().map(|e| e.event_id.as_str()));
             let name = format!("{} {}", s.household, w.label);
@@ -409,7 +407,11 @@ pub fn check(truth: &GroundTruth, seen: &[SeenEvent], o: &CheckOptions) -> Verdi
             }
             if w.due_ms > horizon {
                 // Must not have been raised (the household was back).
-                for e in matching.iter().filter(|e| e.due_at_ms < judged_until) {
+                let raised = events
+                    .iter()
+                    .filter(of_want)
+                    .filter(|e| (e.due_at_ms - w.due_ms).abs() <= o.due_tolerance_ms);
+                for e in raised {
                     v.false_incidents
                         .push(format!("{} ({} after recovery)", e.incident_id, w.label));
                 }
@@ -600,5 +602,22 @@ mod tests {
         assert_eq!(v.not_judged, 1);
         assert_eq!(v.false_incidents.len(), 1, "{v:?}");
         assert_eq!(v.expected, 1);
+    }
+
+    #[test]
+    fn a_new_quiet_spell_after_the_recovery_is_not_judged() {
+        use pb::IncidentEventType::*;
+        use pb::IncidentKind::*;
+        let mut t = truth();
+        t.scripted[0].resumed_at_ms = Some(30 * H);
+        let mut e = good();
+        e.remove(2); // DANGER was never due: the household was back at 30 h.
+        let mut later = ev("hh-1", Inactivity, Opened, pb::Stage::Attention, 50 * H);
+        later.event_id.push_str("/later");
+        later.incident_id.push_str("/later");
+        e.push(later);
+        let v = check(&t, &e, &CheckOptions::default());
+        assert!(v.passed(), "{v:?}");
+        assert_eq!(v.expected, 2);
     }
 }

@@ -40,6 +40,9 @@ pub struct TownSpec {
     pub duration_ms: i64,
     /// How plugs report (all on the minute by default).
     pub reporting: Reporting,
+    /// Scripts begin this long after the start, within `[from, to)` ms;
+    /// `None`: between 1 h and 1 h + half of (duration − 2 days).
+    pub scripts_within: Option<(i64, i64)>,
 }
 
 /// How the town's plugs report, beyond one reading a minute.
@@ -174,9 +177,12 @@ impl Town {
         for (n, &i) in picks[..scripted].iter().enumerate() {
             // Deviations start within the first part of the run so that their
             // stages have time to fall due.
-            let at = spec
-                .start
-                .plus_ms(HOUR_MS + rng.random_range(0..window.max(1)) / 2);
+            let at = match spec.scripts_within {
+                Some((from, to)) => spec.start.plus_ms(rng.random_range(from..to.max(from + 1))),
+                None => spec
+                    .start
+                    .plus_ms(HOUR_MS + rng.random_range(0..window.max(1)) / 2),
+            };
             let s = if n < spec.quiet {
                 let resumes = (n < spec.quiet_recovering)
                     .then(|| at.plus_ms(rng.random_range(13 * HOUR_MS..20 * HOUR_MS)));
@@ -484,6 +490,7 @@ mod tests {
             hospital: 1,
             duration_ms: 72 * HOUR_MS,
             reporting: Reporting::default(),
+            scripts_within: None,
         }
     }
 

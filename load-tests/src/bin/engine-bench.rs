@@ -38,6 +38,7 @@ fn main() -> anyhow::Result<()> {
         hospital: 0,
         duration_ms: minutes * MINUTE_MS,
         reporting: Default::default(),
+        scripts_within: None,
     };
     let mut town = Town::new(&spec);
     let mut readings = Vec::new();

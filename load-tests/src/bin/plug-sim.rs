@@ -98,6 +98,7 @@ async fn main() -> anyhow::Result<()> {
             reporting: Reporting {
                 spread: realistic,
                 jitter_ms: if realistic { a.jitter_ms } else { 0 },
+                scripts_within: None,
                 on_change: realistic,
             },
         },

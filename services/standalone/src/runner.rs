@@ -386,6 +386,7 @@ pub async fn run(
         hospital: opts.hospital,
         duration_ms,
         reporting: Default::default(),
+        scripts_within: None,
     };
     let mut calendar = HolidayCalendar::builtin();
     if let Some(f) = &opts.holidays_file {
