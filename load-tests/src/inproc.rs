@@ -198,7 +198,7 @@ pub async fn run(sc: &Scenario) -> anyhow::Result<(Report, GroundTruth, Vec<Seen
     .await?;
 
     // The generator, one minute ahead on its own thread.
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Slice>>(2);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Slice>>(1);
     let generator = std::thread::spawn(move || {
         let mut sim = sim;
         while !sim.done() {

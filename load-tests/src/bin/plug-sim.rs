@@ -98,9 +98,9 @@ async fn main() -> anyhow::Result<()> {
             reporting: Reporting {
                 spread: realistic,
                 jitter_ms: if realistic { a.jitter_ms } else { 0 },
-                scripts_within: None,
                 on_change: realistic,
             },
+            scripts_within: None,
         },
         duplicates: a.duplicates,
         blackout: (a.blackout_minutes > 0).then_some((
