@@ -320,14 +320,7 @@ pub async fn run(sc: &Scenario) -> anyhow::Result<(Report, GroundTruth, Vec<Seen
         });
     }
     let verdict = truth::check(&truth, &seen, &CheckOptions::default());
-    let downstream = Downstream {
-        incidents_raised: scenario::distinct_incidents(&seen),
-        notify_incidents: counts.incidents,
-        notify_messages_delivered: counts.messages_delivered,
-        notify_running_escalations: counts.running_escalations,
-        events_published: seen.len(),
-        history_events,
-    };
+    let downstream = Downstream::new(&seen, &counts, history_events);
     tracing::info!(rejected = bus.rejected, "readings rejected by the shards");
     let report = scenario::report(
         sc,

@@ -355,14 +355,7 @@ pub async fn run(
         });
     }
     let verdict = truth::check(&truth, &seen, &CheckOptions::default());
-    let downstream = Downstream {
-        incidents_raised: scenario::distinct_incidents(&seen),
-        notify_incidents: counts.incidents,
-        notify_messages_delivered: counts.messages_delivered,
-        notify_running_escalations: counts.running_escalations,
-        events_published: seen.len(),
-        history_events: ingest.incident_events,
-    };
+    let downstream = Downstream::new(&seen, &counts, ingest.incident_events);
     let mut report = scenario::report(
         sc,
         &meter,

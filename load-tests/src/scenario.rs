@@ -365,6 +365,22 @@ pub struct Downstream {
 }
 
 impl Downstream {
+    /// What notify and the history hold, against the events seen.
+    pub fn new(
+        seen: &[SeenEvent],
+        notify: &dolbom_notify::store::Counts,
+        history_events: u64,
+    ) -> Self {
+        Downstream {
+            incidents_raised: distinct_incidents(seen),
+            notify_incidents: notify.incidents,
+            notify_messages_delivered: notify.messages_delivered,
+            notify_running_escalations: notify.running_escalations,
+            events_published: seen.len(),
+            history_events,
+        }
+    }
+
     /// Notify holds every household and area incident (stall incidents are
     /// SRE alerts, not for municipalities: notify skips them), and the
     /// history stored every event (with the state changes they imply).
