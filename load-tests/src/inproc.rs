@@ -16,7 +16,7 @@ use crate::sim::{PlugSim, Slice};
 use crate::truth::{self, CheckOptions, GroundTruth, SeenEvent, Stall, StallClock};
 use dolbom_calendar::{HolidayCalendar, OfficeHours, Router};
 use dolbom_domain::{HouseholdConfig, Ts, MINUTE_MS};
-use dolbom_escalation::{ChannelKind, Policy};
+use dolbom_escalation::Policy;
 use dolbom_history::{EmbeddedStore, HistoryWriter, Retention, WriterOptions};
 use dolbom_notify::options::MunicipalityPolicy;
 use dolbom_notify::{NoPublisher, NotifyOptions};
@@ -129,16 +129,6 @@ impl Bus {
     }
 }
 
-/// The standalone policy: every step on the watch stream (no gateway here).
-pub fn watch_only() -> Policy {
-    let mut p = Policy::platform_default();
-    for s in &mut p.steps {
-        s.channels = vec![ChannelKind::Watch];
-    }
-    p.notice_channels = vec![ChannelKind::Watch];
-    p
-}
-
 /// Runs `sc` in process; returns the report and the ground truth.
 pub async fn run(sc: &Scenario) -> anyhow::Result<(Report, GroundTruth, Vec<SeenEvent>)> {
     let spec = sc.sim_spec()?;
@@ -182,7 +172,7 @@ pub async fn run(sc: &Scenario) -> anyhow::Result<(Report, GroundTruth, Vec<Seen
         create_contact_key: true,
         policies: vec![MunicipalityPolicy {
             municipality: "*".into(),
-            policy: watch_only(),
+            policy: Policy::watch_only(),
         }],
         ..Default::default()
     };

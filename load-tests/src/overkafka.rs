@@ -164,7 +164,7 @@ pub async fn run(
         create_contact_key: true,
         policies: vec![dolbom_notify::options::MunicipalityPolicy {
             municipality: "*".into(),
-            policy: crate::inproc::watch_only(),
+            policy: dolbom_escalation::Policy::watch_only(),
         }],
         ..Default::default()
     };

@@ -160,6 +160,19 @@ impl Policy {
         }
     }
 
+    /// The platform default with every step and notice on the watch stream
+    /// only: for a machine without an SMS gateway or webhook receivers
+    /// (standalone, load tests), where a push channel with no receiver would
+    /// count as a failed delivery and escalate.
+    pub fn watch_only() -> Self {
+        let mut p = Self::platform_default();
+        for s in &mut p.steps {
+            s.channels = vec![ChannelKind::Watch];
+        }
+        p.notice_channels = vec![ChannelKind::Watch];
+        p
+    }
+
     pub fn validate(&self) -> Result<(), PolicyError> {
         if self.version == 0 {
             return Err(err("version", "must be at least 1"));

@@ -470,3 +470,20 @@ fn held_steps_without_consent_are_never_sent_to_the_control_center_at_night() {
         }
     }
 }
+
+#[test]
+fn the_watch_only_policy_is_the_default_on_the_watch_stream() {
+    let p = Policy::watch_only();
+    p.validate().unwrap();
+    let d = Policy::platform_default();
+    assert_eq!(p.steps.len(), d.steps.len());
+    assert_eq!(p.stage_start, d.stage_start);
+    for (s, t) in p.steps.iter().zip(&d.steps) {
+        assert_eq!(s.channels, vec![ChannelKind::Watch]);
+        assert_eq!(
+            (s.tier, s.wait_minutes, s.repeats),
+            (t.tier, t.wait_minutes, t.repeats)
+        );
+    }
+    assert_eq!(p.notice_channels, vec![ChannelKind::Watch]);
+}

@@ -9,7 +9,7 @@
 
 use dolbom_auth::{Principal, SigningKey, Verifier};
 use dolbom_domain::HouseholdConfig;
-use dolbom_escalation::{ChannelKind, Policy};
+use dolbom_escalation::Policy;
 use dolbom_history::{HistoryStore, HistoryWriter};
 use dolbom_notify::options::MunicipalityPolicy;
 use dolbom_notify::{Core, NotifyError, NotifyOptions, Publisher};
@@ -78,18 +78,6 @@ pub(crate) struct Api {
     writer: Arc<HistoryWriter>,
 }
 
-/// The standalone policy: the platform default, but every step on the watch
-/// stream only — a laptop has no SMS gateway or webhook receivers, and a
-/// channel without a receiver counts as a failed delivery (which escalates).
-fn watch_only() -> Policy {
-    let mut p = Policy::platform_default();
-    for s in &mut p.steps {
-        s.channels = vec![ChannelKind::Watch];
-    }
-    p.notice_channels = vec![ChannelKind::Watch];
-    p
-}
-
 fn write_new(path: &Path, text: &str) -> std::io::Result<()> {
     let mut o = std::fs::OpenOptions::new();
     o.write(true).create(true).truncate(true);
@@ -154,7 +142,8 @@ impl Api {
             create_contact_key: true,
             policies: vec![MunicipalityPolicy {
                 municipality: "*".into(),
-                policy: watch_only(),
+                // A laptop has no SMS gateway or webhook receivers.
+                policy: Policy::watch_only(),
             }],
             holidays_file: router_holidays,
             ..Default::default()
