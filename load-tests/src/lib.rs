@@ -34,3 +34,23 @@ pub fn resident_bytes() -> Option<u64> {
     let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
     Some(pages * 4096)
 }
+
+/// The sum of a counter (all its label sets) in Prometheus text output.
+pub fn counter(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Enqueues one record keyed by `key`, waiting while the producer's queue
+/// is full.
+pub fn produce(p: &rdkafka::producer::FutureProducer, topic: &str, key: &str, payload: &[u8]) {
+    use rdkafka::producer::FutureRecord;
+    loop {
+        match p.send_result(FutureRecord::to(topic).key(key).payload(payload)) {
+            Ok(_) => return,
+            Err(_) => p.poll(std::time::Duration::from_millis(5)),
+        }
+    }
+}

@@ -15,6 +15,7 @@
 use crate::scenario::{self, Downstream, Meter, Report, Scenario, SliceClock};
 use crate::sim::{PlugSim, Slice};
 use crate::truth::{self, CheckOptions, GroundTruth, SeenEvent, Stall, StallClock};
+use crate::{counter, produce as send};
 use dolbom_monitor::{MonitorOptions, Topics};
 use dolbom_proto::v1 as pb;
 use dolbom_shard::ClockMode;
@@ -23,7 +24,7 @@ use prost::Message as _;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{FutureProducer, Producer};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -35,22 +36,6 @@ fn wall_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or_default()
-}
-
-fn counter(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
-fn send(p: &FutureProducer, topic: &str, key: &str, payload: &[u8]) {
-    loop {
-        match p.send_result(FutureRecord::to(topic).key(key).payload(payload)) {
-            Ok(_) => return,
-            Err(_) => p.poll(Duration::from_millis(5)),
-        }
-    }
 }
 
 /// What the publishing thread shares with the runner.

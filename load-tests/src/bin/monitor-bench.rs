@@ -22,6 +22,7 @@
 //!    `care.incidents` − its `due_at` (and, inside the monitor, its
 //!    `emitted_at` − `due_at`).
 
+use dolbom_load_tests::counter;
 use dolbom_monitor::{MonitorOptions, Topics};
 use dolbom_proto::v1 as pb;
 use dolbom_shard::ClockMode;
@@ -110,13 +111,6 @@ fn send(p: &FutureProducer, topic: &str, partition: i32, key: &str, payload: &[u
             Err(_) => p.poll(Duration::from_millis(5)),
         }
     }
-}
-
-fn counter(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {

@@ -16,12 +16,13 @@
 
 use clap::Parser;
 use dolbom_domain::{Ts, MINUTE_MS};
+use dolbom_load_tests::produce;
 use dolbom_load_tests::sim::{PlugSim, SimSpec, Slice};
 use dolbom_proto::v1 as pb;
 use dolbom_town::{Reporting, TownSpec};
 use prost::Message as _;
 use rdkafka::config::ClientConfig;
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{FutureProducer, Producer};
 use std::time::{Duration, Instant};
 
 #[derive(Parser, Debug)]
@@ -116,12 +117,7 @@ async fn main() -> anyhow::Result<()> {
         .set("linger.ms", "10")
         .set("queue.buffering.max.messages", "1000000")
         .create()?;
-    let send = |topic: &str, key: &str, payload: &[u8]| loop {
-        match producer.send_result(FutureRecord::to(topic).key(key).payload(payload)) {
-            Ok(_) => return,
-            Err(_) => producer.poll(Duration::from_millis(5)),
-        }
-    };
+    let send = |topic: &str, key: &str, payload: &[u8]| produce(&producer, topic, key, payload);
     for cfg in sim.configs() {
         let wire = pb::HouseholdConfig::from(cfg).encode_to_vec();
         send(&a.households_topic, cfg.household_id.as_str(), &wire);
