@@ -228,6 +228,7 @@ pub async fn run(sc: &Scenario) -> anyhow::Result<(Report, GroundTruth, Vec<Seen
             let mut outputs = Vec::new();
             if stalled {
                 backlog.push(slice);
+                outputs = bus.advance(wall).await;
             } else {
                 // The backlog goes out as a consumer would read it after a
                 // stall: in order, the shards ticking after each batch.
@@ -237,9 +238,6 @@ pub async fn run(sc: &Scenario) -> anyhow::Result<(Report, GroundTruth, Vec<Seen
                     bus.deliver(s.readings, wall).await;
                     outputs.extend(bus.advance(wall).await);
                 }
-            }
-            if stalled {
-                outputs = bus.advance(wall).await;
             }
             let at = meter.elapsed();
             let mut events = Vec::new();

@@ -38,6 +38,15 @@ fn wall_ms() -> i64 {
         .unwrap_or_default()
 }
 
+/// An incident event the monitor published (notify's acknowledgements and
+/// resolutions share the topic and are not judged); `None` for anything else.
+fn monitor_event(payload: &[u8]) -> Option<pb::IncidentEvent> {
+    let ev = pb::IncidentEvent::decode(payload).ok()?;
+    let by_people = ev.r#type == pb::IncidentEventType::Acknowledged as i32
+        || ev.r#type == pb::IncidentEventType::Resolved as i32;
+    (!by_people).then_some(ev)
+}
+
 /// What the publishing thread shares with the runner.
 #[derive(Default)]
 struct Published {
@@ -252,14 +261,9 @@ pub async fn run(
         {
             let p = published.lock().expect("published");
             for payload in batch.into_iter().flatten() {
-                let Ok(ev) = pb::IncidentEvent::decode(payload.as_slice()) else {
+                let Some(ev) = monitor_event(&payload) else {
                     continue;
                 };
-                if ev.r#type == pb::IncidentEventType::Acknowledged as i32
-                    || ev.r#type == pb::IncidentEventType::Resolved as i32
-                {
-                    continue;
-                }
                 let due = scenario::detectable_from(&ev);
                 let latency = p
                     .clock
@@ -299,7 +303,7 @@ pub async fn run(
         }
     }
     bar.finish_and_clear();
-    let wall_s = meter.elapsed();
+    meter.stop();
     stop_monitor.cancel();
     monitor.await??;
     // Let notify and the history ingest read the last events, then stop them.
@@ -307,10 +311,12 @@ pub async fn run(
     while quiet.elapsed() < Duration::from_secs(3) {
         if let Ok(Ok(m)) = tokio::time::timeout(Duration::from_millis(200), incidents.recv()).await
         {
-            if let Some(Ok(ev)) = m.payload().map(pb::IncidentEvent::decode) {
-                if ev.r#type != pb::IncidentEventType::Acknowledged as i32 {
-                    seen.push(SeenEvent::from_wire(&ev, None, meter.elapsed()));
-                }
+            if let Some(ev) = m.payload().and_then(monitor_event) {
+                seen.push(SeenEvent::from_wire(
+                    &ev,
+                    None,
+                    meter.started.elapsed().as_secs_f64(),
+                ));
             }
         }
     }
@@ -341,7 +347,7 @@ pub async fn run(
     }
     let verdict = truth::check(&truth, &seen, &CheckOptions::default());
     let downstream = Downstream::new(&seen, &counts, ingest.incident_events);
-    let mut report = scenario::report(
+    let report = scenario::report(
         sc,
         &meter,
         setup_s,
@@ -352,7 +358,5 @@ pub async fn run(
         verdict,
         downstream,
     );
-    report.wall_s = wall_s;
-    report.readings_per_s = p.readings as f64 / wall_s.max(1e-9);
     Ok((report, truth, seen))
 }

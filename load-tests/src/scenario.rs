@@ -275,6 +275,7 @@ pub struct Meter {
     pending_latencies: Vec<f64>,
     pub samples: Vec<Sample>,
     pub peak_rss: u64,
+    stopped: Option<f64>,
 }
 
 impl Default for Meter {
@@ -292,11 +293,19 @@ impl Meter {
             pending_latencies: Vec::new(),
             samples: Vec::new(),
             peak_rss: 0,
+            stopped: None,
         }
     }
 
+    /// Wall seconds since the start, or until [`Meter::stop`].
     pub fn elapsed(&self) -> f64 {
-        self.started.elapsed().as_secs_f64()
+        self.stopped
+            .unwrap_or_else(|| self.started.elapsed().as_secs_f64())
+    }
+
+    /// Ends the measured run (what follows, a drain, is not counted).
+    pub fn stop(&mut self) {
+        self.stopped = Some(self.elapsed());
     }
 
     pub fn latency(&mut self, s: f64) {
