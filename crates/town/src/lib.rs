@@ -4,14 +4,18 @@
 //! up around 07:00, appliances and lights switched through the day, lights on
 //! at dusk, asleep by 22:00, a rare night-time light — reporting one reading a
 //! minute per plug with measurement noise below the noise floors and daylight
-//! that drifts slowly (drift is not activity). A chosen few households go
-//! quiet, go offline, or spend time in hospital (a registered absence) at
-//! known times; [`Town::truth`] says who and when, so a run can be checked.
+//! that drifts slowly (drift is not activity). [`Reporting`] can give each
+//! plug its own second of the minute, timer jitter and an extra reading when
+//! something is switched. A chosen few households go quiet, go offline, or
+//! spend time in hospital (a registered absence) at known times;
+//! [`Town::truth`] says who and when, and [`Town::observed`] what their plugs
+//! last showed before (the quiet clock's start), so a run can be checked.
 //!
 //! Data flow: a runner asks [`Town::readings_at`] for each simulated minute and
 //! feeds the readings to the engine directly ([`TownReading::reading`]) or, as
-//! plugs publish them ([`Town::wire_reading`]), onto the standalone in-process
-//! bus or Kafka (`plug-sim`). Everything is deterministic for a given seed.
+//! plugs publish them ([`Town::wire_reading`], [`Town::into_wire`]), onto the
+//! standalone in-process bus, the load tests' plug simulator, or Kafka
+//! (`plug-sim`). Everything is deterministic for a given seed.
 
 use dolbom_domain::config::{Absence, AbsenceKind, HouseholdConfig, SleepWindow};
 use dolbom_domain::{DeviceId, DongCode, HouseholdId, MunicipalityCode, Ts, MINUTE_MS};

@@ -1,8 +1,9 @@
 //! `dolbom history`: Kafka into the history store.
 //!
 //! Owns the ingest of `plug.readings` (downsampled to per-minute aggregates,
-//! hours rolled up by the store) and `care.incidents` (incident events and the
-//! household state changes they imply) into a [`HistoryStore`] — ScyllaDB in a
+//! hours rolled up by the store; skipped when `readings_topic` is empty) and
+//! `care.incidents` (incident events and the household state changes they
+//! imply) into a [`HistoryStore`] — ScyllaDB in a
 //! cluster, the embedded SQLite store on one machine. It runs in its own
 //! consumer group, so the monitor never waits for the history: a slow store
 //! makes this service lag (visible as `dolbom_history_*` metrics and consumer
