@@ -1,7 +1,8 @@
 //! The in-process path: plug simulator → in-process bus → the monitor's
 //! shard code → notify core and history writer, on simulated time.
 //!
-//! One task per partition hosts a [`Shard`] in wall-clock mode whose "wall
+//! The standalone in-process bus ([`dolbom_standalone::bus`]) hosts one
+//! [`dolbom_shard::Shard`] per partition in wall-clock mode whose "wall
 //! clock" is simulated time: each slice of readings is handed to the shards
 //! with the slice's end as the time, then every shard advances (fires what
 //! is due, checks its health). A pipeline stall is simulated by holding the
@@ -13,121 +14,16 @@
 
 use crate::scenario::{self, Downstream, Meter, Report, Scenario, SliceClock};
 use crate::sim::{PlugSim, Slice};
-use crate::truth::{self, CheckOptions, GroundTruth, SeenEvent, Stall, StallClock};
-use dolbom_calendar::{HolidayCalendar, OfficeHours, Router};
-use dolbom_domain::{HouseholdConfig, Ts, MINUTE_MS};
+use dolbom_calendar::Router;
+use dolbom_domain::{ManualClock, MINUTE_MS};
 use dolbom_escalation::Policy;
 use dolbom_history::{EmbeddedStore, HistoryWriter, Retention, WriterOptions};
 use dolbom_notify::options::MunicipalityPolicy;
 use dolbom_notify::{NoPublisher, NotifyOptions};
-use dolbom_proto::v1 as pb;
-use dolbom_shard::{ClockMode, Output, Shard, ShardOptions};
-use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicI64, Ordering};
+use dolbom_shard::{ClockMode, Output, ShardOptions};
+use dolbom_standalone::bus::Bus;
+use dolbom_town::truth::{self, CheckOptions, GroundTruth, SeenEvent, Stall, StallClock};
 use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot};
-
-enum Msg {
-    Config(Box<HouseholdConfig>, Ts),
-    Readings(Vec<pb::PlugReading>, Ts),
-    Advance(Ts, oneshot::Sender<(Vec<Output>, u64)>),
-}
-
-async fn serve(mut shard: Shard, mut rx: mpsc::Receiver<Msg>) {
-    let mut out = Vec::new();
-    let mut rejected = 0u64;
-    while let Some(m) = rx.recv().await {
-        match m {
-            Msg::Config(cfg, wall) => {
-                if let Err(e) = shard.apply_config(*cfg, wall, &mut out) {
-                    tracing::warn!(error = %e, "config rejected");
-                }
-            }
-            Msg::Readings(rs, wall) => {
-                for r in &rs {
-                    if shard.on_reading(r, wall, &mut out).is_err() {
-                        rejected += 1;
-                    }
-                }
-            }
-            Msg::Advance(wall, reply) => {
-                shard.advance(wall, &mut out);
-                let _ = reply.send((std::mem::take(&mut out), std::mem::take(&mut rejected)));
-            }
-        }
-    }
-}
-
-struct Bus {
-    parts: Vec<mpsc::Sender<Msg>>,
-    batches: Vec<Vec<pb::PlugReading>>,
-    rejected: u64,
-}
-
-fn partition_of(household: &str, n: usize) -> usize {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    household.hash(&mut h);
-    (h.finish() % n as u64) as usize
-}
-
-impl Bus {
-    fn start(n: usize, opts: &ShardOptions, router: &Router, start: Ts) -> Bus {
-        let parts = (0..n)
-            .map(|p| {
-                let (tx, rx) = mpsc::channel(16);
-                tokio::spawn(serve(
-                    Shard::new(p as i32, opts.clone(), router.clone(), start),
-                    rx,
-                ));
-                tx
-            })
-            .collect();
-        Bus {
-            parts,
-            batches: vec![Vec::new(); n],
-            rejected: 0,
-        }
-    }
-
-    async fn config(&self, cfg: &HouseholdConfig, wall: Ts) {
-        let p = partition_of(cfg.household_id.as_str(), self.parts.len());
-        let _ = self.parts[p]
-            .send(Msg::Config(Box::new(cfg.clone()), wall))
-            .await;
-    }
-
-    async fn deliver(&mut self, readings: Vec<pb::PlugReading>, wall: Ts) {
-        let n = self.parts.len();
-        for r in readings {
-            let p = partition_of(&r.household_id, n);
-            self.batches[p].push(r);
-        }
-        for (p, b) in self.batches.iter_mut().enumerate() {
-            if !b.is_empty() {
-                let _ = self.parts[p]
-                    .send(Msg::Readings(std::mem::take(b), wall))
-                    .await;
-            }
-        }
-    }
-
-    async fn advance(&mut self, wall: Ts) -> Vec<Output> {
-        let mut replies = Vec::with_capacity(self.parts.len());
-        for p in &self.parts {
-            let (tx, rx) = oneshot::channel();
-            let _ = p.send(Msg::Advance(wall, tx)).await;
-            replies.push(rx);
-        }
-        let mut all = Vec::new();
-        for r in replies {
-            if let Ok((out, rejected)) = r.await {
-                all.extend(out);
-                self.rejected += rejected;
-            }
-        }
-        all
-    }
-}
 
 /// Runs `sc` in process; returns the report and the ground truth.
 pub async fn run(sc: &Scenario) -> anyhow::Result<(Report, GroundTruth, Vec<SeenEvent>)> {
@@ -140,16 +36,17 @@ pub async fn run(sc: &Scenario) -> anyhow::Result<(Report, GroundTruth, Vec<Seen
     let n = sim.households();
     let rss0 = crate::resident_bytes().unwrap_or(0);
 
-    let router = Router::new(Arc::new(HolidayCalendar::builtin()), OfficeHours::default());
+    let router = Router::builtin();
     let shard_opts = ShardOptions {
         clock: ClockMode::Wall,
         allowed_lateness_ms: sc.allowed_lateness_ms,
         ..ShardOptions::default()
     };
     let mut bus = Bus::start(sc.partitions, &shard_opts, &router, start);
+    let mut rejected = 0;
     pb_bar.set_message("registering households");
     for cfg in sim.configs() {
-        bus.config(cfg, start).await;
+        bus.config(cfg.clone(), start).await;
     }
     bus.advance(start).await;
     let rss1 = crate::resident_bytes().unwrap_or(0);
@@ -158,13 +55,9 @@ pub async fn run(sc: &Scenario) -> anyhow::Result<(Report, GroundTruth, Vec<Seen
     // History (incident events; reading aggregates are left out: at a
     // million households a minute each they would fill this disk) and notify.
     let dir = tempfile::tempdir()?;
-    let sim_now = Arc::new(AtomicI64::new(start.millis()));
-    let now = sim_now.clone();
-    let store = EmbeddedStore::open_dir_with_clock(
-        dir.path(),
-        Retention::default(),
-        Arc::new(move || now.load(Ordering::Relaxed)),
-    )?;
+    let sim_clock = ManualClock::new(start);
+    let store =
+        EmbeddedStore::open_dir_with_clock(dir.path(), Retention::default(), sim_clock.shared())?;
     let (writer, writer_task) =
         HistoryWriter::spawn(Arc::new(store.clone()), WriterOptions::default());
     let notify_opts = NotifyOptions {
@@ -177,11 +70,9 @@ pub async fn run(sc: &Scenario) -> anyhow::Result<(Report, GroundTruth, Vec<Seen
         ..Default::default()
     };
     std::fs::create_dir_all(&notify_opts.data_dir)?;
-    let now = sim_now.clone();
-    let clock: dolbom_notify::Clock = Arc::new(move || Ts(now.load(Ordering::Relaxed)));
     let notify = dolbom_notify::build(
         &notify_opts,
-        clock,
+        sim_clock.shared(),
         Arc::new(NoPublisher),
         Arc::new(store.clone()),
     )
@@ -223,12 +114,14 @@ pub async fn run(sc: &Scenario) -> anyhow::Result<(Report, GroundTruth, Vec<Seen
         };
         for slice in slices {
             let wall = slice.end;
-            sim_now.store(wall.millis(), Ordering::Relaxed);
+            sim_clock.set(wall);
             let stalled = stall.is_some_and(|(f, u)| wall > f && wall <= u);
             let mut outputs = Vec::new();
             if stalled {
                 backlog.push(slice);
-                outputs = bus.advance(wall).await;
+                let a = bus.advance(wall).await;
+                rejected += a.rejected;
+                outputs = a.outputs;
             } else {
                 // The backlog goes out as a consumer would read it after a
                 // stall: in order, the shards ticking after each batch.
@@ -236,7 +129,9 @@ pub async fn run(sc: &Scenario) -> anyhow::Result<(Report, GroundTruth, Vec<Seen
                     clock.handed_over(s.end.millis(), meter.elapsed());
                     delivered += s.readings.len() as u64;
                     bus.deliver(s.readings, wall).await;
-                    outputs.extend(bus.advance(wall).await);
+                    let a = bus.advance(wall).await;
+                    rejected += a.rejected;
+                    outputs.extend(a.outputs);
                 }
             }
             let at = meter.elapsed();
@@ -309,7 +204,7 @@ pub async fn run(sc: &Scenario) -> anyhow::Result<(Report, GroundTruth, Vec<Seen
     }
     let verdict = truth::check(&truth, &seen, &CheckOptions::default());
     let downstream = Downstream::new(&seen, &counts, history_events);
-    tracing::info!(rejected = bus.rejected, "readings rejected by the shards");
+    tracing::info!(rejected, "readings rejected by the shards");
     let report = scenario::report(
         sc,
         &meter,

@@ -9,8 +9,9 @@
 //! notify service's gRPC stream and signed webhooks), `plug-sim` (the
 //! simulated town published to Kafka with its ground truth) and `scenario`
 //! (town, city, nation: the whole platform checked against the ground
-//! truth). The library holds what they share: [`sim`] (the plug simulator),
-//! [`truth`] (ground truth and the check), [`scenario`] (presets, meters,
+//! truth, whose check is `dolbom_town::truth`). The library holds what they
+//! share: [`sim`] (the plug simulator),
+//! [`scenario`] (presets, meters,
 //! reports), [`inproc`] and [`overkafka`] (the two paths a scenario runs
 //! over), [`plot`] (the PNG), and [`broker`], the Kafka-protocol broker the
 //! Kafka tests and benchmarks run against. Figures and the commands that
@@ -26,7 +27,6 @@ pub mod overkafka;
 pub mod plot;
 pub mod scenario;
 pub mod sim;
-pub mod truth;
 
 /// Resident set size of this process in bytes (Linux `/proc/self/statm`).
 pub fn resident_bytes() -> Option<u64> {
@@ -41,6 +41,17 @@ pub fn counter(text: &str, name: &str) -> f64 {
         .filter(|l| l.starts_with(name))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
+}
+
+/// A producer for load generators: idempotent, large batches, a deep queue.
+pub fn bulk_producer(
+    kafka: &dolbom_kafka::KafkaOptions,
+) -> rdkafka::error::KafkaResult<rdkafka::producer::FutureProducer> {
+    kafka
+        .producer("dolbom-load", 300_000)
+        .set("batch.num.messages", "10000")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
 }
 
 /// Enqueues one record keyed by `key`, waiting while the producer's queue

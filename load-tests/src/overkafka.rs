@@ -14,17 +14,17 @@
 
 use crate::scenario::{self, Downstream, Meter, Report, Scenario, SliceClock};
 use crate::sim::{PlugSim, Slice};
-use crate::truth::{self, CheckOptions, GroundTruth, SeenEvent, Stall, StallClock};
 use crate::{counter, produce as send};
+use dolbom_kafka::KafkaOptions;
 use dolbom_monitor::{MonitorOptions, Topics};
 use dolbom_proto::v1 as pb;
 use dolbom_shard::ClockMode;
+use dolbom_town::truth::{self, CheckOptions, GroundTruth, SeenEvent, Stall, StallClock};
 use futures::FutureExt as _;
 use prost::Message as _;
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
-use rdkafka::producer::{FutureProducer, Producer};
+use rdkafka::producer::Producer;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -32,10 +32,7 @@ use tokio_util::sync::CancellationToken;
 const STALL_AFTER_MS: i64 = 10_000;
 
 fn wall_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
+    dolbom_domain::Ts::now().millis()
 }
 
 /// An incident event the monitor published (notify's acknowledgements and
@@ -69,7 +66,7 @@ pub async fn run(
     let broker = crate::broker::broker()?.ok_or_else(|| {
         anyhow::anyhow!("no Kafka broker: set DOLBOM_KAFKA_BROKERS or install tansu")
     })?;
-    let brokers = broker.addr.clone();
+    let kafka = KafkaOptions::brokers(&broker.addr);
     let broker_cpu0 = broker.pid().and_then(|p| scenario::cpu_seconds(Some(p)));
     let spec = sc.sim_spec()?;
     let start = spec.town.start;
@@ -83,7 +80,7 @@ pub async fn run(
         dead_letter: format!("{prefix}.deadletter"),
     };
     let mut mopts = MonitorOptions {
-        brokers: brokers.clone(),
+        kafka: kafka.clone(),
         group_id: format!("{prefix}-monitor"),
         topics: topics.clone(),
         partitions: sc.partitions as i32,
@@ -97,13 +94,7 @@ pub async fn run(
     mopts.shard.stall_after_ms = STALL_AFTER_MS;
     dolbom_monitor::kafka::ensure_topics(&mopts).await?;
 
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .set("enable.idempotence", "true")
-        .set("linger.ms", "5")
-        .set("batch.num.messages", "10000")
-        .set("queue.buffering.max.messages", "1000000")
-        .create()?;
+    let producer = crate::bulk_producer(&kafka)?;
     for cfg in sim.configs() {
         let wire = pb::HouseholdConfig::from(cfg).encode_to_vec();
         send(
@@ -116,11 +107,12 @@ pub async fn run(
     producer.flush(Duration::from_secs(60))?;
 
     // The checker's consumer, from the beginning of care.incidents.
-    let incidents: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .set("group.id", format!("{prefix}-checker"))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
+    let incidents: StreamConsumer = kafka
+        .group_consumer(
+            "dolbom-scenario",
+            &format!("{prefix}-checker"),
+            "cooperative-sticky",
+        )
         .set("fetch.wait.max.ms", "10")
         .create()?;
     incidents.subscribe(&[&topics.incidents])?;
@@ -131,7 +123,7 @@ pub async fn run(
     let rss0 = crate::resident_bytes().unwrap_or(0);
     let monitor = tokio::spawn(dolbom_monitor::run(mopts.clone(), stop_monitor.clone()));
     let hopts = dolbom_history_ingest::HistoryOptions {
-        brokers: brokers.clone(),
+        kafka: kafka.clone(),
         group_id: format!("{prefix}-history"),
         // Incident events only: a week of minute aggregates for 10 000
         // households would be 100 M rows.
@@ -150,7 +142,7 @@ pub async fn run(
     let nopts = dolbom_notify::NotifyOptions {
         listen,
         data_dir: dir.path().join("notify"),
-        brokers: brokers.clone(),
+        kafka: kafka.clone(),
         group_id: format!("{prefix}-notify"),
         incidents_topic: topics.incidents.clone(),
         households_topic: topics.households.clone(),

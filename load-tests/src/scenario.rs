@@ -8,12 +8,12 @@
 //! writer). Both paths record every incident event with its detection
 //! latency ([`SliceClock`]), sample throughput and latency over time
 //! ([`Meter`]), and end in a [`Report`]: figures, the [`Verdict`] of
-//! [`crate::truth::check`], a JSON summary and a PNG plot.
+//! [`dolbom_town::truth::check`], a JSON summary and a PNG plot.
 
 use crate::sim::SimSpec;
-use crate::truth::{GroundTruth, SeenEvent, Verdict};
 use dolbom_domain::config::Thresholds;
 use dolbom_domain::{Ts, MINUTE_MS};
+use dolbom_town::truth::{GroundTruth, SeenEvent, Verdict};
 use dolbom_town::{Reporting, TownSpec};
 use serde::Serialize;
 use std::path::{Path as FsPath, PathBuf};
@@ -244,7 +244,7 @@ impl SliceClock {
 /// waits that long to see whether the plug is part of an outage).
 pub fn detectable_from(ev: &dolbom_proto::v1::IncidentEvent) -> i64 {
     use dolbom_proto::v1 as pb;
-    let due = crate::truth::due_ms(ev);
+    let due = dolbom_town::truth::due_ms(ev);
     if ev.kind == pb::IncidentKind::DeviceOffline as i32
         && ev.r#type == pb::IncidentEventType::Opened as i32
     {

@@ -12,11 +12,11 @@
 //! must meet. `plug-sim` publishes the slices to Kafka; the scenario runner
 //! hands them to Kafka or straight to the shards.
 
-use crate::truth::{Blackout, GroundTruth, ScriptKind, ScriptedHousehold};
 use dolbom_domain::config::Thresholds;
 use dolbom_domain::{HouseholdConfig, Ts, MINUTE_MS};
 use dolbom_proto::v1 as pb;
-use dolbom_town::{Scripted, Town, TownReading, TownSpec};
+use dolbom_town::truth::{Blackout, GroundTruth};
+use dolbom_town::{Town, TownReading, TownSpec};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
@@ -175,49 +175,14 @@ impl PlugSim {
         self.t = t.plus_ms(MINUTE_MS);
     }
 
-    /// The ground truth of the run so far (call it at the end).
+    /// The ground truth of the run so far (call it at the end): the town's,
+    /// with the blackout.
     pub fn truth(&self) -> GroundTruth {
-        let far = i64::MAX / 4;
-        let scripted = self
+        let mut truth = self
             .town
-            .truth()
-            .iter()
-            .map(|tr| {
-                let i = self
-                    .town
-                    .index_of(&tr.household)
-                    .expect("scripted household");
-                let cfg = self.town.config(i);
-                let seen = self.town.observed(i);
-                let (kind, from, until) = match &tr.script {
-                    Scripted::Quiet { at, resumes } => (ScriptKind::Quiet, *at, *resumes),
-                    Scripted::Offline { at, back } => (ScriptKind::Offline, *at, *back),
-                    Scripted::Hospital { from, to } => (ScriptKind::Hospital, *from, Some(*to)),
-                };
-                let deadlines = match seen.quiet_since {
-                    Some(q) => stage_deadlines(cfg, q),
-                    None => [far; 3],
-                };
-                ScriptedHousehold {
-                    household: tr.household.to_string(),
-                    kind,
-                    from_ms: from.millis(),
-                    until_ms: until.map(|t| t.millis()),
-                    quiet_since_ms: seen.quiet_since.map(|t| t.millis()),
-                    last_reading_ms: seen.last_reading.map(|t| t.millis()),
-                    resumed_at_ms: seen.resumed_at.map(|t| t.millis()),
-                    deadlines_ms: deadlines,
-                    offline_due_ms: (kind == ScriptKind::Offline)
-                        .then(|| {
-                            seen.last_reading
-                                .map(|r| r.plus_ms(cfg.offline_after_ms()).millis())
-                        })
-                        .flatten(),
-                }
-            })
-            .collect();
-        let blackouts = match (self.blackout, &self.blackout_dong) {
-            (Some((from, until)), Some(dong)) => vec![Blackout {
+            .ground_truth(self.spec.town.start, self.t, self.spec.town.seed);
+        if let (Some((from, until)), Some(dong)) = (self.blackout, &self.blackout_dong) {
+            truth.blackouts.push(Blackout {
                 dong: dong.clone(),
                 from_ms: from.millis(),
                 until_ms: until.millis(),
@@ -228,31 +193,8 @@ impl PlugSim {
                     .filter(|(_, d)| **d)
                     .map(|(i, _)| self.town.config(i).household_id.to_string())
                     .collect(),
-            }],
-            _ => Vec::new(),
-        };
-        GroundTruth {
-            start_ms: self.spec.town.start.millis(),
-            end_ms: self.t.millis(),
-            households: self.town.len(),
-            seed: self.spec.town.seed,
-            scripted,
-            blackouts,
-            stalls: Vec::new(),
+            });
         }
+        truth
     }
-}
-
-/// ATTENTION, CAUTION and DANGER deadlines for a quiet period from `q`, as
-/// the design states them: `q + threshold`, ATTENTION deferred to the end of
-/// the sleep window it falls in, but never past CAUTION.
-pub fn stage_deadlines(cfg: &HouseholdConfig, q: Ts) -> [i64; 3] {
-    let th = &cfg.thresholds;
-    let caution = q.plus_ms(th.caution_minutes as i64 * MINUTE_MS);
-    let mut attention = q.plus_ms(th.attention_minutes as i64 * MINUTE_MS);
-    if let Some(end) = cfg.sleep_window.and_then(|w| w.end_after(attention)) {
-        attention = end.min(caution);
-    }
-    let danger = q.plus_ms(th.danger_minutes as i64 * MINUTE_MS);
-    [attention.millis(), caution.millis(), danger.millis()]
 }

@@ -5,7 +5,7 @@
 //! latency is measured but never judged here.
 
 use dolbom_load_tests::scenario::Scenario;
-use dolbom_load_tests::truth::ScriptKind;
+use dolbom_town::truth::ScriptKind;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smoke_scenario_matches_its_ground_truth() {

@@ -45,6 +45,8 @@ pub enum AuthError {
     Principal(String),
     #[error("key: {0}")]
     Key(String),
+    #[error("key file {path}: {reason}")]
+    KeyFile { path: String, reason: String },
 }
 
 /// What a caller may do.
@@ -214,6 +216,35 @@ impl SigningKey {
             .decode(b64)
             .map_err(|e| AuthError::Key(format!("base64: {e}")))?;
         Self::from_pkcs8(kid, &der)
+    }
+
+    /// Writes a fresh key to `path` (readable by its owner only); an
+    /// existing file is never overwritten.
+    pub fn create_file(kid: &str, path: &std::path::Path) -> Result<Self, AuthError> {
+        let key = Self::generate(kid)?;
+        let file_error = |e: std::io::Error| AuthError::KeyFile {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        };
+        let mut o = std::fs::OpenOptions::new();
+        o.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+        std::io::Write::write_all(
+            &mut o.open(path).map_err(file_error)?,
+            format!("{}\n", key.to_text()).as_bytes(),
+        )
+        .map_err(file_error)?;
+        Ok(key)
+    }
+
+    /// Reads a key file written by [`SigningKey::create_file`].
+    pub fn from_file(path: &std::path::Path) -> Result<Self, AuthError> {
+        let text = std::fs::read_to_string(path).map_err(|e| AuthError::KeyFile {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        Self::from_text(&text)
     }
 
     pub fn verifying_key(&self) -> VerifyingKey {

@@ -22,6 +22,8 @@ pub enum CalendarError {
     },
     #[error("invalid special days file {path}: {message}")]
     Parse { path: String, message: String },
+    #[error("office hours: open_minute ({open}) must be before close_minute ({close}) ≤ 1440")]
+    OfficeHours { open: u16, close: u16 },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]

@@ -1,6 +1,6 @@
 //! Office hours and routing (Asia/Seoul local time).
 
-use crate::holidays::HolidayCalendar;
+use crate::holidays::{CalendarError, HolidayCalendar};
 use chrono::{Datelike, Days, NaiveDate, Weekday};
 use dolbom_domain::config::HouseholdConfig;
 use dolbom_domain::incident::{HouseholdEvent, IncidentKind, Route, Stage};
@@ -36,6 +36,30 @@ impl Router {
     pub fn new(calendar: Arc<HolidayCalendar>, hours: OfficeHours) -> Self {
         assert!(hours.open_minute < hours.close_minute && hours.close_minute <= 1440);
         Self { calendar, hours }
+    }
+
+    /// What every service builds at start: the built-in calendar plus the
+    /// operator's extra holidays file (if any), with these office hours.
+    pub fn load(
+        holidays_file: Option<&std::path::Path>,
+        hours: OfficeHours,
+    ) -> Result<Self, CalendarError> {
+        if hours.open_minute >= hours.close_minute || hours.close_minute > 1440 {
+            return Err(CalendarError::OfficeHours {
+                open: hours.open_minute,
+                close: hours.close_minute,
+            });
+        }
+        let mut calendar = HolidayCalendar::builtin();
+        if let Some(f) = holidays_file {
+            calendar = calendar.with_extra_file(f)?;
+        }
+        Ok(Self::new(Arc::new(calendar), hours))
+    }
+
+    /// The built-in calendar with the default office hours (tests, tools).
+    pub fn builtin() -> Self {
+        Self::new(Arc::new(HolidayCalendar::builtin()), OfficeHours::default())
     }
 
     pub fn calendar(&self) -> &HolidayCalendar {

@@ -1,13 +1,12 @@
 //! Routing by office hours, weekends and holidays, with and without consent.
 
-use dolbom_calendar::{HolidayCalendar, OfficeHours, Router};
+use dolbom_calendar::Router;
 use dolbom_domain::incident::Route;
 use dolbom_domain::Ts;
 use proptest::prelude::*;
-use std::sync::Arc;
 
 fn router() -> Router {
-    Router::new(Arc::new(HolidayCalendar::builtin()), OfficeHours::default())
+    Router::builtin()
 }
 
 fn at(s: &str) -> Ts {

@@ -5,6 +5,7 @@
 //! can return them as `INVALID_ARGUMENT` unchanged.
 
 use crate::ids::{DeviceId, DongCode, HouseholdId, MunicipalityCode};
+pub use crate::incident::ActivityRule;
 use crate::incident::Stage;
 use crate::time::{Ts, DAY_MS, MINUTE_MS};
 use chrono::{Duration, Timelike};
@@ -38,18 +39,6 @@ impl ConfigError {
             problem: problem.to_string(),
         }
     }
-}
-
-/// How power and light changes combine into activity.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum ActivityRule {
-    /// Either signal changing is activity: quiet only while both are quiet.
-    #[default]
-    PowerOrLight,
-    /// Both signals must show activity: quiet as soon as either one is quiet.
-    PowerAndLight,
-    PowerOnly,
-    LightOnly,
 }
 
 /// Per-stage inactivity thresholds in minutes.

@@ -282,6 +282,118 @@ fn event_type(e: EventType) -> (pb::IncidentEventType, pb::SuppressionCause) {
     }
 }
 
+// ── wire → domain ───────────────────────────────────────────────────────
+
+/// A wire `IncidentKind` (`None` for UNSPECIFIED or an unknown value).
+pub fn kind_from_wire(k: i32) -> Option<IncidentKind> {
+    Some(match pb::IncidentKind::try_from(k).ok()? {
+        pb::IncidentKind::Inactivity => IncidentKind::Inactivity,
+        pb::IncidentKind::DeviceOffline => IncidentKind::DeviceOffline,
+        pb::IncidentKind::AreaOutage => IncidentKind::AreaOutage,
+        pb::IncidentKind::PipelineStall => IncidentKind::PipelineStall,
+        pb::IncidentKind::Unspecified => return None,
+    })
+}
+
+/// A wire `Stage` (`None` for UNSPECIFIED or an unknown value).
+pub fn stage_from_wire(s: i32) -> Option<Stage> {
+    Some(match pb::Stage::try_from(s).ok()? {
+        pb::Stage::Normal => Stage::Normal,
+        pb::Stage::Attention => Stage::Attention,
+        pb::Stage::Caution => Stage::Caution,
+        pb::Stage::Danger => Stage::Danger,
+        pb::Stage::Unspecified => return None,
+    })
+}
+
+/// A wire event type with its suppression cause (`None` for the people's
+/// events — ACKNOWLEDGED, RESOLVED — UNSPECIFIED or an unknown value).
+pub fn event_type_from_wire(ty: i32, cause: i32) -> Option<EventType> {
+    Some(match pb::IncidentEventType::try_from(ty).ok()? {
+        pb::IncidentEventType::Opened => EventType::Opened,
+        pb::IncidentEventType::StageRaised => EventType::StageRaised,
+        pb::IncidentEventType::Recovered => EventType::Recovered,
+        pb::IncidentEventType::Suppressed => {
+            EventType::Suppressed(match pb::SuppressionCause::try_from(cause).ok()? {
+                pb::SuppressionCause::Absence => SuppressionCause::Absence,
+                pb::SuppressionCause::AreaOutage => SuppressionCause::AreaOutage,
+                pb::SuppressionCause::PipelineStall => SuppressionCause::PipelineStall,
+                pb::SuppressionCause::Unspecified => return None,
+            })
+        }
+        _ => return None,
+    })
+}
+
+/// A wire `Route` (`None` when its target is unspecified or unknown).
+pub fn route_from_wire(r: &pb::Route) -> Option<Route> {
+    Some(match pb::RouteTarget::try_from(r.target).ok()? {
+        pb::RouteTarget::DongOffice => Route::DongOffice,
+        pb::RouteTarget::ControlCenter => Route::ControlCenter,
+        pb::RouteTarget::Held => Route::Held {
+            until: r.held_until.as_ref().map(ts).unwrap_or_default(),
+        },
+        pb::RouteTarget::Maintenance => Route::Maintenance,
+        pb::RouteTarget::Sre => Route::Sre,
+        pb::RouteTarget::Unspecified => return None,
+    })
+}
+
+/// A wire `Outcome` (`None` for UNSPECIFIED or an unknown value).
+pub fn outcome_from_wire(o: i32) -> Option<Outcome> {
+    Some(match pb::Outcome::try_from(o).ok()? {
+        pb::Outcome::ReachedByPhone => Outcome::ReachedByPhone,
+        pb::Outcome::NoAnswer => Outcome::NoAnswer,
+        pb::Outcome::VisitedSafe => Outcome::VisitedSafe,
+        pb::Outcome::EmergencyDispatched => Outcome::EmergencyDispatched,
+        pb::Outcome::DoorOpened => Outcome::DoorOpened,
+        pb::Outcome::Hospitalised => Outcome::Hospitalised,
+        pb::Outcome::Deceased => Outcome::Deceased,
+        pb::Outcome::DeviceFault => Outcome::DeviceFault,
+        pb::Outcome::FalseAlarm => Outcome::FalseAlarm,
+        pb::Outcome::Recovered => Outcome::Recovered,
+        pb::Outcome::Unspecified => return None,
+    })
+}
+
+/// The display name of a wire enum value: its proto name without the
+/// enum's prefix (`STAGE_ATTENTION` → `ATTENTION`). For the enums the domain
+/// models too, this is the domain type's `name()`.
+pub trait WireName: Sized + TryFrom<i32> {
+    fn short_name(self) -> &'static str;
+
+    /// The name of a raw wire value, or `UNKNOWN(n)`.
+    fn name_of(v: i32) -> String {
+        match Self::try_from(v) {
+            Ok(e) => e.short_name().to_string(),
+            Err(_) => format!("UNKNOWN({v})"),
+        }
+    }
+}
+
+macro_rules! wire_names {
+    ($($t:ty => $prefix:literal),* $(,)?) => {$(
+        impl WireName for $t {
+            fn short_name(self) -> &'static str {
+                let n = self.as_str_name();
+                n.strip_prefix($prefix).unwrap_or(n)
+            }
+        }
+    )*};
+}
+
+wire_names!(
+    pb::IncidentKind => "INCIDENT_KIND_",
+    pb::Stage => "STAGE_",
+    pb::IncidentEventType => "INCIDENT_EVENT_TYPE_",
+    pb::IncidentState => "INCIDENT_STATE_",
+    pb::Outcome => "OUTCOME_",
+    pb::RouteTarget => "ROUTE_TARGET_",
+    pb::SuppressionCause => "SUPPRESSION_CAUSE_",
+);
+
+// ── domain → wire: events ───────────────────────────────────────────────
+
 /// The wire form of a household's event. `event_id` is deterministic
 /// (incident id + type + stage), so consumers can de-duplicate replays.
 pub fn incident_event(
@@ -450,6 +562,71 @@ mod tests {
             HouseholdConfig::try_from(&w).unwrap_err().field,
             "registered_at"
         );
+    }
+
+    #[test]
+    fn enums_round_trip_and_share_their_names() {
+        for k in [
+            IncidentKind::Inactivity,
+            IncidentKind::DeviceOffline,
+            IncidentKind::AreaOutage,
+            IncidentKind::PipelineStall,
+        ] {
+            assert_eq!(kind_from_wire(kind(k) as i32), Some(k));
+            assert_eq!(kind(k).short_name(), k.name());
+        }
+        for s in [
+            Stage::Normal,
+            Stage::Attention,
+            Stage::Caution,
+            Stage::Danger,
+        ] {
+            assert_eq!(stage_from_wire(stage(s) as i32), Some(s));
+            assert_eq!(stage(s).short_name(), s.name());
+        }
+        for e in [
+            EventType::Opened,
+            EventType::StageRaised,
+            EventType::Recovered,
+            EventType::Suppressed(SuppressionCause::Absence),
+            EventType::Suppressed(SuppressionCause::AreaOutage),
+            EventType::Suppressed(SuppressionCause::PipelineStall),
+        ] {
+            let (ty, cause) = event_type(e);
+            assert_eq!(event_type_from_wire(ty as i32, cause as i32), Some(e));
+            assert_eq!(ty.short_name(), e.name());
+        }
+        for o in [
+            Outcome::ReachedByPhone,
+            Outcome::NoAnswer,
+            Outcome::VisitedSafe,
+            Outcome::EmergencyDispatched,
+            Outcome::DoorOpened,
+            Outcome::Hospitalised,
+            Outcome::Deceased,
+            Outcome::DeviceFault,
+            Outcome::FalseAlarm,
+            Outcome::Recovered,
+        ] {
+            assert_eq!(outcome_from_wire(outcome(o) as i32), Some(o));
+            assert_eq!(outcome(o).short_name(), o.name());
+        }
+        let held = Route::Held {
+            until: Ts(1_700_000_000_000),
+        };
+        for r in [
+            Route::DongOffice,
+            Route::ControlCenter,
+            held,
+            Route::Maintenance,
+            Route::Sre,
+        ] {
+            assert_eq!(route_from_wire(&route(r)), Some(r));
+        }
+        assert_eq!(kind_from_wire(0), None);
+        assert_eq!(stage_from_wire(99), None);
+        assert_eq!(pb::IncidentState::name_of(99), "UNKNOWN(99)");
+        assert_eq!(pb::IncidentState::name_of(2), "ACKNOWLEDGED");
     }
 
     #[test]

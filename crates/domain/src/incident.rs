@@ -1,8 +1,21 @@
 //! Incidents: what the engine reports about a household, and how it ended.
 
-use crate::config::ActivityRule;
+use crate::named::Named;
 use crate::time::Ts;
 use serde::{Deserialize, Serialize};
+
+/// How power and light changes combine into activity (a household's
+/// configuration; every incident's reason names the rule it fired under).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ActivityRule {
+    /// Either signal changing is activity: quiet only while both are quiet.
+    #[default]
+    PowerOrLight,
+    /// Both signals must show activity: quiet as soon as either one is quiet.
+    PowerAndLight,
+    PowerOnly,
+    LightOnly,
+}
 
 /// What kind of trouble an incident is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -25,6 +38,19 @@ impl IncidentKind {
             IncidentKind::DeviceOffline => "OFF",
             IncidentKind::AreaOutage => "AREA",
             IncidentKind::PipelineStall => "STALL",
+        }
+    }
+    /// The display name (the wire enum's value without its prefix).
+    pub fn name(self) -> &'static str {
+        Named::name(self)
+    }
+    /// Words for a person reading a log or a summary.
+    pub fn describe(self) -> &'static str {
+        match self {
+            IncidentKind::Inactivity => "inactivity",
+            IncidentKind::DeviceOffline => "device offline",
+            IncidentKind::AreaOutage => "area outage",
+            IncidentKind::PipelineStall => "pipeline stall",
         }
     }
     pub fn from_code(s: &str) -> Option<Self> {
@@ -52,6 +78,10 @@ pub enum Stage {
 impl Stage {
     pub const WELFARE: [Stage; 3] = [Stage::Attention, Stage::Caution, Stage::Danger];
 
+    /// The display name (the wire enum's value without its prefix).
+    pub fn name(self) -> &'static str {
+        Named::name(self)
+    }
     pub fn korean(self) -> &'static str {
         match self {
             Stage::Normal => "정상",
@@ -86,6 +116,22 @@ pub enum EventType {
     /// Activity (or, for device-offline, readings) returned on its own.
     Recovered,
     Suppressed(SuppressionCause),
+}
+
+impl EventType {
+    /// The display name (the wire enum's value without its prefix).
+    pub fn name(self) -> &'static str {
+        match self {
+            EventType::Opened => "OPENED",
+            EventType::StageRaised => "STAGE_RAISED",
+            EventType::Recovered => "RECOVERED",
+            EventType::Suppressed(_) => "SUPPRESSED",
+        }
+    }
+    /// Whether the event ends the incident's episode.
+    pub fn closes(self) -> bool {
+        matches!(self, EventType::Recovered | EventType::Suppressed(_))
+    }
 }
 
 /// Why an incident fired.
@@ -143,6 +189,13 @@ pub enum Outcome {
     Recovered,
 }
 
+impl Outcome {
+    /// The display name (the wire enum's value without its prefix).
+    pub fn name(self) -> &'static str {
+        Named::name(self)
+    }
+}
+
 /// Who should look at an incident now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Route {
@@ -157,3 +210,55 @@ pub enum Route {
     /// A problem of the platform itself.
     Sre,
 }
+
+impl Route {
+    /// Words for a person reading a log or a summary.
+    pub fn describe(&self) -> String {
+        match self {
+            Route::DongOffice => "dong office".into(),
+            Route::ControlCenter => "control center".into(),
+            Route::Held { until } => format!("held until {until}"),
+            Route::Maintenance => "maintenance".into(),
+            Route::Sre => "SRE".into(),
+        }
+    }
+}
+
+/// Display names: the wire enums' values without their prefixes.
+macro_rules! named {
+    ($t:ident { $($v:ident => $n:literal),* $(,)? }) => {
+        impl Named for $t {
+            const ALL: &'static [Self] = &[$($t::$v),*];
+            fn name(self) -> &'static str {
+                match self { $($t::$v => $n),* }
+            }
+        }
+    };
+}
+
+named!(IncidentKind {
+    Inactivity => "INACTIVITY",
+    DeviceOffline => "DEVICE_OFFLINE",
+    AreaOutage => "AREA_OUTAGE",
+    PipelineStall => "PIPELINE_STALL",
+});
+
+named!(Stage {
+    Normal => "NORMAL",
+    Attention => "ATTENTION",
+    Caution => "CAUTION",
+    Danger => "DANGER",
+});
+
+named!(Outcome {
+    ReachedByPhone => "REACHED_BY_PHONE",
+    NoAnswer => "NO_ANSWER",
+    VisitedSafe => "VISITED_SAFE",
+    EmergencyDispatched => "EMERGENCY_DISPATCHED",
+    DoorOpened => "DOOR_OPENED",
+    Hospitalised => "HOSPITALISED",
+    Deceased => "DECEASED",
+    DeviceFault => "DEVICE_FAULT",
+    FalseAlarm => "FALSE_ALARM",
+    Recovered => "RECOVERED",
+});

@@ -3,14 +3,18 @@
 //! Owns:
 //! - [`time`]: [`Ts`], the platform's instant (milliseconds since the Unix epoch,
 //!   UTC) and conversions to Korean local time (Asia/Seoul);
+//! - [`clock`]: where "now" comes from ([`Clock`]: the wall clock, or a
+//!   manual one for simulations and tests);
 //! - [`ids`]: validated identifiers — household, device, 5-digit 시군구
 //!   municipality code, 10-digit 행정동 dong code, deterministic incident ids;
 //! - [`config`]: a household's monitoring configuration (thresholds, activity
 //!   rule, noise floors, offline limit, consent, absences, sleep window) and its
 //!   validation, which names the offending field;
-//! - [`incident`]: incident kinds, stages, reasons, events and outcomes;
+//! - [`incident`]: incident kinds, stages, reasons, events and outcomes, each
+//!   with one display name ([`named`]);
 //! - [`convert`]: the edge between the wire protocol (`dolbom-proto`) and these
-//!   types. Wire data is validated here, once, and never trusted further in.
+//!   types, both ways, and the display name of every wire enum. Wire data is
+//!   validated here, once, and never trusted further in.
 //!
 //! Data flow: a `dolbom.v1.HouseholdConfig` from the registry or the
 //! `care.households` changelog becomes a [`config::HouseholdConfig`] through
@@ -21,12 +25,15 @@
 //! Personal data (names, phone numbers, addresses) has no type in this crate on
 //! purpose: it never flows through the monitoring pipeline.
 
+pub mod clock;
 pub mod config;
 pub mod convert;
 pub mod ids;
 pub mod incident;
+pub mod named;
 pub mod time;
 
+pub use clock::{Clock, ManualClock, SharedClock, WallClock};
 pub use config::{
     Absence, AbsenceKind, ActivityRule, ConfigError, HouseholdConfig, NoiseFloors, SleepWindow,
     Thresholds,
@@ -36,4 +43,5 @@ pub use incident::{
     EventType, HouseholdEvent, IncidentKind, Outcome, Reason, ReasonCode, Route, Stage,
     SuppressionCause,
 };
-pub use time::{Ts, MINUTE_MS};
+pub use named::Named;
+pub use time::{Ts, DAY_MS, HOUR_MS, MINUTE_MS};

@@ -25,6 +25,14 @@ impl Ts {
     /// The latest representable instant; used as "no deadline".
     pub const MAX: Ts = Ts(i64::MAX / 4);
 
+    /// The wall clock now. Code that must be testable takes a
+    /// [`Clock`](crate::clock::Clock) instead of calling this.
+    pub fn now() -> Ts {
+        let d = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Ts(d.as_millis() as i64)
+    }
     pub const fn from_millis(ms: i64) -> Ts {
         Ts(ms)
     }

@@ -70,6 +70,18 @@ impl Purpose {
     }
 }
 
+impl dolbom_domain::Named for Purpose {
+    const ALL: &'static [Self] = &[
+        Purpose::Alert,
+        Purpose::StageRaised,
+        Purpose::Recovered,
+        Purpose::Notice,
+    ];
+    fn name(self) -> &'static str {
+        self.as_str()
+    }
+}
+
 /// One message to send to one tier over some channels.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Notice {

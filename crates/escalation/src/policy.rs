@@ -1,6 +1,7 @@
 //! Escalation policies: who is told, over which channels, how long to wait.
 
 use dolbom_domain::incident::Stage;
+use dolbom_domain::Named;
 use serde::{Deserialize, Serialize};
 
 /// Who is told. The first three are the welfare tiers a policy escalates
@@ -33,14 +34,20 @@ impl Tier {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "DONG_OFFICE" => Tier::DongOffice,
-            "CONTROL_CENTER" => Tier::ControlCenter,
-            "EMERGENCY" => Tier::Emergency,
-            "MAINTENANCE" => Tier::Maintenance,
-            "SRE" => Tier::Sre,
-            _ => return None,
-        })
+        Self::from_name(s)
+    }
+}
+
+impl Named for Tier {
+    const ALL: &'static [Self] = &[
+        Tier::DongOffice,
+        Tier::ControlCenter,
+        Tier::Emergency,
+        Tier::Maintenance,
+        Tier::Sre,
+    ];
+    fn name(self) -> &'static str {
+        self.as_str()
     }
 }
 
@@ -65,10 +72,21 @@ impl ChannelKind {
         }
     }
 
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::from_name(s)
+    }
+
     /// Push channels can fail; a step whose push channels all failed
     /// escalates without waiting for its acknowledgement timeout.
     pub fn is_push(self) -> bool {
         !matches!(self, ChannelKind::Watch)
+    }
+}
+
+impl Named for ChannelKind {
+    const ALL: &'static [Self] = &[ChannelKind::Sms, ChannelKind::Webhook, ChannelKind::Watch];
+    fn name(self) -> &'static str {
+        self.as_str()
     }
 }
 

@@ -1,14 +1,13 @@
 use super::*;
 use chrono::{Datelike, NaiveDate, Weekday};
-use dolbom_calendar::{HolidayCalendar, OfficeHours, Router};
+use dolbom_calendar::Router;
 use dolbom_domain::incident::{IncidentKind, Stage};
 use dolbom_domain::Ts;
 use proptest::prelude::*;
 use std::collections::HashSet;
-use std::sync::Arc;
 
 fn router() -> Router {
-    Router::new(Arc::new(HolidayCalendar::builtin()), OfficeHours::default())
+    Router::builtin()
 }
 
 fn kst(y: i32, m: u32, d: u32, h: u32, mi: u32) -> Ts {

@@ -9,14 +9,17 @@
 
 use crate::model::*;
 use crate::stats::{month_statistics, Month};
-use crate::{now_ms, HistoryStore};
+use crate::store::HistoryStore;
 use dolbom_proto::v1::{IncidentEvent, IncidentEventType, IncidentKind, Outcome, Stage};
 use dolbom_snapshots::ShardSnapshot;
 use prost_types::Timestamp;
 
 /// Runs every check against `store`, which was opened with `retention`.
 pub async fn run_all(store: &dyn HistoryStore, retention: Retention) {
-    let run = format!("{:x}", now_ms() ^ (std::process::id() as i64) << 20);
+    let run = format!(
+        "{:x}",
+        dolbom_domain::Ts::now().millis() ^ (std::process::id() as i64) << 20
+    );
     aggregates(store, &run).await;
     incidents_paging_and_filters(store, &run).await;
     timeline_and_incident_events(store, &run).await;
@@ -85,7 +88,7 @@ async fn write(store: &dyn HistoryStore, batch: WriteBatch, what: &str) {
 /// writing again changes nothing; ranges are `[from, to)`.
 pub async fn aggregates(store: &dyn HistoryStore, run: &str) {
     let h = format!("hh-agg-{run}");
-    let hour0 = Resolution::Hour.bucket_start(now_ms() - 2 * DAY_MS);
+    let hour0 = Resolution::Hour.bucket_start(dolbom_domain::Ts::now().millis() - 2 * DAY_MS);
     let minutes: Vec<Aggregate> = (0..120)
         .map(|i| minute(&h, hour0 + i64::from(i) * MINUTE_MS, i))
         .collect();
@@ -194,7 +197,7 @@ pub async fn aggregates(store: &dyn HistoryStore, run: &str) {
 /// filters by dong, household and kind; another municipality sees nothing.
 pub async fn incidents_paging_and_filters(store: &dyn HistoryStore, run: &str) {
     let (ma, mb) = (format!("A{run}"), format!("B{run}"));
-    let base = now_ms() - 5 * DAY_MS;
+    let base = dolbom_domain::Ts::now().millis() - 5 * DAY_MS;
     let mut all = Vec::new();
     for i in 0..37i64 {
         let dong = if i % 3 == 0 { "d1" } else { "d2" };
@@ -373,7 +376,7 @@ pub async fn timeline_and_incident_events(store: &dyn HistoryStore, run: &str) {
     let m = format!("T{run}");
     let h = format!("hh-tl-{run}");
     let inc = format!("inc-tl-{run}");
-    let t0 = now_ms() - 3 * DAY_MS;
+    let t0 = dolbom_domain::Ts::now().millis() - 3 * DAY_MS;
     let events = vec![
         event(
             &m,
@@ -450,7 +453,7 @@ pub async fn timeline_and_incident_events(store: &dyn HistoryStore, run: &str) {
 /// Monthly statistics equal the pure computation over the same events.
 pub async fn statistics(store: &dyn HistoryStore, run: &str) {
     let m = format!("S{run}");
-    let month = Month::of_ms(now_ms() - 40 * DAY_MS);
+    let month = Month::of_ms(dolbom_domain::Ts::now().millis() - 40 * DAY_MS);
     let t = month.start_ms() + 2 * HOUR_MS;
     let mut events = Vec::new();
     for i in 0..20i64 {
@@ -585,7 +588,7 @@ pub async fn snapshots(store: &dyn HistoryStore, run: &str) {
         readings_offset: 100 + n as i64,
         households_offset: 7,
         incidents_offset: 42,
-        taken_at_ms: now_ms(),
+        taken_at_ms: dolbom_domain::Ts::now().millis(),
         state: (0..n)
             .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
             .collect(),
@@ -639,7 +642,7 @@ pub async fn snapshots(store: &dyn HistoryStore, run: &str) {
 pub async fn escalation_and_audit(store: &dyn HistoryStore, run: &str) {
     let m = format!("E{run}");
     let inc = format!("inc-esc-{run}");
-    let t0 = now_ms() - DAY_MS;
+    let t0 = dolbom_domain::Ts::now().millis() - DAY_MS;
     let entries: Vec<EscalationEntry> = (0..6u32)
         .map(|i| EscalationEntry {
             incident_id: inc.clone(),
@@ -703,7 +706,7 @@ pub async fn escalation_and_audit(store: &dyn HistoryStore, run: &str) {
 /// Records older than their kind's retention are gone (by their own time)
 /// once retention is enforced; younger ones stay.
 pub async fn retention_by_record_time(store: &dyn HistoryStore, run: &str, retention: Retention) {
-    let now = now_ms();
+    let now = dolbom_domain::Ts::now().millis();
     let h = format!("hh-ret-{run}");
     let m = format!("R{run}");
     let old_minute = now - Retention::days_ms(retention.minute_days) - HOUR_MS;

@@ -11,9 +11,11 @@
 //! Schema versions are the files in `migrations/sqlite/`, applied in order
 //! inside a transaction and recorded in `PRAGMA user_version`.
 
+use crate::error::HistoryError;
 use crate::model::*;
-use crate::{now_ms, HistoryError, HistoryStore};
+use crate::store::HistoryStore;
 use async_trait::async_trait;
+use dolbom_domain::{SharedClock, WallClock};
 use dolbom_proto::v1::IncidentEvent;
 use dolbom_snapshots::ShardSnapshot;
 use prost::Message;
@@ -28,13 +30,9 @@ const MIGRATIONS: &[(u32, &str, &str)] = &[(
     include_str!("../migrations/sqlite/0001_init.sql"),
 )];
 
-/// What "now" is for retention: wall time in production, the simulated
-/// time in `standalone` and tests.
-pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
-
 struct Inner {
     path: PathBuf,
-    clock: Clock,
+    clock: SharedClock,
     writer: Mutex<Connection>,
     reader: Mutex<Connection>,
     retention: Retention,
@@ -71,14 +69,14 @@ impl EmbeddedStore {
     /// Opens (creating if needed) the store `history.sqlite` in `dir` and
     /// applies pending migrations.
     pub fn open_dir(dir: impl AsRef<Path>, retention: Retention) -> Result<Self, HistoryError> {
-        Self::open_dir_with_clock(dir, retention, Arc::new(now_ms))
+        Self::open_dir_with_clock(dir, retention, WallClock::shared())
     }
 
     /// [`EmbeddedStore::open_dir`] with the clock retention is measured against.
     pub fn open_dir_with_clock(
         dir: impl AsRef<Path>,
         retention: Retention,
-        clock: Clock,
+        clock: SharedClock,
     ) -> Result<Self, HistoryError> {
         let dir = dir.as_ref();
         std::fs::create_dir_all(dir).map_err(|source| HistoryError::Io {
@@ -90,14 +88,14 @@ impl EmbeddedStore {
 
     /// Opens (creating if needed) the store file and applies pending migrations.
     pub fn open(path: impl AsRef<Path>, retention: Retention) -> Result<Self, HistoryError> {
-        Self::open_with_clock(path, retention, Arc::new(now_ms))
+        Self::open_with_clock(path, retention, WallClock::shared())
     }
 
     /// [`EmbeddedStore::open`] with the clock retention is measured against.
     pub fn open_with_clock(
         path: impl AsRef<Path>,
         retention: Retention,
-        clock: Clock,
+        clock: SharedClock,
     ) -> Result<Self, HistoryError> {
         retention.validate()?;
         let path = path.as_ref().to_path_buf();
@@ -137,7 +135,7 @@ impl EmbeddedStore {
 
     /// [`HistoryStore::write`], on the calling thread.
     pub fn write_blocking(&self, batch: &WriteBatch) -> Result<(), HistoryError> {
-        write(&self.inner, batch, (self.inner.clock)())
+        write(&self.inner, batch, self.inner.clock.now().millis())
     }
 
     /// [`HistoryStore::put_snapshot`], on the calling thread.
@@ -426,7 +424,7 @@ impl HistoryStore for EmbeddedStore {
             return Ok(());
         }
         let batch = batch.clone();
-        self.blocking(move |inner| write(inner, &batch, (inner.clock)()))
+        self.blocking(move |inner| write(inner, &batch, inner.clock.now().millis()))
             .await
     }
 

@@ -1,4 +1,4 @@
-//! What the history keeps: the records written to a [`crate::HistoryStore`]
+//! What the history keeps: the records written to a [`crate::store::HistoryStore`]
 //! and the shapes its queries return.
 //!
 //! Nothing here holds personal data. Households are pseudonymous ids; audit
@@ -406,16 +406,16 @@ impl IncidentQuery {
 
     /// The query's start position: `(at_ms, event_id)` strictly after which
     /// events are returned, or the inclusive `from_ms`.
-    pub fn start(&self) -> Result<(i64, Option<String>), crate::HistoryError> {
+    pub fn start(&self) -> Result<(i64, Option<String>), crate::error::HistoryError> {
         match &self.page_token {
             None => Ok((self.from_ms, None)),
             Some(t) => {
                 let (at, id) = t
                     .split_once(':')
-                    .ok_or_else(|| crate::HistoryError::Invalid("page_token".into()))?;
+                    .ok_or_else(|| crate::error::HistoryError::Invalid("page_token".into()))?;
                 let at: i64 = at
                     .parse()
-                    .map_err(|_| crate::HistoryError::Invalid("page_token".into()))?;
+                    .map_err(|_| crate::error::HistoryError::Invalid("page_token".into()))?;
                 Ok((at, Some(id.to_string())))
             }
         }
@@ -430,9 +430,11 @@ impl IncidentQuery {
             && self.kind.is_none_or(|k| e.kind == k)
     }
 
-    pub fn validate(&self) -> Result<(), crate::HistoryError> {
+    pub fn validate(&self) -> Result<(), crate::error::HistoryError> {
         if self.municipality_code.is_empty() {
-            return Err(crate::HistoryError::Invalid("municipality_code".into()));
+            return Err(crate::error::HistoryError::Invalid(
+                "municipality_code".into(),
+            ));
         }
         validate_range(self.from_ms, self.to_ms)?;
         self.start().map(|_| ())
@@ -441,9 +443,9 @@ impl IncidentQuery {
 
 /// Every time-range query (`[from_ms, to_ms)`) must end after it starts and
 /// span at most [`MAX_QUERY_RANGE_MS`]; both stores check it the same way.
-pub fn validate_range(from_ms: i64, to_ms: i64) -> Result<(), crate::HistoryError> {
+pub fn validate_range(from_ms: i64, to_ms: i64) -> Result<(), crate::error::HistoryError> {
     if to_ms <= from_ms || to_ms - from_ms > MAX_QUERY_RANGE_MS {
-        return Err(crate::HistoryError::Invalid(
+        return Err(crate::error::HistoryError::Invalid(
             "time range (to must be after from, at most 400 days)".into(),
         ));
     }
@@ -488,7 +490,7 @@ impl Default for Retention {
 }
 
 impl Retention {
-    pub fn validate(&self) -> Result<(), crate::HistoryError> {
+    pub fn validate(&self) -> Result<(), crate::error::HistoryError> {
         for (name, v) in [
             ("retention.minute_days", self.minute_days),
             ("retention.hour_days", self.hour_days),
@@ -499,7 +501,7 @@ impl Retention {
         ] {
             // ScyllaDB's TTL limit is 20 years.
             if v == 0 || v > 20 * 365 {
-                return Err(crate::HistoryError::Invalid(format!(
+                return Err(crate::error::HistoryError::Invalid(format!(
                     "{name} must be between 1 and 7300 days"
                 )));
             }

@@ -25,8 +25,9 @@
 //! measured from the record's own time (rows already past it are not written),
 //! so ScyllaDB expires exactly what the embedded store deletes.
 
+use crate::error::HistoryError;
 use crate::model::*;
-use crate::{now_ms, HistoryError, HistoryStore};
+use crate::store::HistoryStore;
 use async_trait::async_trait;
 use chrono::{Datelike, TimeZone, Utc};
 use dolbom_proto::v1::IncidentEvent;
@@ -654,7 +655,7 @@ impl HistoryStore for ScyllaStore {
     }
 
     async fn write(&self, batch: &WriteBatch) -> Result<(), HistoryError> {
-        let now = now_ms();
+        let now = dolbom_domain::Ts::now().millis();
         let r = self.retention;
         let aggregates: Vec<&Aggregate> = batch.aggregates.iter().collect();
         self.write_aggregates(&aggregates, now).await?;
@@ -772,7 +773,9 @@ impl HistoryStore for ScyllaStore {
             .into_iter()
             .next();
         // Monotonic per partition: never collides with the previous id.
-        let id = previous.map_or(0, |p| p.0 + 1).max(now_ms() * 1000);
+        let id = previous
+            .map_or(0, |p| p.0 + 1)
+            .max(dolbom_domain::Ts::now().millis() * 1000);
         let chunks: Vec<&[u8]> = s.state.chunks(SNAPSHOT_CHUNK).collect();
         let futs: Vec<BoxFuture<'_, Result<(), HistoryError>>> = chunks
             .iter()

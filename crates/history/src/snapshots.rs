@@ -3,7 +3,7 @@
 //! The monitor calls the snapshot store on blocking threads; this adapter runs
 //! the store's async calls to completion on the given tokio runtime.
 
-use crate::HistoryStore;
+use crate::store::HistoryStore;
 use dolbom_snapshots::{ShardSnapshot, SnapshotStore, SnapshotStoreError};
 use std::sync::Arc;
 
@@ -21,18 +21,18 @@ impl HistorySnapshots {
     }
 }
 
-fn backend(e: crate::HistoryError) -> SnapshotStoreError {
+fn backend(e: crate::error::HistoryError) -> SnapshotStoreError {
     SnapshotStoreError::Backend(e.to_string())
 }
 
 /// Runs a snapshot put, recording how long it took.
 fn timed_put(
     backend_name: &'static str,
-    put: impl FnOnce() -> Result<(), crate::HistoryError>,
+    put: impl FnOnce() -> Result<(), crate::error::HistoryError>,
 ) -> Result<(), SnapshotStoreError> {
     let timer = std::time::Instant::now();
     let result = put().map_err(backend);
-    metrics::histogram!("dolbom_history_snapshot_put_seconds", "backend" => backend_name)
+    metrics::histogram!(crate::metrics::SNAPSHOT_PUT_SECONDS, "backend" => backend_name)
         .record(timer.elapsed().as_secs_f64());
     result
 }

@@ -16,8 +16,10 @@
 //! `dolbom_history_records_written_total{kind}`,
 //! `dolbom_history_refused_total{kind}`, `dolbom_history_batch_seconds`.
 
+use crate::error::HistoryError;
+use crate::metrics as m;
 use crate::model::{Record, WriteBatch};
-use crate::{HistoryError, HistoryStore};
+use crate::store::HistoryStore;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -118,7 +120,7 @@ impl HistoryWriter {
             behind_at: ((opts.capacity as f64) * opts.behind_fraction).ceil() as usize,
             backend,
         };
-        metrics::gauge!("dolbom_history_store_up", "backend" => backend).set(1.0);
+        metrics::gauge!(m::STORE_UP, "backend" => backend).set(1.0);
         let task = tokio::spawn(run(store, opts, rx, counters, writer.behind_at));
         (writer, task)
     }
@@ -126,7 +128,7 @@ impl HistoryWriter {
     fn queued_one(&self) {
         let depth = self.counters.queued.fetch_add(1, Ordering::Relaxed) + 1;
         if depth == self.behind_at {
-            metrics::gauge!("dolbom_history_behind", "backend" => self.backend).set(1.0);
+            metrics::gauge!(m::BEHIND, "backend" => self.backend).set(1.0);
             tracing::warn!(
                 depth,
                 capacity = self.capacity,
@@ -177,7 +179,7 @@ impl HistoryWriter {
         let kind = record.kind();
         let Ok(permit) = self.tx.try_reserve() else {
             self.counters.refused.fetch_add(1, Ordering::Relaxed);
-            metrics::counter!("dolbom_history_refused_total", "kind" => kind).increment(1);
+            metrics::counter!(m::REFUSED, "kind" => kind).increment(1);
             return false;
         };
         self.queued_one();
@@ -265,14 +267,13 @@ async fn run(
             write_until_accepted(&*store, &batch, &opts, &counters, backend).await;
             counters.written.fetch_add(n as u64, Ordering::Relaxed);
             for (kind, count) in kinds {
-                metrics::counter!("dolbom_history_records_written_total", "kind" => kind)
-                    .increment(count);
+                metrics::counter!(m::RECORDS_WRITTEN, "kind" => kind).increment(count);
             }
             let before = counters.queued.fetch_sub(n, Ordering::Relaxed);
             let depth = before - n;
-            metrics::gauge!("dolbom_history_queue_depth", "backend" => backend).set(depth as f64);
+            metrics::gauge!(m::QUEUE_DEPTH, "backend" => backend).set(depth as f64);
             if before >= behind_at && depth < behind_at {
-                metrics::gauge!("dolbom_history_behind", "backend" => backend).set(0.0);
+                metrics::gauge!(m::BEHIND, "backend" => backend).set(0.0);
                 tracing::info!(depth, "history store caught up");
             }
         }
@@ -295,10 +296,10 @@ async fn write_until_accepted(
         let started = Instant::now();
         match store.write(batch).await {
             Ok(()) => {
-                metrics::histogram!("dolbom_history_batch_seconds", "backend" => backend)
+                metrics::histogram!(m::BATCH_SECONDS, "backend" => backend)
                     .record(started.elapsed().as_secs_f64());
                 if counters.store_down.swap(false, Ordering::Relaxed) {
-                    metrics::gauge!("dolbom_history_store_up", "backend" => backend).set(1.0);
+                    metrics::gauge!(m::STORE_UP, "backend" => backend).set(1.0);
                     tracing::info!(attempt, "history store accepts writes again");
                 }
                 return;
@@ -306,10 +307,9 @@ async fn write_until_accepted(
             Err(e) => {
                 attempt += 1;
                 counters.failures.fetch_add(1, Ordering::Relaxed);
-                metrics::counter!("dolbom_history_write_failures_total", "backend" => backend)
-                    .increment(1);
+                metrics::counter!(m::WRITE_FAILURES, "backend" => backend).increment(1);
                 if !counters.store_down.swap(true, Ordering::Relaxed) {
-                    metrics::gauge!("dolbom_history_store_up", "backend" => backend).set(0.0);
+                    metrics::gauge!(m::STORE_UP, "backend" => backend).set(0.0);
                 }
                 tracing::warn!(
                     error = %e,

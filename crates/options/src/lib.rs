@@ -4,16 +4,20 @@
 //! then a TOML file (if one is given) overrides it, then `DOLBOM_*`
 //! environment variables (nested fields with `__`, e.g.
 //! `DOLBOM_SHARD__CLOCK=event`), then the command-line flags that were set.
-//! Validation stays with each service's options type.
+//! Each service's options type implements [`Options`]: its own validation,
+//! and [`Options::load`], the one "layer, then validate" every command uses.
+//! [`ServiceFlags`] are the flags the Kafka services share, and
+//! [`OptionsError`] the error of options that name no error of their own.
 //!
-//! Data flow: `main` parses flags → `layered::<ServiceOptions>(file, flags)`
-//! → the service validates → `run(options, shutdown)`.
+//! Data flow: `main` parses flags → `ServiceOptions::load(file, flags)`
+//! (layered, then validated) → `run(options, shutdown)`.
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::path::Path;
+use std::path::PathBuf;
 
 /// Options that cannot be read (a missing or malformed file, a wrongly typed
 /// variable or flag); the message names the key and where it came from.
@@ -35,4 +39,58 @@ where
         .merge(Serialized::defaults(flags))
         .extract()
         .map_err(|e| LayerError(Box::new(e)))
+}
+
+/// Options that cannot be used: unreadable, or invalid (naming the option).
+#[derive(Debug, thiserror::Error)]
+pub enum OptionsError {
+    #[error("configuration: {0}")]
+    Figment(#[from] LayerError),
+    #[error("invalid option {field}: {problem}")]
+    Invalid {
+        field: &'static str,
+        problem: String,
+    },
+}
+
+impl OptionsError {
+    pub fn invalid(field: &'static str, problem: impl ToString) -> Self {
+        OptionsError::Invalid {
+            field,
+            problem: problem.to_string(),
+        }
+    }
+}
+
+/// Flags every Kafka service takes (flattened into its own flags): its
+/// TOML file, the brokers, and where its metrics are served.
+#[derive(clap::Args, Serialize, Default, Debug)]
+pub struct ServiceFlags {
+    /// TOML file with the service's options.
+    #[arg(long)]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Kafka bootstrap servers.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub brokers: Option<String>,
+    /// Serve Prometheus metrics on this address, e.g. 127.0.0.1:9464.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<String>,
+}
+
+/// A service's options: layered with [`layered`], then validated.
+pub trait Options: Default + Serialize + DeserializeOwned {
+    type Error: From<LayerError>;
+
+    /// Checks values the types cannot; the error names the option.
+    fn validate(&self) -> Result<(), Self::Error>;
+
+    /// Defaults → TOML `file` → `DOLBOM_*` environment → `flags`, validated.
+    fn load(file: Option<&Path>, flags: impl Serialize) -> Result<Self, Self::Error> {
+        let options: Self = layered(file, flags)?;
+        options.validate()?;
+        Ok(options)
+    }
 }

@@ -1,15 +1,13 @@
 use super::*;
-use dolbom_calendar::{HolidayCalendar, OfficeHours};
 use dolbom_domain::time::HOUR_MS;
 use dolbom_domain::DeviceId;
 use proptest::prelude::*;
-use std::sync::Arc;
 
 const T0: Ts = Ts(1_767_225_600_000); // 2026-01-01T00:00:00Z
 const WALL0: Ts = Ts(1_000_000_000_000);
 
 fn router() -> Router {
-    Router::new(Arc::new(HolidayCalendar::builtin()), OfficeHours::default())
+    Router::builtin()
 }
 
 fn opts() -> ShardOptions {

@@ -9,13 +9,18 @@
 //! something is switched. A chosen few households go quiet, go offline, or
 //! spend time in hospital (a registered absence) at known times;
 //! [`Town::truth`] says who and when, and [`Town::observed`] what their plugs
-//! last showed before (the quiet clock's start), so a run can be checked.
+//! last showed before (the quiet clock's start); [`Town::ground_truth`] turns
+//! both into every deadline the platform must meet, and [`truth::check`]
+//! judges a run's incident events against it.
 //!
 //! Data flow: a runner asks [`Town::readings_at`] for each simulated minute and
 //! feeds the readings to the engine directly ([`TownReading::reading`]) or, as
 //! plugs publish them ([`Town::wire_reading`], [`Town::into_wire`]), onto the
 //! standalone in-process bus, the load tests' plug simulator, or Kafka
-//! (`plug-sim`). Everything is deterministic for a given seed.
+//! (`plug-sim`); the incident events that come back are checked with
+//! [`truth::check`]. Everything is deterministic for a given seed.
+
+pub mod truth;
 
 use dolbom_domain::config::{Absence, AbsenceKind, HouseholdConfig, SleepWindow};
 use dolbom_domain::{DeviceId, DongCode, HouseholdId, MunicipalityCode, Ts, MINUTE_MS};
@@ -341,6 +346,55 @@ impl Town {
     }
 
     /// Who deviates from the routine, and when.
+    /// The ground truth of a run that ended at `end`: every scripted
+    /// household with the deadlines its plugs' own readings imply (no
+    /// blackouts or stalls: a runner that makes those adds them).
+    pub fn ground_truth(&self, start: Ts, end: Ts, seed: u64) -> truth::GroundTruth {
+        use truth::{ScriptKind, ScriptedHousehold};
+        let far = i64::MAX / 4;
+        let scripted = self
+            .truth
+            .iter()
+            .map(|tr| {
+                let i = self.index_of(&tr.household).expect("scripted household");
+                let cfg = self.config(i);
+                let seen = self.observed(i);
+                let (kind, from, until) = match &tr.script {
+                    Scripted::Quiet { at, resumes } => (ScriptKind::Quiet, *at, *resumes),
+                    Scripted::Offline { at, back } => (ScriptKind::Offline, *at, *back),
+                    Scripted::Hospital { from, to } => (ScriptKind::Hospital, *from, Some(*to)),
+                };
+                ScriptedHousehold {
+                    household: tr.household.to_string(),
+                    kind,
+                    from_ms: from.millis(),
+                    until_ms: until.map(|t| t.millis()),
+                    quiet_since_ms: seen.quiet_since.map(|t| t.millis()),
+                    last_reading_ms: seen.last_reading.map(|t| t.millis()),
+                    resumed_at_ms: seen.resumed_at.map(|t| t.millis()),
+                    deadlines_ms: seen
+                        .quiet_since
+                        .map_or([far; 3], |q| truth::stage_deadlines(cfg, q)),
+                    offline_due_ms: (kind == ScriptKind::Offline)
+                        .then(|| {
+                            seen.last_reading
+                                .map(|r| r.plus_ms(cfg.offline_after_ms()).millis())
+                        })
+                        .flatten(),
+                }
+            })
+            .collect();
+        truth::GroundTruth {
+            start_ms: start.millis(),
+            end_ms: end.millis(),
+            households: self.len(),
+            seed,
+            scripted,
+            blackouts: Vec::new(),
+            stalls: Vec::new(),
+        }
+    }
+
     pub fn truth(&self) -> &[Truth] {
         &self.truth
     }

@@ -38,7 +38,7 @@ async fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let store = EmbeddedStore::open_dir(dir.path(), Retention::default())?;
     let (writer, task) = HistoryWriter::spawn(Arc::new(store.clone()), WriterOptions::default());
-    let now = dolbom_history::now_ms();
+    let now = dolbom_domain::Ts::now().millis();
     let hour0 = Resolution::Hour.bucket_start(now - 2 * 24 * HOUR_MS);
     let ids: Vec<String> = (0..households).map(|h| format!("hh-{h:07}")).collect();
 

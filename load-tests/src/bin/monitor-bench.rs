@@ -22,12 +22,12 @@
 //!    `care.incidents` − its `due_at` (and, inside the monitor, its
 //!    `emitted_at` − `due_at`).
 
+use dolbom_kafka::KafkaOptions;
 use dolbom_load_tests::counter;
 use dolbom_monitor::{MonitorOptions, Topics};
 use dolbom_proto::v1 as pb;
 use dolbom_shard::ClockMode;
 use prost::Message as _;
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
@@ -48,7 +48,7 @@ fn topics(prefix: &str) -> Topics {
 
 fn options(brokers: &str, prefix: &str, clock: ClockMode, dir: &std::path::Path) -> MonitorOptions {
     let mut o = MonitorOptions {
-        brokers: brokers.into(),
+        kafka: KafkaOptions::brokers(brokers),
         group_id: format!("{prefix}-monitor"),
         topics: topics(prefix),
         partitions: PARTITIONS,
@@ -63,12 +63,9 @@ fn options(brokers: &str, prefix: &str, clock: ClockMode, dir: &std::path::Path)
 }
 
 fn producer(brokers: &str) -> anyhow::Result<FutureProducer> {
-    Ok(ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("linger.ms", "20")
-        .set("batch.num.messages", "10000")
-        .set("queue.buffering.max.messages", "1000000")
-        .create()?)
+    Ok(dolbom_load_tests::bulk_producer(&KafkaOptions::brokers(
+        brokers,
+    ))?)
 }
 
 /// `attention_minutes` 0 = platform defaults; otherwise the offline limit is
@@ -218,14 +215,13 @@ async fn throughput(
     // ingest loop does. Same consumer settings as the monitor's.
     let mut bare_rate = 0.0f64;
     for batched in [false, true] {
-        let bare: StreamConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &brokers)
-            .set("group.id", format!("{prefix}-bare-{batched}"))
-            .set("auto.offset.reset", "earliest")
-            .set("enable.auto.commit", "false")
-            // The monitor's group consumer settings, so only the loop differs.
-            .set("partition.assignment.strategy", "cooperative-sticky")
-            .set("fetch.wait.max.ms", "50")
+        // The monitor's group consumer settings, so only the loop differs.
+        let bare: StreamConsumer = KafkaOptions::brokers(&brokers)
+            .group_consumer(
+                "dolbom-bench",
+                &format!("{prefix}-bare-{batched}"),
+                "cooperative-sticky",
+            )
             .create()?;
         bare.subscribe(&[t.readings.as_str()])?;
         let mut n = 0usize;
@@ -305,7 +301,7 @@ async fn latency(
     let token = CancellationToken::new();
     let mon = tokio::spawn(dolbom_monitor::run(opts.clone(), token.clone()));
     tokio::time::sleep(Duration::from_secs(8)).await; // group join + restore
-    let now_ms = || dolbom_monitor::wall_now().millis();
+    let now_ms = || dolbom_domain::Ts::now().millis();
     let clocks: Vec<String> = (0..PARTITIONS).map(|p| format!("clock-{p}")).collect();
     let prod = producer(&brokers)?;
     for (part, id) in clocks.iter().enumerate() {
@@ -342,7 +338,7 @@ async fn latency(
                         let r = pb::PlugReading {
                             device_id: format!("{id}-plug"),
                             household_id: id.clone(),
-                            observed_at_ms: dolbom_monitor::wall_now().millis(),
+                            observed_at_ms: dolbom_domain::Ts::now().millis(),
                             watts: Some(2.0),
                             lux: Some(5.0),
                             sequence: seq,
@@ -362,7 +358,7 @@ async fn latency(
                     let r = pb::PlugReading {
                         device_id: format!("{id}-plug"),
                         household_id: id.clone(),
-                        observed_at_ms: dolbom_monitor::wall_now().millis(),
+                        observed_at_ms: dolbom_domain::Ts::now().millis(),
                         watts: Some(if seq.is_multiple_of(2) { 200.0 } else { 3.0 }),
                         lux: Some(50.0),
                         sequence: seq,
@@ -375,10 +371,12 @@ async fn latency(
             }
         })
     };
-    let reader: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .set("group.id", format!("{prefix}-reader"))
-        .set("auto.offset.reset", "earliest")
+    let reader: StreamConsumer = KafkaOptions::brokers(&brokers)
+        .group_consumer(
+            "dolbom-bench",
+            &format!("{prefix}-reader"),
+            "cooperative-sticky",
+        )
         .set("fetch.wait.max.ms", "10")
         .create()?;
     reader.subscribe(&[t.incidents.as_str()])?;
@@ -397,7 +395,7 @@ async fn latency(
                 let due = ev
                     .due_at
                     .map_or(0, |d| d.seconds * 1000 + d.nanos as i64 / 1_000_000);
-                lat.push((dolbom_monitor::wall_now().millis() - due) as f64 / 1000.0);
+                lat.push((dolbom_domain::Ts::now().millis() - due) as f64 / 1000.0);
                 let emitted = ev
                     .emitted_at
                     .map_or(0, |d| d.seconds * 1000 + d.nanos as i64 / 1_000_000);

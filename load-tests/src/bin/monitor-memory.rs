@@ -8,12 +8,11 @@
 //! one reading so its plug state exists, and prints resident bytes per
 //! household. Target (DESIGN.md): ≤ 400 B at 10 M households.
 
-use dolbom_calendar::{HolidayCalendar, OfficeHours, Router};
+use dolbom_calendar::Router;
 use dolbom_domain::{DeviceId, DongCode, HouseholdConfig, HouseholdId, MunicipalityCode, Ts};
 use dolbom_load_tests::resident_bytes;
 use dolbom_proto::v1 as pb;
 use dolbom_shard::{Shard, ShardOptions};
-use std::sync::Arc;
 use std::time::Instant;
 
 fn main() -> anyhow::Result<()> {
@@ -25,7 +24,7 @@ fn main() -> anyhow::Result<()> {
         .unwrap_or(1_000_000);
     let shards: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(12);
     let t0 = Ts(1_767_225_600_000);
-    let router = Router::new(Arc::new(HolidayCalendar::builtin()), OfficeHours::default());
+    let router = Router::builtin();
     let muni = MunicipalityCode::new("11110")?;
     let dongs: Vec<DongCode> = (0..200)
         .map(|d| DongCode::new(&format!("11110{:05}", 51000 + d), muni))

@@ -16,13 +16,13 @@
 
 use clap::Parser;
 use dolbom_domain::{Ts, MINUTE_MS};
+use dolbom_kafka::KafkaOptions;
 use dolbom_load_tests::produce;
 use dolbom_load_tests::sim::{PlugSim, SimSpec, Slice};
 use dolbom_proto::v1 as pb;
 use dolbom_town::{Reporting, TownSpec};
 use prost::Message as _;
-use rdkafka::config::ClientConfig;
-use rdkafka::producer::{FutureProducer, Producer};
+use rdkafka::producer::Producer;
 use std::time::{Duration, Instant};
 
 #[derive(Parser, Debug)]
@@ -111,12 +111,7 @@ async fn main() -> anyhow::Result<()> {
         slice_ms: 1000,
         thresholds: None,
     });
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &a.brokers)
-        .set("enable.idempotence", "true")
-        .set("linger.ms", "10")
-        .set("queue.buffering.max.messages", "1000000")
-        .create()?;
+    let producer = dolbom_load_tests::bulk_producer(&KafkaOptions::brokers(&a.brokers))?;
     let send = |topic: &str, key: &str, payload: &[u8]| produce(&producer, topic, key, payload);
     for cfg in sim.configs() {
         let wire = pb::HouseholdConfig::from(cfg).encode_to_vec();

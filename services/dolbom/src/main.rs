@@ -10,15 +10,15 @@
 //!   mints bearer tokens for municipalities and operators (`dolbom-auth`).
 //! - `dolbom holidays YEAR` prints Korean public holidays (see `dolbom-calendar`).
 //!
-//! This file only parses flags, sets up logging and signal handling, and hands
-//! over; the services own their logic.
+//! This file only dispatches: each service's flags live beside its options
+//! and are layered over them (`dolbom_options::Options::load`); logging and
+//! signal handling are set up here, and the services own their logic.
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
-use dolbom_calendar::HolidayCalendar;
-use dolbom_standalone::StandaloneOptions;
-use serde::Serialize;
+use clap::{Parser, Subcommand};
+use dolbom_options::Options;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -35,15 +35,15 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the whole platform in one process with a simulated town of plugs.
-    Standalone(StandaloneFlags),
+    Standalone(dolbom_standalone::StandaloneFlags),
     /// Run the monitor service: households as sharded actors over Kafka.
-    Monitor(MonitorFlags),
+    Monitor(dolbom_monitor::MonitorFlags),
     /// Run the history ingest: readings and incidents from Kafka into the
     /// history store (embedded SQLite or ScyllaDB).
-    History(HistoryFlags),
+    History(dolbom_history_ingest::HistoryFlags),
     /// Run the notification service: the municipality gRPC API, escalation
     /// engine and delivery channels, over Kafka.
-    Notify(NotifyFlags),
+    Notify(dolbom_notify::NotifyFlags),
     /// Make signing keys and mint bearer tokens for the gRPC API.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -89,188 +89,9 @@ enum TokenCommand {
     },
 }
 
-#[derive(Args, Serialize)]
-struct NotifyFlags {
-    /// TOML file with notify options.
-    #[arg(long)]
-    #[serde(skip)]
-    config: Option<PathBuf>,
-    /// gRPC listen address.
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    listen: Option<String>,
-    /// Kafka bootstrap servers.
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    brokers: Option<String>,
-    /// Directory of notify.sqlite, the contact key and the embedded history.
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    data_dir: Option<PathBuf>,
-    /// File of token verification keys (`kid:base64` per line).
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    public_keys_file: Option<PathBuf>,
-    /// Create the contact encryption key if it is missing.
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    create_contact_key: Option<bool>,
-    /// Serve Prometheus metrics here, e.g. 127.0.0.1:9466.
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    metrics_listen: Option<String>,
-}
-
-/// Flags override `DOLBOM_*` environment variables, which override the TOML
-/// file, which overrides the defaults.
-#[derive(Args, Serialize)]
-struct StandaloneFlags {
-    /// TOML file with options.
-    #[arg(long)]
-    #[serde(skip)]
-    config: Option<PathBuf>,
-    /// Print the summary as JSON.
-    #[arg(long)]
-    #[serde(skip)]
-    json: bool,
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    households: Option<usize>,
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    quiet: Option<usize>,
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    offline: Option<usize>,
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    hospital: Option<usize>,
-    /// Simulated hours to run.
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    sim_hours: Option<u32>,
-    /// Simulated seconds per real second (0 = as fast as possible).
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    speed: Option<u32>,
-    /// Simulation start, RFC 3339.
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    start: Option<String>,
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    seed: Option<u64>,
-    /// Extra holidays TOML.
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    holidays_file: Option<PathBuf>,
-    /// History store directory (default ./dolbom-data; "" keeps no history).
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    data_dir: Option<PathBuf>,
-    /// The municipality gRPC API's address (default 127.0.0.1:50051; "" = off).
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    grpc_listen: Option<String>,
-    /// Keep the gRPC API up after the simulation ends, until Ctrl-C.
-    #[arg(long)]
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    serve: bool,
-}
-
-#[derive(Args, Serialize)]
-struct HistoryFlags {
-    /// TOML file with history options.
-    #[arg(long)]
-    #[serde(skip)]
-    config: Option<PathBuf>,
-    /// Kafka bootstrap servers.
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    brokers: Option<String>,
-    /// Consumer group of the history ingest.
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    group_id: Option<String>,
-    /// `embedded` (SQLite in --data-dir) or `scylla` (see scylla.* options).
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    store: Option<String>,
-    /// Directory of the embedded store.
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    data_dir: Option<PathBuf>,
-    /// Serve Prometheus metrics here, e.g. 127.0.0.1:9465.
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    metrics_listen: Option<String>,
-}
-
-#[derive(Args, Serialize)]
-struct MonitorFlags {
-    /// TOML file with monitor options.
-    #[arg(long)]
-    #[serde(skip)]
-    config: Option<PathBuf>,
-    /// Kafka bootstrap servers.
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    brokers: Option<String>,
-    /// Consumer group shared by all monitor instances.
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    group_id: Option<String>,
-    /// Static membership id (group.instance.id).
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    instance_id: Option<String>,
-    /// Partitions for topics created by this service.
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    partitions: Option<i32>,
-    /// Where shard snapshots are kept: embedded (default), scylla or file.
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    snapshot_store: Option<String>,
-    /// Directory of the embedded or file snapshot store.
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    snapshot_dir: Option<PathBuf>,
-    /// Seconds between snapshots (and offset commits) of each shard.
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    snapshot_interval_secs: Option<u64>,
-    /// Serve Prometheus metrics here, e.g. 127.0.0.1:9464.
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    metrics_listen: Option<String>,
-    /// Extra election/temporary holidays, TOML (see crates/calendar/data).
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    holidays_file: Option<PathBuf>,
-    #[command(flatten)]
-    #[serde(skip_serializing_if = "ShardFlags::is_empty")]
-    shard: ShardFlags,
-}
-
-#[derive(Args, Serialize, Default, PartialEq)]
-struct ShardFlags {
-    /// `wall` (production) or `event` (replays, simulations, tests).
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    clock: Option<String>,
-    /// Wall milliseconds without input before a partition counts as stalled.
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    stall_after_ms: Option<i64>,
-}
-
-impl ShardFlags {
-    fn is_empty(&self) -> bool {
-        *self == ShardFlags::default()
-    }
-}
-
+/// Cancelled on SIGINT or SIGTERM. A drain that cannot finish (e.g. the
+/// broker is gone) must not keep the process alive: what was not
+/// snapshotted is replayed anyway.
 fn shutdown_on_signals() -> CancellationToken {
     let token = CancellationToken::new();
     let t = token.clone();
@@ -285,8 +106,6 @@ fn shutdown_on_signals() -> CancellationToken {
         let _ = ctrl_c.await;
         tracing::info!("shutdown requested; draining");
         t.cancel();
-        // A drain that cannot finish (e.g. the broker is gone) must not keep
-        // the process alive: what was not snapshotted is replayed anyway.
         std::thread::spawn(|| {
             std::thread::sleep(std::time::Duration::from_secs(45));
             eprintln!("dolbom: drain did not finish within 45 s; exiting");
@@ -296,8 +115,42 @@ fn shutdown_on_signals() -> CancellationToken {
     token
 }
 
+fn token(cmd: TokenCommand) -> anyhow::Result<()> {
+    match cmd {
+        TokenCommand::Keygen { kid, out } => {
+            let key = dolbom_auth::SigningKey::create_file(&kid, &out)?;
+            println!("{}", key.verifying_key().to_text());
+        }
+        TokenCommand::Mint {
+            key,
+            subject,
+            municipality,
+            national,
+            personal_data,
+            ttl_hours,
+        } => {
+            let key = dolbom_auth::SigningKey::from_file(&key)?;
+            let p = match (municipality, national) {
+                (Some(m), false) => {
+                    dolbom_auth::Principal::municipality(&subject, &m, personal_data)
+                }
+                (None, true) => dolbom_auth::Principal {
+                    personal_data,
+                    ..dolbom_auth::Principal::national(&subject)
+                },
+                _ => anyhow::bail!("give --municipality CODE or --national"),
+            };
+            println!(
+                "{}",
+                key.mint(&p, dolbom_auth::unix_now(), ttl_hours * 3600)?
+            );
+        }
+    }
+    Ok(())
+}
+
 #[tokio::main]
-async fn main() -> anyhow::Result<std::process::ExitCode> {
+async fn main() -> anyhow::Result<ExitCode> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("DOLBOM_LOG")
@@ -308,78 +161,30 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
         .init();
     match Cli::parse().command {
         Command::Holidays { year, extra } => {
-            let mut cal = HolidayCalendar::builtin();
-            if let Some(f) = extra {
-                cal = cal.with_extra_file(&f)?;
-            }
-            for h in cal.holidays(year)? {
+            let router = dolbom_calendar::Router::load(extra.as_deref(), Default::default())?;
+            for h in router.calendar().holidays(year)? {
                 println!("{}\t{}", h.date, h.name);
             }
-            Ok(std::process::ExitCode::SUCCESS)
         }
+        Command::Token(cmd) => token(cmd)?,
         Command::Monitor(flags) => {
-            let opts = dolbom_monitor::MonitorOptions::load(flags.config.as_deref(), &flags)
+            let opts = dolbom_monitor::MonitorOptions::load(flags.common.config.as_deref(), &flags)
                 .context("loading monitor options")?;
             dolbom_monitor::run(opts, shutdown_on_signals()).await?;
-            Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Notify(flags) => {
-            let opts = dolbom_notify::NotifyOptions::load(flags.config.as_deref(), &flags)
+            let opts = dolbom_notify::NotifyOptions::load(flags.common.config.as_deref(), &flags)
                 .context("loading notify options")?;
             dolbom_notify::run(opts, shutdown_on_signals()).await?;
-            Ok(std::process::ExitCode::SUCCESS)
-        }
-        Command::Token(TokenCommand::Keygen { kid, out }) => {
-            let key = dolbom_auth::SigningKey::generate(&kid)?;
-            let mut o = std::fs::OpenOptions::new();
-            o.write(true).create_new(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
-            std::io::Write::write_all(
-                &mut o
-                    .open(&out)
-                    .with_context(|| format!("creating {}", out.display()))?,
-                format!("{}\n", key.to_text()).as_bytes(),
-            )?;
-            println!("{}", key.verifying_key().to_text());
-            Ok(std::process::ExitCode::SUCCESS)
-        }
-        Command::Token(TokenCommand::Mint {
-            key,
-            subject,
-            municipality,
-            national,
-            personal_data,
-            ttl_hours,
-        }) => {
-            let text = std::fs::read_to_string(&key)
-                .with_context(|| format!("reading {}", key.display()))?;
-            let key = dolbom_auth::SigningKey::from_text(&text)?;
-            let p = match (municipality, national) {
-                (Some(m), false) => {
-                    dolbom_auth::Principal::municipality(&subject, &m, personal_data)
-                }
-                (None, true) => {
-                    let mut p = dolbom_auth::Principal::national(&subject);
-                    p.personal_data = personal_data;
-                    p
-                }
-                _ => anyhow::bail!("give --municipality CODE or --national"),
-            };
-            println!(
-                "{}",
-                key.mint(&p, dolbom_auth::unix_now(), ttl_hours * 3600)?
-            );
-            Ok(std::process::ExitCode::SUCCESS)
         }
         Command::History(flags) => {
-            let opts = dolbom_history_ingest::HistoryOptions::load(flags.config.as_deref(), &flags)
-                .context("loading history options")?;
+            let opts =
+                dolbom_history_ingest::HistoryOptions::load(flags.common.config.as_deref(), &flags)
+                    .context("loading history options")?;
             dolbom_history_ingest::run(opts, shutdown_on_signals()).await?;
-            Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Standalone(flags) => {
-            let opts = StandaloneOptions::load(flags.config.as_deref(), &flags)
+            let opts = dolbom_standalone::StandaloneOptions::load(flags.config.as_deref(), &flags)
                 .context("loading standalone options")?;
             let summary = dolbom_standalone::run(&opts, shutdown_on_signals()).await?;
             if flags.json {
@@ -387,11 +192,10 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
             } else {
                 print!("{}", summary.render());
             }
-            Ok(if summary.passed() {
-                std::process::ExitCode::SUCCESS
-            } else {
-                std::process::ExitCode::from(2)
-            })
+            if !summary.passed() {
+                return Ok(ExitCode::from(2));
+            }
         }
     }
+    Ok(ExitCode::SUCCESS)
 }

@@ -448,7 +448,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         dong_code: dong,
                         device_ids: plugs,
                         night_holiday_consent: consent,
-                        registered_at: Some(timestamp(Ts(now_ms()))),
+                        registered_at: Some(timestamp(Ts::now())),
                         ..Default::default()
                     }),
                     contact,
@@ -506,11 +506,4 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }

@@ -35,10 +35,10 @@ async fn register_list_watch_ack_resolve_and_stats() {
     };
     let history: Arc<dyn HistoryStore> =
         Arc::new(EmbeddedStore::open_dir(dir.path(), Retention::default()).unwrap());
-    let now = Ts(dolbom_history::now_ms());
+    let now = Ts::now();
     let built = dolbom_notify::build(
         &opts,
-        Arc::new(move || Ts(dolbom_history::now_ms())),
+        dolbom_domain::WallClock::shared(),
         Arc::new(NoPublisher),
         history,
     )

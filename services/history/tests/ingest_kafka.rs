@@ -93,7 +93,7 @@ async fn readings_and_incidents_reach_the_store_once_across_a_restart() {
     };
     let dir = tempfile::tempdir().unwrap();
     let opts = HistoryOptions {
-        brokers: broker.addr.clone(),
+        kafka: dolbom_kafka::KafkaOptions::brokers(&broker.addr),
         group_id: "history-test".into(),
         readings_topic: "hist.readings".into(),
         incidents_topic: "hist.incidents".into(),
@@ -115,7 +115,7 @@ async fn readings_and_incidents_reach_the_store_once_across_a_restart() {
         .await
         .unwrap();
 
-    let t0 = dolbom_history::now_ms() / HOUR_MS * HOUR_MS - 3 * HOUR_MS;
+    let t0 = dolbom_domain::Ts::now().millis() / HOUR_MS * HOUR_MS - 3 * HOUR_MS;
     let mut first = readings(t0, 0..90);
     first.push(("hh-x".into(), vec![0xff, 0xff, 0xff])); // malformed
     produce(&broker.addr, &opts.readings_topic, first).await;

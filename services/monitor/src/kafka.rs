@@ -1,34 +1,77 @@
-//! Kafka clients: the group consumer and its rebalance hooks, the producer,
-//! topic checks, and the blocking reads a shard does when it restores.
+//! The monitor's Kafka pieces, typed and free of actors: the group consumer
+//! whose rebalances arrive as [`Rebalance`] events with acknowledgements,
+//! the [`IncidentProducer`] (incident events and dead letters), the
+//! [`OffsetCommitter`], topic checks, the blocking reads a shard does when it
+//! restores ([`read_to_end`]) and the [`follow_changelog`] task.
+//!
+//! Data flow: librdkafka's rebalance callback → [`Rebalance`] on a channel →
+//! whoever runs the supervision tree; on revocation the callback blocks until
+//! the event's acknowledgement brings the offsets the revoked shards
+//! snapshotted, and commits them before the partitions go.
 
-use crate::actors::RootMsg;
+use crate::error::MonitorError;
 use crate::options::MonitorOptions;
-use crate::MonitorError;
-use ractor::ActorRef;
+use dolbom_proto::v1 as pb;
+use prost::Message as _;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance as RdRebalance, StreamConsumer,
 };
-use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
-use rdkafka::producer::FutureProducer;
+use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer as _};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use std::collections::HashSet;
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::mpsc;
 
 pub(crate) const KAFKA_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a revocation waits for its shards' snapshots.
+const REVOKE_TIMEOUT: Duration = Duration::from_secs(30);
+const CLIENT_ID: &str = "dolbom-monitor";
 
-/// The group consumer's context: turns rebalances into messages for the
-/// root actor. A revocation blocks until the partition's shard has
-/// snapshotted, then commits the offset that snapshot covers.
+/// One Kafka record, owned.
+#[derive(Clone, Debug)]
+pub struct Rec {
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub payload: Option<Vec<u8>>,
+}
+
+impl Rec {
+    pub fn from_message(m: &BorrowedMessage<'_>) -> Rec {
+        Rec {
+            offset: m.offset(),
+            key: m.key().map(<[u8]>::to_vec),
+            payload: m.payload().map(<[u8]>::to_vec),
+        }
+    }
+}
+
+/// A change of the `plug.readings` partitions this member owns.
+#[derive(Debug)]
+pub enum Rebalance {
+    /// Newly assigned (already paused: nothing is read until each shard has
+    /// restored and asked for its position).
+    Assigned(Vec<i32>),
+    /// Being revoked: snapshot them and answer with the offsets to commit
+    /// (`lost`: another member may already own them; nothing is committed).
+    Revoked {
+        partitions: Vec<i32>,
+        lost: bool,
+        done: std::sync::mpsc::SyncSender<Vec<(i32, i64)>>,
+    },
+}
+
+/// The group consumer's context: turns rebalances into [`Rebalance`] events.
 pub struct MonitorContext {
-    pub(crate) root: OnceLock<ActorRef<RootMsg>>,
+    events: mpsc::UnboundedSender<Rebalance>,
     /// Set once the monitor has drained its shards itself.
-    pub(crate) drained: std::sync::atomic::AtomicBool,
-    pub(crate) readings_topic: String,
+    drained: AtomicBool,
+    readings_topic: String,
 }
 
 impl ClientContext for MonitorContext {}
@@ -41,27 +84,20 @@ impl MonitorContext {
             .map(|e| e.partition())
             .collect()
     }
-}
 
-/// The list to commit for `topic`: per partition, the next offset to read.
-pub(crate) fn offsets_to_commit(
-    topic: &str,
-    offsets: &[(i32, i64)],
-) -> rdkafka::error::KafkaResult<TopicPartitionList> {
-    let mut tpl = TopicPartitionList::new();
-    for &(p, off) in offsets {
-        tpl.add_partition_offset(topic, p, Offset::Offset(off))?;
+    /// The monitor has snapshotted and committed everything itself: later
+    /// revocations (as it leaves the group) have nothing to do.
+    pub fn mark_drained(&self) {
+        self.drained.store(true, Ordering::SeqCst);
     }
-    Ok(tpl)
 }
 
 impl ConsumerContext for MonitorContext {
-    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        let Rebalance::Revoke(tpl) = rebalance else {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &RdRebalance<'_>) {
+        let RdRebalance::Revoke(tpl) = rebalance else {
             return;
         };
-        let Some(root) = self.root.get() else { return };
-        if self.drained.load(std::sync::atomic::Ordering::SeqCst) {
+        if self.drained.load(Ordering::SeqCst) {
             return;
         }
         let partitions = self.readings_partitions(tpl);
@@ -71,12 +107,21 @@ impl ConsumerContext for MonitorContext {
         let lost = consumer.assignment_lost();
         let started = std::time::Instant::now();
         tracing::info!(?partitions, lost, "partitions revoked; snapshotting");
-        let root = root.clone();
-        let offsets = tokio::task::block_in_place(|| {
-            tokio::runtime::Handle::current().block_on(async move {
-                ractor::call_t!(root, RootMsg::Revoke, 30_000, partitions.clone())
+        let (done, offsets) = std::sync::mpsc::sync_channel(1);
+        if self
+            .events
+            .send(Rebalance::Revoked {
+                partitions,
+                lost,
+                done,
             })
-        });
+            .is_err()
+        {
+            return;
+        }
+        // The callback runs inside a poll of the consumer: wait off the
+        // runtime's worker so the shards can snapshot meanwhile.
+        let offsets = tokio::task::block_in_place(|| offsets.recv_timeout(REVOKE_TIMEOUT));
         match offsets {
             Ok(offsets) if !lost && !offsets.is_empty() => {
                 let committed = offsets_to_commit(&self.readings_topic, &offsets)
@@ -93,8 +138,8 @@ impl ConsumerContext for MonitorContext {
         tracing::info!(ms = started.elapsed().as_millis() as u64, "revocation done");
     }
 
-    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        let Rebalance::Assign(tpl) = rebalance else {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &RdRebalance<'_>) {
+        let RdRebalance::Assign(tpl) = rebalance else {
             return;
         };
         let partitions = self.readings_partitions(tpl);
@@ -106,88 +151,193 @@ impl ConsumerContext for MonitorContext {
             tracing::warn!(error = %e, "pause after assignment failed");
         }
         tracing::info!(?partitions, "partitions assigned; restoring");
-        if let Some(root) = self.root.get() {
-            let _ = root.cast(RootMsg::Assign(partitions));
-        }
+        let _ = self.events.send(Rebalance::Assigned(partitions));
     }
 }
 
 pub type GroupConsumer = StreamConsumer<MonitorContext>;
 
-fn base_config(opts: &MonitorOptions) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &opts.brokers)
-        .set("client.id", "dolbom-monitor");
-    if !opts.kafka_debug.is_empty() {
-        c.set("debug", &opts.kafka_debug);
+/// The list to commit for `topic`: per partition, the next offset to read.
+pub(crate) fn offsets_to_commit(
+    topic: &str,
+    offsets: &[(i32, i64)],
+) -> KafkaResult<TopicPartitionList> {
+    let mut tpl = TopicPartitionList::new();
+    for &(p, off) in offsets {
+        tpl.add_partition_offset(topic, p, Offset::Offset(off))?;
     }
-    c
+    Ok(tpl)
 }
 
-pub(crate) fn group_consumer(opts: &MonitorOptions) -> Result<Arc<GroupConsumer>, MonitorError> {
-    let mut c = base_config(opts);
-    c.set("group.id", &opts.group_id)
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("partition.assignment.strategy", &opts.assignment_strategy)
+/// The monitor's member of its consumer group, and its rebalance events.
+pub(crate) fn group_consumer(
+    opts: &MonitorOptions,
+) -> Result<(Arc<GroupConsumer>, mpsc::UnboundedReceiver<Rebalance>), MonitorError> {
+    let mut c = opts
+        .kafka
+        .group_consumer(CLIENT_ID, &opts.group_id, &opts.assignment_strategy);
+    // Offsets are committed by hand, only what a durable snapshot covers.
+    c.set("enable.auto.offset.store", "false")
         .set("session.timeout.ms", opts.session_timeout_ms.to_string())
         .set(
             "heartbeat.interval.ms",
             (opts.session_timeout_ms / 4).max(100).to_string(),
-        )
-        .set("fetch.wait.max.ms", "50");
+        );
     if !opts.instance_id.is_empty() {
         c.set("group.instance.id", &opts.instance_id);
     }
+    let (events, rx) = mpsc::unbounded_channel();
     let ctx = MonitorContext {
-        root: OnceLock::new(),
-        drained: Default::default(),
+        events,
+        drained: AtomicBool::new(false),
         readings_topic: opts.topics.readings.clone(),
     };
-    let consumer: GroupConsumer = c.create_with_context(ctx).map_err(MonitorError::Kafka)?;
-    Ok(Arc::new(consumer))
+    let consumer: GroupConsumer = c.create_with_context(ctx)?;
+    Ok((Arc::new(consumer), rx))
 }
 
-pub(crate) fn producer(opts: &MonitorOptions) -> Result<FutureProducer, MonitorError> {
-    base_config(opts)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("linger.ms", "5")
-        .set("message.timeout.ms", "60000")
-        .create()
-        .map_err(MonitorError::Kafka)
+/// Commits `plug.readings` offsets for the group.
+#[derive(Clone)]
+pub(crate) struct OffsetCommitter {
+    consumer: Arc<GroupConsumer>,
+    topic: String,
 }
 
-/// A plain (non-group) consumer for restores and the changelog.
-pub(crate) fn plain_consumer<C: FromClientConfig>(
+impl OffsetCommitter {
+    pub(crate) fn new(consumer: Arc<GroupConsumer>, topic: &str) -> Self {
+        OffsetCommitter {
+            consumer,
+            topic: topic.to_string(),
+        }
+    }
+
+    /// Commits, per partition, the next offset to read.
+    pub(crate) fn commit(&self, offsets: &[(i32, i64)], mode: CommitMode) -> KafkaResult<()> {
+        let tpl = offsets_to_commit(&self.topic, offsets)?;
+        self.consumer.commit(&tpl, mode)
+    }
+}
+
+/// Publishes a shard's incident events (to the shard's own partition of
+/// `care.incidents`) and dead letters, through one idempotent producer.
+#[derive(Clone)]
+pub(crate) struct IncidentProducer {
+    producer: FutureProducer,
+    incidents: String,
+    dead_letter: String,
+    readings: String,
+}
+
+impl IncidentProducer {
+    pub(crate) fn new(opts: &MonitorOptions) -> Result<Self, MonitorError> {
+        Ok(IncidentProducer {
+            producer: opts.kafka.producer(CLIENT_ID, 60_000).create()?,
+            incidents: opts.topics.incidents.clone(),
+            dead_letter: opts.topics.dead_letter.clone(),
+            readings: opts.topics.readings.clone(),
+        })
+    }
+
+    /// Enqueues an incident event keyed by its household (or its subject,
+    /// for a platform incident); waits while the producer's queue is full.
+    pub(crate) fn publish(
+        &self,
+        partition: i32,
+        ev: &pb::IncidentEvent,
+    ) -> Result<DeliveryFuture, KafkaError> {
+        let key = if ev.household_id.is_empty() {
+            &ev.incident_id
+        } else {
+            &ev.household_id
+        };
+        let payload = ev.encode_to_vec();
+        loop {
+            let record = FutureRecord::to(&self.incidents)
+                .partition(partition)
+                .key(key.as_str())
+                .payload(&payload);
+            match self.producer.send_result(record) {
+                Ok(f) => return Ok(f),
+                Err((
+                    KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
+                    _,
+                )) => {
+                    tracing::warn!("producer queue full; waiting");
+                    self.producer.poll(Duration::from_millis(50));
+                }
+                Err((e, _)) => return Err(e),
+            }
+        }
+    }
+
+    /// Sends a record that cannot be processed to the dead-letter topic,
+    /// with where it came from and why.
+    pub(crate) fn dead_letter(
+        &self,
+        topic: &str,
+        partition: i32,
+        rec: &Rec,
+        reason: &str,
+    ) -> Result<(), KafkaError> {
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "dolbom-source",
+                value: Some(&format!("{topic}/{partition}@{}", rec.offset)),
+            })
+            .insert(Header {
+                key: "dolbom-reason",
+                value: Some(reason),
+            });
+        let mut record: FutureRecord<'_, [u8], [u8]> =
+            FutureRecord::to(&self.dead_letter).headers(headers);
+        if let Some(k) = &rec.key {
+            record = record.key(k.as_slice());
+        }
+        if let Some(p) = &rec.payload {
+            record = record.payload(p.as_slice());
+        }
+        self.producer
+            .send_result(record)
+            .map(drop)
+            .map_err(|(e, _)| e)
+    }
+
+    /// The end offset of a `plug.readings` partition (for lag). Blocking;
+    /// asked of the producer's client, because the group consumer may be
+    /// inside a rebalance callback waiting for the caller.
+    pub(crate) fn readings_end(&self, partition: i32) -> KafkaResult<i64> {
+        self.producer
+            .client()
+            .fetch_watermarks(&self.readings, partition, Duration::from_secs(2))
+            .map(|(_, high)| high)
+    }
+
+    /// Waits until everything enqueued is delivered (or `timeout`).
+    pub(crate) fn flush(&self, timeout: Duration) -> KafkaResult<()> {
+        self.producer.flush(timeout)
+    }
+}
+
+/// A consumer whose partitions are assigned by hand (restores, changelog).
+fn reader<C: rdkafka::config::FromClientConfig>(
     opts: &MonitorOptions,
     purpose: &str,
 ) -> Result<C, MonitorError> {
-    base_config(opts)
-        .set("group.id", format!("{}-{purpose}", opts.group_id))
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false")
-        .set("fetch.wait.max.ms", "50")
-        .create()
-        .map_err(MonitorError::Kafka)
+    Ok(opts
+        .kafka
+        .reader(CLIENT_ID, &format!("{}-{purpose}", opts.group_id))
+        .create()?)
 }
-
-use rdkafka::config::FromClientConfig;
 
 /// Makes sure the three co-partitioned topics and the dead-letter topic
 /// exist with matching partition counts; returns the partition count.
 pub async fn ensure_topics(opts: &MonitorOptions) -> Result<i32, MonitorError> {
-    let admin: AdminClient<DefaultClientContext> =
-        base_config(opts).create().map_err(MonitorError::Kafka)?;
+    let admin: AdminClient<DefaultClientContext> = opts.kafka.client(CLIENT_ID).create()?;
     let t = &opts.topics;
     let names = [&t.readings, &t.households, &t.incidents, &t.dead_letter];
     let counts =
         |admin: &AdminClient<DefaultClientContext>| -> Result<Vec<Option<i32>>, MonitorError> {
-            let md = admin
-                .inner()
-                .fetch_metadata(None, KAFKA_TIMEOUT)
-                .map_err(MonitorError::Kafka)?;
+            let md = admin.inner().fetch_metadata(None, KAFKA_TIMEOUT)?;
             Ok(names
                 .iter()
                 .map(|n| {
@@ -232,8 +382,7 @@ pub async fn ensure_topics(opts: &MonitorOptions) -> Result<i32, MonitorError> {
                 new.iter(),
                 &AdminOptions::new().operation_timeout(Some(KAFKA_TIMEOUT)),
             )
-            .await
-            .map_err(MonitorError::Kafka)?;
+            .await?;
         for r in results {
             match r {
                 Ok(name) => {
@@ -268,19 +417,17 @@ pub async fn ensure_topics(opts: &MonitorOptions) -> Result<i32, MonitorError> {
 }
 
 /// Reads a partition of `topic` from `from` to its current end, calling `f`
-/// for each record (key, payload, offset). Blocking; run it on a blocking thread.
+/// for each record (key, payload, offset); returns the offset after the
+/// last. Blocking; run it on a blocking thread.
 pub(crate) fn read_to_end(
     opts: &MonitorOptions,
-    purpose: &str,
     topic: &str,
     partition: i32,
     from: Offset,
     mut f: impl FnMut(Option<&[u8]>, Option<&[u8]>, i64),
 ) -> Result<i64, MonitorError> {
-    let consumer: BaseConsumer = plain_consumer(opts, purpose)?;
-    let (low, high) = consumer
-        .fetch_watermarks(topic, partition, KAFKA_TIMEOUT)
-        .map_err(MonitorError::Kafka)?;
+    let consumer: BaseConsumer = reader(opts, "restore")?;
+    let (low, high) = consumer.fetch_watermarks(topic, partition, KAFKA_TIMEOUT)?;
     let start = match from {
         Offset::Offset(o) => o.max(low),
         _ => low,
@@ -289,9 +436,8 @@ pub(crate) fn read_to_end(
         return Ok(high);
     }
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, partition, Offset::Offset(start))
-        .map_err(MonitorError::Kafka)?;
-    consumer.assign(&tpl).map_err(MonitorError::Kafka)?;
+    tpl.add_partition_offset(topic, partition, Offset::Offset(start))?;
+    consumer.assign(&tpl)?;
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     let mut next = start;
     // The end is where the high watermark says, and then until the partition
@@ -321,7 +467,7 @@ pub(crate) fn read_to_end(
     Ok(next)
 }
 
-/// The group's committed offset for a partition, if any.
+/// The group's committed offset of a `plug.readings` partition, if any.
 pub(crate) fn committed(
     consumer: &GroupConsumer,
     topic: &str,
@@ -329,12 +475,59 @@ pub(crate) fn committed(
 ) -> Result<Option<i64>, MonitorError> {
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition(topic, partition);
-    let c = consumer
-        .committed_offsets(tpl, KAFKA_TIMEOUT)
-        .map_err(MonitorError::Kafka)?;
+    let c = consumer.committed_offsets(tpl, KAFKA_TIMEOUT)?;
     Ok(c.find_partition(topic, partition)
         .and_then(|e| match e.offset() {
             Offset::Offset(o) => Some(o),
             _ => None,
         }))
+}
+
+/// Follows a partition of `care.households` from `from`, handing batches of
+/// up to 512 records to `deliver` until it returns false or `alive` does
+/// (checked every second while the changelog is quiet).
+pub(crate) fn follow_changelog(
+    opts: &MonitorOptions,
+    partition: i32,
+    from: i64,
+    alive: impl Fn() -> bool + Send + 'static,
+    deliver: impl Fn(Vec<Rec>) -> bool + Send + 'static,
+) -> Result<tokio::task::JoinHandle<()>, MonitorError> {
+    use futures::FutureExt;
+    let consumer: StreamConsumer = reader(opts, "changelog")?;
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(&opts.topics.households, partition, Offset::Offset(from))?;
+    consumer.assign(&tpl)?;
+    Ok(tokio::spawn(async move {
+        loop {
+            let next = tokio::select! {
+                r = consumer.recv() => Some(r),
+                _ = tokio::time::sleep(Duration::from_secs(1)) => None,
+            };
+            let Some(next) = next else {
+                if !alive() {
+                    break;
+                }
+                continue;
+            };
+            let first = match next {
+                Ok(m) => Rec::from_message(&m),
+                Err(e) => {
+                    tracing::warn!(partition, error = %e, "changelog read error");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+            };
+            let mut batch = vec![first];
+            while batch.len() < 512 {
+                match consumer.recv().now_or_never() {
+                    Some(Ok(m)) => batch.push(Rec::from_message(&m)),
+                    _ => break,
+                }
+            }
+            if !deliver(batch) {
+                break;
+            }
+        }
+    }))
 }

@@ -1,4 +1,8 @@
-//! Metric names (Prometheus, `dolbom_` prefix); the exporter is `dolbom-prometheus`.
+//! The monitor's Prometheus metrics: every name once, with its unit and
+//! help text ([`describe`] registers them with the installed recorder).
+//! Labels are bounded (partition, reason, kind, type); never a household.
+
+use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
 
 pub const READINGS_ACCEPTED: &str = "dolbom_monitor_readings_accepted_total";
 pub const READINGS_REJECTED: &str = "dolbom_monitor_readings_rejected_total";
@@ -22,3 +26,108 @@ pub const SNAPSHOT_STORE_UP: &str = "dolbom_monitor_snapshot_store_up";
 pub const SNAPSHOT_FAILURES: &str = "dolbom_monitor_snapshot_failures_total";
 pub const SHARD_RESTARTS: &str = "dolbom_monitor_shard_restarts_total";
 pub const ASSIGNED_PARTITIONS: &str = "dolbom_monitor_assigned_partitions";
+
+/// Describes this crate's metrics (call once the exporter is installed).
+pub fn describe() {
+    describe_counter!(
+        READINGS_ACCEPTED,
+        Unit::Count,
+        "Readings a shard took (changed its household's state or confirmed it)"
+    );
+    describe_counter!(
+        READINGS_REJECTED,
+        Unit::Count,
+        "Readings a shard refused (by reason: malformed, unknown_household, from_the_future, …)"
+    );
+    describe_counter!(
+        CONFIGS_REJECTED,
+        Unit::Count,
+        "Household configurations a shard refused (by reason)"
+    );
+    describe_counter!(
+        DEAD_LETTERED,
+        Unit::Count,
+        "Records sent to the dead-letter topic (by source topic and reason)"
+    );
+    describe_counter!(
+        RECORDS_DISCARDED_BEFORE_SEEK,
+        Unit::Count,
+        "Records polled for a partition before its shard was positioned (read again after the seek)"
+    );
+    describe_counter!(
+        INCIDENT_EVENTS,
+        Unit::Count,
+        "Incident events published (by kind and type)"
+    );
+    describe_histogram!(
+        EMIT_DELAY_SECONDS,
+        Unit::Seconds,
+        "Wall time from an event's due time to its publication"
+    );
+    describe_gauge!(
+        OPEN_INCIDENTS,
+        Unit::Count,
+        "Open incidents followed by incident actors"
+    );
+    describe_counter!(
+        ABSENCES_ENDED_EARLY,
+        Unit::Count,
+        "Registered absences ended early by activity at home"
+    );
+    describe_gauge!(HOUSEHOLDS, Unit::Count, "Households hosted (by partition)");
+    describe_gauge!(
+        PENDING_DEADLINES,
+        Unit::Count,
+        "Entries in the shard's timer wheel (by partition)"
+    );
+    describe_gauge!(
+        STALLED,
+        Unit::Count,
+        "1 while a partition's input is stalled and no inactivity is inferred (by partition)"
+    );
+    describe_gauge!(
+        WATERMARK,
+        Unit::Seconds,
+        "Newest accepted event time of a partition, Unix seconds (by partition)"
+    );
+    describe_gauge!(
+        CONSUMER_LAG,
+        Unit::Count,
+        "Records of plug.readings not yet processed (by partition)"
+    );
+    describe_histogram!(
+        RESTORE_SECONDS,
+        Unit::Seconds,
+        "Time for a shard to restore (snapshot, incidents tail, changelog)"
+    );
+    describe_histogram!(
+        SNAPSHOT_SECONDS,
+        Unit::Seconds,
+        "Time to take and store one shard snapshot"
+    );
+    describe_gauge!(
+        SNAPSHOT_BYTES,
+        Unit::Bytes,
+        "Size of the last snapshot (by partition)"
+    );
+    describe_gauge!(
+        SNAPSHOT_STORE_UP,
+        Unit::Count,
+        "1 while snapshots are stored, 0 while the snapshot store fails"
+    );
+    describe_counter!(
+        SNAPSHOT_FAILURES,
+        Unit::Count,
+        "Snapshots that could not be stored (offsets stay at the last stored one)"
+    );
+    describe_counter!(
+        SHARD_RESTARTS,
+        Unit::Count,
+        "Shard actors restarted by their partition supervisor (by partition)"
+    );
+    describe_gauge!(
+        ASSIGNED_PARTITIONS,
+        Unit::Count,
+        "plug.readings partitions this monitor owns and reads"
+    );
+}

@@ -1,8 +1,11 @@
 //! Monitor options: defaults → TOML file → `DOLBOM_` environment → flags.
 
+use dolbom_kafka::KafkaOptions;
+pub use dolbom_options::OptionsError;
+use dolbom_options::ServiceFlags;
 use dolbom_shard::{ClockMode, ShardOptions};
 use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Kafka topic names.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -28,8 +31,9 @@ impl Default for Topics {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct MonitorOptions {
-    /// Kafka bootstrap servers.
-    pub brokers: String,
+    /// Brokers, extra librdkafka properties, debug contexts.
+    #[serde(flatten)]
+    pub kafka: KafkaOptions,
     /// Consumer group shared by all monitor instances.
     pub group_id: String,
     /// Static membership id of this instance (`group.instance.id`); a
@@ -65,8 +69,6 @@ pub struct MonitorOptions {
     /// rebalance moves only the partitions that change owner) or an eager
     /// strategy such as `range` for brokers without incremental rebalancing.
     pub assignment_strategy: String,
-    /// librdkafka `debug` contexts (e.g. `cgrp,topic`) for troubleshooting.
-    pub kafka_debug: String,
     /// Prometheus metrics on this address (e.g. `127.0.0.1:9464`); empty = off.
     pub metrics_listen: String,
     /// Extra election/temporary holidays (same format as the shipped file).
@@ -80,7 +82,7 @@ pub struct MonitorOptions {
 impl Default for MonitorOptions {
     fn default() -> Self {
         Self {
-            brokers: "127.0.0.1:9092".into(),
+            kafka: KafkaOptions::default(),
             group_id: "dolbom-monitor".into(),
             instance_id: String::new(),
             topics: Topics::default(),
@@ -95,7 +97,6 @@ impl Default for MonitorOptions {
             batch_size: 2048,
             session_timeout_ms: 10_000,
             assignment_strategy: "cooperative-sticky".into(),
-            kafka_debug: String::new(),
             metrics_listen: String::new(),
             holidays_file: None,
             shard: ShardOptions::default(),
@@ -104,36 +105,16 @@ impl Default for MonitorOptions {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum OptionsError {
-    #[error("configuration: {0}")]
-    Figment(#[from] dolbom_options::LayerError),
-    #[error("invalid option {field}: {problem}")]
-    Invalid {
-        field: &'static str,
-        problem: String,
-    },
-}
+/// Layering: defaults, the TOML file (if given), `DOLBOM_*` environment
+/// variables (nested with `__`, e.g. `DOLBOM_SHARD__CLOCK=event`) and the
+/// flags that were set; then [`validate`](dolbom_options::Options::validate).
+impl dolbom_options::Options for MonitorOptions {
+    type Error = OptionsError;
 
-impl MonitorOptions {
-    /// Layers defaults, the TOML file (if given), `DOLBOM_*` environment
-    /// variables (nested with `__`, e.g. `DOLBOM_SHARD__CLOCK=event`) and
-    /// `flags` (only the fields it sets), then validates.
-    pub fn load(file: Option<&Path>, flags: impl Serialize) -> Result<Self, OptionsError> {
-        let opts: Self = dolbom_options::layered(file, flags)?;
-        opts.validate()?;
-        Ok(opts)
-    }
-
-    pub fn validate(&self) -> Result<(), OptionsError> {
-        let bad = |field, problem: &str| {
-            Err(OptionsError::Invalid {
-                field,
-                problem: problem.to_string(),
-            })
-        };
-        if self.brokers.trim().is_empty() {
-            return bad("brokers", "must name at least one broker");
+    fn validate(&self) -> Result<(), OptionsError> {
+        let bad = |field, problem: &str| Err(OptionsError::invalid(field, problem));
+        if let Err(e) = self.kafka.validate() {
+            return bad("kafka", &e.to_string());
         }
         if self.group_id.trim().is_empty() {
             return bad("group_id", "must not be empty");
@@ -172,9 +153,69 @@ impl MonitorOptions {
     }
 }
 
+/// `dolbom monitor` flags: each overrides the same option from the
+/// environment, the TOML file and the defaults.
+#[derive(clap::Args, Serialize, Default)]
+pub struct MonitorFlags {
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub common: ServiceFlags,
+    /// Consumer group shared by all monitor instances.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group_id: Option<String>,
+    /// Static membership id (group.instance.id).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance_id: Option<String>,
+    /// Partitions for topics created by this service.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partitions: Option<i32>,
+    /// Where shard snapshots are kept: embedded (default), scylla or file.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot_store: Option<String>,
+    /// Directory of the embedded or file snapshot store.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot_dir: Option<PathBuf>,
+    /// Seconds between snapshots (and offset commits) of each shard.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot_interval_secs: Option<u64>,
+    /// Extra election/temporary holidays, TOML (see crates/calendar/data).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub holidays_file: Option<PathBuf>,
+    #[command(flatten)]
+    #[serde(skip_serializing_if = "ShardFlags::is_empty")]
+    pub shard: ShardFlags,
+}
+
+/// The shard options most often set from the command line.
+#[derive(clap::Args, Serialize, Default, PartialEq)]
+pub struct ShardFlags {
+    /// `wall` (production) or `event` (replays, simulations, tests).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clock: Option<String>,
+    /// Wall milliseconds without input before a partition counts as stalled.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stall_after_ms: Option<i64>,
+}
+
+impl ShardFlags {
+    fn is_empty(&self) -> bool {
+        *self == ShardFlags::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dolbom_options::Options;
 
     #[test]
     fn layers_file_then_flags_and_validates() {

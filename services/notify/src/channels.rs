@@ -7,7 +7,9 @@
 //! Every send carries the message id as its idempotency key, so a retry or a
 //! resend after a restart is recognised by the receiver.
 
-use dolbom_escalation::ChannelKind;
+use dolbom_domain::incident::{IncidentKind, Stage};
+use dolbom_domain::named::as_name;
+use dolbom_escalation::{ChannelKind, Purpose, Tier};
 use ring::hmac;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -23,15 +25,19 @@ pub struct Notification {
     pub municipality_code: String,
     pub dong_code: String,
     /// `INACTIVITY`, `DEVICE_OFFLINE`, `AREA_OUTAGE`, `PIPELINE_STALL`.
-    pub kind: String,
+    #[serde(with = "as_name")]
+    pub kind: IncidentKind,
     /// `ATTENTION`, `CAUTION`, `DANGER`, `NORMAL`.
-    pub stage: String,
+    #[serde(with = "as_name")]
+    pub stage: Stage,
     /// The tier told: `DONG_OFFICE`, `CONTROL_CENTER`, `EMERGENCY`, …
-    pub tier: String,
+    #[serde(with = "as_name")]
+    pub tier: Tier,
     pub step: u32,
     pub attempt: u32,
     /// `alert`, `stage_raised`, `recovered`, `notice`.
-    pub purpose: String,
+    #[serde(with = "as_name")]
+    pub purpose: Purpose,
     pub at_ms: i64,
     /// A short Korean text for SMS; no personal data.
     pub text: String,
@@ -74,23 +80,25 @@ pub struct Recipient {
 /// Looks up the recipients of (municipality, tier).
 #[derive(Clone, Debug, Default)]
 pub struct Directory {
-    by_key: HashMap<(String, String), Recipient>,
+    by_key: HashMap<(String, Tier), Recipient>,
 }
 
 impl Directory {
+    /// Entries with an unknown tier are left out (options validation
+    /// refuses them first).
     pub fn new(entries: &[Recipient]) -> Self {
         Directory {
             by_key: entries
                 .iter()
-                .map(|r| ((r.municipality.clone(), r.tier.clone()), r.clone()))
+                .filter_map(|r| Some(((r.municipality.clone(), Tier::parse(&r.tier)?), r.clone())))
                 .collect(),
         }
     }
 
-    pub fn lookup(&self, municipality: &str, tier: &str) -> Option<&Recipient> {
+    pub fn lookup(&self, municipality: &str, tier: Tier) -> Option<&Recipient> {
         self.by_key
-            .get(&(municipality.to_string(), tier.to_string()))
-            .or_else(|| self.by_key.get(&("*".to_string(), tier.to_string())))
+            .get(&(municipality.to_string(), tier))
+            .or_else(|| self.by_key.get(&("*".to_string(), tier)))
     }
 }
 
@@ -204,7 +212,7 @@ impl Channel for SmsGateway {
         if self.endpoint.is_empty() {
             return Err(DeliveryError::Permanent("no SMS gateway configured".into()));
         }
-        let to = match self.directory.lookup(&n.municipality_code, &n.tier) {
+        let to = match self.directory.lookup(&n.municipality_code, n.tier) {
             Some(r) if !r.sms.is_empty() => &r.sms,
             _ => return Err(DeliveryError::NoRecipient),
         };
@@ -280,7 +288,7 @@ impl Channel for Webhook {
     }
 
     async fn deliver(&self, n: &Notification) -> Result<String, DeliveryError> {
-        let r = match self.directory.lookup(&n.municipality_code, &n.tier) {
+        let r = match self.directory.lookup(&n.municipality_code, n.tier) {
             Some(r) if !r.webhook_url.is_empty() => r,
             _ => return Err(DeliveryError::NoRecipient),
         };
@@ -365,13 +373,13 @@ mod tests {
             },
         ]);
         assert_eq!(
-            d.lookup("11110", "DONG_OFFICE").unwrap().sms[0],
+            d.lookup("11110", Tier::DongOffice).unwrap().sms[0],
             "0211111111"
         );
         assert_eq!(
-            d.lookup("26110", "DONG_OFFICE").unwrap().sms[0],
+            d.lookup("26110", Tier::DongOffice).unwrap().sms[0],
             "0200000000"
         );
-        assert!(d.lookup("26110", "EMERGENCY").is_none());
+        assert!(d.lookup("26110", Tier::Emergency).is_none());
     }
 }

@@ -5,7 +5,7 @@
 //! not decrypt). Stored as `key_id | nonce | ciphertext+tag`, so keys rotate:
 //! new writes use the current key, old rows still decrypt with retired keys.
 
-use crate::NotifyError;
+use crate::error::NotifyError;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305, NONCE_LEN};

@@ -2,17 +2,21 @@
 //! offsets committed after the batch is durable in the store), and
 //! `care.households` / `care.incidents` out (idempotent producer).
 
-use crate::core::{Core, Publisher};
-use crate::{NotifyError, NotifyOptions};
+use crate::core::Core;
+use crate::error::NotifyError;
+use crate::metrics as m;
+use crate::options::NotifyOptions;
+use crate::publish::Publisher;
 use dolbom_proto::v1 as pb;
 use prost::Message as _;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::ClientConfig;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+
+const CLIENT_ID: &str = "dolbom-notify";
 
 /// Publishes registry changes and the service's own incident events.
 pub struct KafkaPublisher {
@@ -23,14 +27,7 @@ pub struct KafkaPublisher {
 
 impl KafkaPublisher {
     pub fn new(opts: &NotifyOptions) -> Result<Self, NotifyError> {
-        let producer = ClientConfig::new()
-            .set("bootstrap.servers", &opts.brokers)
-            .set("client.id", "dolbom-notify")
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("linger.ms", "5")
-            .set("message.timeout.ms", "30000")
-            .create()?;
+        let producer = opts.kafka.producer(CLIENT_ID, 30_000).create()?;
         Ok(KafkaPublisher {
             producer,
             households: opts.households_topic.clone(),
@@ -91,14 +88,9 @@ pub async fn consume(
     core: Arc<Core>,
     shutdown: CancellationToken,
 ) -> Result<(), NotifyError> {
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &opts.brokers)
-        .set("client.id", "dolbom-notify")
-        .set("group.id", &opts.group_id)
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("partition.assignment.strategy", "cooperative-sticky")
-        .set("fetch.wait.max.ms", "50")
+    let consumer: StreamConsumer = opts
+        .kafka
+        .group_consumer(CLIENT_ID, &opts.group_id, "cooperative-sticky")
         .create()?;
     consumer.subscribe(&[&opts.incidents_topic])?;
     tracing::info!(topic = %opts.incidents_topic, group = %opts.group_id, "consuming incident events");
@@ -134,8 +126,7 @@ pub async fn consume(
             }
         }
         if malformed > 0 {
-            metrics::counter!("dolbom_notify_rejected_events_total", "field" => "payload")
-                .increment(malformed);
+            metrics::counter!(m::REJECTED_EVENTS, "field" => "payload").increment(malformed);
             tracing::warn!(malformed, "undecodable incident events skipped");
         }
         core.ingest(batch).await?;

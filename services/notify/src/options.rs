@@ -2,15 +2,15 @@
 //! → flags (via `dolbom-options`).
 
 use crate::channels::{Recipient, RetryOptions, SmsOptions};
-use crate::NotifyError;
+use crate::error::NotifyError;
 use dolbom_auth::{Verifier, VerifyingKey};
-use dolbom_calendar::{HolidayCalendar, OfficeHours, Router};
+use dolbom_calendar::{OfficeHours, Router};
 use dolbom_escalation::Policy;
 use dolbom_history::{Retention, ScyllaOptions, WriterOptions};
+use dolbom_kafka::KafkaOptions;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::PathBuf;
 
 /// One municipality's escalation policy (`"*"` = the default for all others).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,7 +26,9 @@ pub struct NotifyOptions {
     pub listen: String,
     /// Where `notify.sqlite` (and the embedded history store) live.
     pub data_dir: PathBuf,
-    pub brokers: String,
+    /// Brokers, extra librdkafka properties, debug contexts.
+    #[serde(flatten)]
+    pub kafka: KafkaOptions,
     pub group_id: String,
     pub incidents_topic: String,
     pub households_topic: String,
@@ -75,7 +77,7 @@ impl Default for NotifyOptions {
         NotifyOptions {
             listen: "127.0.0.1:50051".into(),
             data_dir: PathBuf::from("dolbom-data"),
-            brokers: "127.0.0.1:9092".into(),
+            kafka: KafkaOptions::default(),
             group_id: "dolbom-notify".into(),
             incidents_topic: "care.incidents".into(),
             households_topic: "care.households".into(),
@@ -107,14 +109,13 @@ fn bad(field: &str, problem: &str) -> NotifyError {
     NotifyError::Config(format!("{field}: {problem}"))
 }
 
-impl NotifyOptions {
-    pub fn load(file: Option<&Path>, flags: impl Serialize) -> Result<Self, NotifyError> {
-        let o: Self = dolbom_options::layered(file, flags)?;
-        o.validate()?;
-        Ok(o)
-    }
+impl dolbom_options::Options for NotifyOptions {
+    type Error = NotifyError;
 
-    pub fn validate(&self) -> Result<(), NotifyError> {
+    fn validate(&self) -> Result<(), NotifyError> {
+        self.kafka
+            .validate()
+            .map_err(|e| NotifyError::Config(e.to_string()))?;
         if !["embedded", "scylla"].contains(&self.history_store.as_str()) {
             return Err(bad("history_store", "must be embedded or scylla"));
         }
@@ -158,7 +159,9 @@ impl NotifyOptions {
         }
         Ok(())
     }
+}
 
+impl NotifyOptions {
     pub fn contact_key_path(&self) -> PathBuf {
         self.contact_key_file
             .clone()
@@ -191,13 +194,8 @@ impl NotifyOptions {
     }
 
     pub fn router(&self) -> Result<Router, NotifyError> {
-        let mut cal = HolidayCalendar::builtin();
-        if let Some(f) = &self.holidays_file {
-            cal = cal
-                .with_extra_file(f)
-                .map_err(|e| bad("holidays_file", &e.to_string()))?;
-        }
-        Ok(Router::new(Arc::new(cal), self.office_hours))
+        Router::load(self.holidays_file.as_deref(), self.office_hours)
+            .map_err(|e| bad("holidays_file", &e.to_string()))
     }
 
     pub fn policy_map(&self) -> HashMap<String, Policy> {
@@ -211,9 +209,35 @@ impl NotifyOptions {
     }
 }
 
+/// `dolbom notify` flags: each overrides the same option from the
+/// environment, the TOML file and the defaults.
+#[derive(clap::Args, Serialize, Default)]
+pub struct NotifyFlags {
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub common: dolbom_options::ServiceFlags,
+    /// gRPC listen address.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    /// Directory of notify.sqlite, the contact key and the embedded history.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    /// File of token verification keys (`kid:base64` per line).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_keys_file: Option<PathBuf>,
+    /// Create the contact encryption key if it is missing.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub create_contact_key: Option<bool>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dolbom_options::Options;
 
     #[test]
     fn toml_policies_recipients_and_bad_values() {

@@ -8,9 +8,11 @@
 //! except in a `GetHousehold` with `include_contact` by a caller allowed to
 //! read personal data, and each such read is audited before it is returned.
 
-use crate::core::Core;
+use crate::core::{Core, Effects};
+use crate::error::NotifyError;
+use crate::metrics as m;
+use crate::scope::listing_scope;
 use crate::store::{self, HouseholdRow};
-use crate::NotifyError;
 use dolbom_auth::Principal;
 use dolbom_domain::config::HouseholdConfig;
 use dolbom_domain::convert::{timestamp, ts};
@@ -108,7 +110,7 @@ impl Core {
     fn save_household(
         &self,
         tx: &rusqlite::Connection,
-        fx: &mut crate::core::Effects,
+        fx: &mut Effects,
         who: &Principal,
         row: &HouseholdRow,
         action: &str,
@@ -183,7 +185,7 @@ impl Core {
                 core.save_household(tx, fx, &who, &row, "registry.CreateHousehold", now)
             })
             .await?;
-        metrics::counter!("dolbom_notify_registry_changes_total", "op" => "create").increment(1);
+        metrics::counter!(m::REGISTRY_CHANGES, "op" => "create").increment(1);
         Ok(out)
     }
 
@@ -236,7 +238,7 @@ impl Core {
                 core.save_household(tx, fx, &who, &row, "registry.UpdateHousehold", now)
             })
             .await?;
-        metrics::counter!("dolbom_notify_registry_changes_total", "op" => "update").increment(1);
+        metrics::counter!(m::REGISTRY_CHANGES, "op" => "update").increment(1);
         Ok(out)
     }
 
@@ -274,8 +276,11 @@ impl Core {
                 for mut e in store::running_escalations_of(tx, &id)? {
                     if e.consent != consent {
                         if let Some(inc) = store::incident(tx, &e.incident_id)? {
-                            let policy =
-                                core.policy_for(tx, &inc.view.municipality_code, e.policy_version);
+                            let policy = core.policies.version(
+                                tx,
+                                &inc.view.municipality_code,
+                                e.policy_version,
+                            );
                             let actions = e.set_consent(consent, &policy, core.router(), now);
                             core.carry_out(tx, &mut e, &inc.view, actions, now, fx)?;
                         }
@@ -284,7 +289,7 @@ impl Core {
                 Ok(view)
             })
             .await?;
-        metrics::counter!("dolbom_notify_registry_changes_total", "op" => action).increment(1);
+        metrics::counter!(m::REGISTRY_CHANGES, "op" => action).increment(1);
         Ok(out)
     }
 
@@ -308,7 +313,7 @@ impl Core {
             Ok(())
         })
         .await?;
-        metrics::counter!("dolbom_notify_registry_changes_total", "op" => "delete").increment(1);
+        metrics::counter!(m::REGISTRY_CHANGES, "op" => "delete").increment(1);
         Ok(())
     }
 
@@ -385,8 +390,7 @@ impl Core {
         who: &Principal,
         req: pb::ListHouseholdsRequest,
     ) -> Result<pb::ListHouseholdsResponse, NotifyError> {
-        let municipality =
-            crate::api::listing_scope(who, &req.municipality_code, &req.dong_code, "")?;
+        let municipality = listing_scope(who, &req.municipality_code, &req.dong_code, "")?;
         let dong = (!req.dong_code.is_empty()).then_some(req.dong_code.clone());
         let limit = match req.page_size {
             0 => 100,
@@ -424,6 +428,121 @@ impl Core {
             next_page_token,
         })
     }
+
+    pub async fn register_plug(
+        self: &Arc<Self>,
+        who: &Principal,
+        r: pb::RegisterPlugRequest,
+    ) -> Result<pb::Household, NotifyError> {
+        id_arg(&r.device_id, "device_id")?;
+        self.change(who, &r.household_id, "registry.RegisterPlug", move |c| {
+            if !c.device_ids.contains(&r.device_id) {
+                c.device_ids.push(r.device_id);
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn remove_plug(
+        self: &Arc<Self>,
+        who: &Principal,
+        r: pb::RemovePlugRequest,
+    ) -> Result<pb::Household, NotifyError> {
+        self.change(who, &r.household_id, "registry.RemovePlug", move |c| {
+            let before = c.device_ids.len();
+            c.device_ids.retain(|d| d != &r.device_id);
+            if c.device_ids.len() == before {
+                return Err(NotifyError::NotFound(format!("plug {}", r.device_id)));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn set_consent(
+        self: &Arc<Self>,
+        who: &Principal,
+        r: pb::SetConsentRequest,
+    ) -> Result<pb::Household, NotifyError> {
+        self.change(who, &r.household_id, "registry.SetConsent", move |c| {
+            c.night_holiday_consent = r.night_holiday_consent;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn add_absence(
+        self: &Arc<Self>,
+        who: &Principal,
+        r: pb::AddAbsenceRequest,
+    ) -> Result<pb::Household, NotifyError> {
+        let absence = r
+            .absence
+            .ok_or_else(|| NotifyError::invalid("absence", "is required"))?;
+        self.change(who, &r.household_id, "registry.AddAbsence", move |c| {
+            c.absences.push(absence);
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn end_absence(
+        self: &Arc<Self>,
+        who: &Principal,
+        r: pb::EndAbsenceRequest,
+    ) -> Result<pb::Household, NotifyError> {
+        let starts = r
+            .starts_at
+            .ok_or_else(|| NotifyError::invalid("starts_at", "is required"))?;
+        self.change(who, &r.household_id, "registry.EndAbsence", move |c| {
+            end_absence(c, &starts)
+        })
+        .await
+    }
+
+    pub async fn set_thresholds(
+        self: &Arc<Self>,
+        who: &Principal,
+        r: pb::SetThresholdsRequest,
+    ) -> Result<pb::Household, NotifyError> {
+        self.change(who, &r.household_id, "registry.SetThresholds", move |c| {
+            if r.thresholds.is_some() {
+                c.thresholds = r.thresholds;
+            }
+            if r.offline_after_minutes != 0 {
+                c.offline_after_minutes = r.offline_after_minutes;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// One small registry change (plug, consent, absence, thresholds).
+    async fn change<F>(
+        self: &Arc<Self>,
+        who: &Principal,
+        household_id: &str,
+        action: &'static str,
+        f: F,
+    ) -> Result<pb::Household, NotifyError>
+    where
+        F: FnOnce(&mut pb::HouseholdConfig) -> Result<(), NotifyError> + Send + 'static,
+    {
+        id_arg(household_id, "household_id")?;
+        self.change_household(who, household_id, action, f).await
+    }
+}
+
+/// A required id argument: 1–200 characters.
+pub(crate) fn id_arg(v: &str, field: &str) -> Result<(), NotifyError> {
+    if v.is_empty() || v.len() > 200 {
+        return Err(NotifyError::invalid(
+            field,
+            "is required (1-200 characters)",
+        ));
+    }
+    Ok(())
 }
 
 /// Removes the absence that starts at `starts_at`.

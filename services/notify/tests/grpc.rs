@@ -7,10 +7,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use dolbom_auth::{unix_now, Principal, SigningKey, Verifier};
 use dolbom_domain::convert::timestamp;
+use dolbom_domain::SharedClock as Clock;
 use dolbom_domain::Ts;
 use dolbom_history::{EmbeddedStore, HistoryStore, Retention};
 use dolbom_notify::channels::{verify_webhook, Recipient, RetryOptions, SmsOptions};
-use dolbom_notify::{Clock, Core, NotifyError, NotifyOptions, Publisher};
+use dolbom_notify::{Core, NotifyError, NotifyOptions, PublishLoop, Publisher};
 use dolbom_proto::v1 as pb;
 use pb::incident_service_client::IncidentServiceClient;
 use pb::registry_service_client::RegistryServiceClient;
@@ -171,6 +172,7 @@ const EMERGENCY_SMS: &str = "0211900000";
 
 struct Service {
     core: Arc<Core>,
+    publish: PublishLoop,
     addr: String,
     shutdown: CancellationToken,
     server: tokio::task::JoinHandle<()>,
@@ -230,6 +232,7 @@ impl Service {
         });
         Service {
             core: built.core,
+            publish: built.publish,
             addr,
             shutdown,
             server,
@@ -571,7 +574,7 @@ async fn tenants_are_isolated_both_ways_and_contact_reads_are_audited() {
     // The contact is sealed at rest and never published.
     let raw = std::fs::read(dir.path().join("notify.sqlite")).unwrap();
     assert!(!raw.windows(13).any(|w| w == b"010-1234-5678"));
-    svc.core.publish_pending().await.unwrap();
+    svc.publish.publish_pending().await.unwrap();
     let published = svc.publisher.households.lock().unwrap().clone();
     assert!(published.iter().any(|(id, _)| id == "hh-a"));
     for (_, bytes) in &published {
@@ -864,7 +867,7 @@ async fn acknowledgement_stops_escalation_and_recovery_tells_whoever_was_told() 
     assert_eq!(svc.core.tick().await.unwrap(), 0);
 
     // The acknowledgement went out as an event and into the escalation log.
-    svc.core.publish_pending().await.unwrap();
+    svc.publish.publish_pending().await.unwrap();
     let evs = svc.publisher.events.lock().unwrap().clone();
     assert!(evs.iter().any(|e| e.incident_id == e1.incident_id
         && e.r#type == pb::IncidentEventType::Acknowledged as i32));
@@ -1083,7 +1086,7 @@ async fn retention_prunes_the_watch_log_and_a_replay_never_restarts_an_ended_esc
         })
         .await
         .unwrap();
-    svc.core.publish_pending().await.unwrap();
+    svc.publish.publish_pending().await.unwrap();
     // 31 days later: Thursday 2026-12-24, 10:00 (office hours).
     let later = kst(2026, 12, 24, 10, 0);
     now.store(later.millis(), Ordering::SeqCst);

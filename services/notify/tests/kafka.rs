@@ -63,7 +63,7 @@ async fn incidents_in_registry_and_acknowledgements_out_over_kafka() {
         .port();
     let opts = NotifyOptions {
         listen: format!("127.0.0.1:{port}"),
-        brokers: broker.addr.clone(),
+        kafka: dolbom_kafka::KafkaOptions::brokers(&broker.addr),
         group_id: "notify-test".into(),
         incidents_topic: "nt.incidents".into(),
         households_topic: "nt.households".into(),
@@ -90,7 +90,7 @@ async fn incidents_in_registry_and_acknowledgements_out_over_kafka() {
     let stop = CancellationToken::new();
     let service = tokio::spawn(run(opts.clone(), stop.clone()));
 
-    let now = dolbom_history::now_ms();
+    let now = dolbom_domain::Ts::now().millis();
     let opened = pb::IncidentEvent {
         event_id: "INA:hh-k:1/1/2".into(),
         incident_id: "INA:hh-k:1".into(),

@@ -8,26 +8,22 @@
 //! count them). Tokens for trying it out are written to `data_dir/tokens/`.
 
 use dolbom_auth::{Principal, SigningKey, Verifier};
-use dolbom_domain::HouseholdConfig;
+use dolbom_domain::{HouseholdConfig, ManualClock};
 use dolbom_escalation::Policy;
 use dolbom_history::{HistoryStore, HistoryWriter};
 use dolbom_notify::options::MunicipalityPolicy;
-use dolbom_notify::{Core, NotifyError, NotifyOptions, Publisher};
+use dolbom_notify::{Core, NotifyError, NotifyOptions, PublishLoop, Publisher};
 use dolbom_proto::v1 as pb;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, OnceLock};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-/// Where a household's config goes: the partition the runner hashes it to.
-pub(crate) type Route = Arc<dyn Fn(HouseholdConfig) -> (usize, Box<HouseholdConfig>) + Send + Sync>;
-
-/// Registry changes → the bus; the service's own incident events → history.
+/// Registry changes → the bus (the runner hands them to the shards);
+/// the service's own incident events → history.
 struct BusPublisher {
-    to_bus: mpsc::UnboundedSender<(usize, Box<HouseholdConfig>)>,
-    route: Route,
+    to_bus: mpsc::UnboundedSender<HouseholdConfig>,
     history: OnceLock<HistoryWriter>,
 }
 
@@ -42,7 +38,7 @@ impl Publisher for BusPublisher {
             Some(c) => {
                 let cfg = HouseholdConfig::try_from(c)
                     .map_err(|e| NotifyError::invalid(&e.field, &e.problem))?;
-                let _ = self.to_bus.send((self.route)(cfg));
+                let _ = self.to_bus.send(cfg);
             }
             None => tracing::warn!(
                 household = household_id,
@@ -75,6 +71,7 @@ pub(crate) struct Api {
     pub token_dir: PathBuf,
     stop: CancellationToken,
     server: tokio::task::JoinHandle<Result<(), NotifyError>>,
+    publish: PublishLoop,
     writer: Arc<HistoryWriter>,
 }
 
@@ -126,15 +123,13 @@ fn tokens(dir: &Path, municipality: &str) -> Result<Verifier, NotifyError> {
 }
 
 impl Api {
-    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn start(
         listen: &str,
         data_dir: &Path,
         municipality: &str,
         store: Arc<dyn HistoryStore>,
-        sim_now: Arc<AtomicI64>,
-        route: Route,
-        to_bus: mpsc::UnboundedSender<(usize, Box<HouseholdConfig>)>,
+        sim_clock: ManualClock,
+        to_bus: mpsc::UnboundedSender<HouseholdConfig>,
         router_holidays: Option<PathBuf>,
     ) -> Result<Api, NotifyError> {
         let opts = NotifyOptions {
@@ -150,12 +145,10 @@ impl Api {
         };
         let publisher = Arc::new(BusPublisher {
             to_bus,
-            route,
             history: OnceLock::new(),
         });
-        let clock: dolbom_notify::Clock =
-            Arc::new(move || dolbom_domain::Ts(sim_now.load(Ordering::Relaxed)));
-        let built = dolbom_notify::build(&opts, clock, publisher.clone(), store).await?;
+        let built =
+            dolbom_notify::build(&opts, sim_clock.shared(), publisher.clone(), store).await?;
         let _ = publisher.history.set((*built.history_writer).clone());
         let token_dir = data_dir.join("tokens");
         let verifier = tokens(&token_dir, municipality)?;
@@ -172,13 +165,14 @@ impl Api {
         ));
         // Publishing only: escalation clocks are ticked by the run loop on
         // simulated time.
-        tokio::spawn(built.core.clone().run_publisher(stop.clone()));
+        tokio::spawn(built.publish.clone().run(stop.clone()));
         Ok(Api {
             core: built.core,
             endpoint,
             token_dir,
             stop,
             server,
+            publish: built.publish,
             writer: built.history_writer,
         })
     }
@@ -189,7 +183,7 @@ impl Api {
             .await
             .map_err(|e| NotifyError::Internal(e.to_string()))??;
         self.core.drain_deliveries().await;
-        self.core.publish_pending().await?;
+        self.publish.publish_pending().await?;
         self.writer.flush().await?;
         Ok(ApiSummary {
             endpoint: self.endpoint,

@@ -11,7 +11,10 @@
 //! against the town's ground truth.
 //!
 //! Data flow: options ([`options`]: defaults → TOML → `DOLBOM_` env → flags) →
-//! [`run`] → town → bus → shards → printed events → [`Summary`]. Beside the
+//! [`run`] → town → [`bus`] → shards → printed events → [`Summary`], checked
+//! against the town's ground truth with the same check the load tests use
+//! ([`dolbom_town::truth::check`]). The in-process [`bus`] is public: the
+//! load tests' in-process scenarios run on it too. Beside the
 //! bus, readings are downsampled into minute aggregates and, with every
 //! incident event and the state change it implies, written through a
 //! `dolbom_history::HistoryWriter` into the embedded history store in
@@ -22,8 +25,14 @@
 //! simulated time, registry changes back onto the bus to the shards.
 
 pub mod api;
+pub mod bus;
+pub mod error;
+mod history;
 pub mod options;
 mod runner;
+mod summary;
 
-pub use options::{OptionsError, StandaloneOptions};
-pub use runner::{run, HistorySummary, IncidentRecord, StandaloneError, Summary};
+pub use error::{OptionsError, StandaloneError};
+pub use options::{StandaloneFlags, StandaloneOptions};
+pub use runner::run;
+pub use summary::{HistorySummary, IncidentRecord, Summary};

@@ -1,7 +1,8 @@
 //! Standalone options: defaults → TOML file → `DOLBOM_` environment → flags.
 
+use crate::error::OptionsError;
 use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -71,27 +72,10 @@ impl Default for StandaloneOptions {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum OptionsError {
-    #[error("configuration: {0}")]
-    Figment(#[from] dolbom_options::LayerError),
-    #[error("invalid option {field}: {problem}")]
-    Invalid {
-        field: &'static str,
-        problem: String,
-    },
-}
+impl dolbom_options::Options for StandaloneOptions {
+    type Error = OptionsError;
 
-impl StandaloneOptions {
-    /// Layers defaults, the TOML file (if given), `DOLBOM_*` environment
-    /// variables and `flags` (only the fields it sets), then validates.
-    pub fn load(file: Option<&Path>, flags: impl Serialize) -> Result<Self, OptionsError> {
-        let opts: Self = dolbom_options::layered(file, flags)?;
-        opts.validate()?;
-        Ok(opts)
-    }
-
-    pub fn validate(&self) -> Result<(), OptionsError> {
+    fn validate(&self) -> Result<(), OptionsError> {
         let bad = |field, problem: &str| {
             Err(OptionsError::Invalid {
                 field,
@@ -129,9 +113,68 @@ impl StandaloneOptions {
     }
 }
 
+/// `dolbom standalone` flags: each overrides the same option from the
+/// environment, the TOML file and the defaults.
+#[derive(clap::Args, Serialize, Default)]
+pub struct StandaloneFlags {
+    /// TOML file with options.
+    #[arg(long)]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    #[serde(skip)]
+    pub json: bool,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub households: Option<usize>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quiet: Option<usize>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offline: Option<usize>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hospital: Option<usize>,
+    /// Simulated hours to run.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sim_hours: Option<u32>,
+    /// Simulated seconds per real second (0 = as fast as possible).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub speed: Option<u32>,
+    /// Simulation start, RFC 3339.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start: Option<String>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    /// Extra holidays TOML.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub holidays_file: Option<PathBuf>,
+    /// History store directory (default ./dolbom-data; "" keeps no history).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    /// The municipality gRPC API's address (default 127.0.0.1:50051; "" = off).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grpc_listen: Option<String>,
+    /// Keep the gRPC API up after the simulation ends, until Ctrl-C.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub serve: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dolbom_options::Options;
+    use std::path::Path;
 
     #[derive(Serialize, Default)]
     struct Flags {

@@ -41,7 +41,7 @@ async fn a_small_town_matches_its_ground_truth() {
     let danger = s
         .incidents
         .iter()
-        .filter(|r| r.highest_stage == "Danger")
+        .filter(|r| r.highest_stage == "DANGER")
         .count();
     assert!(danger >= 3, "{}", s.render());
     check_history(&opts, &s).await;
@@ -175,7 +175,7 @@ async fn check_history(opts: &StandaloneOptions, s: &dolbom_standalone::Summary)
     let quiet = s
         .incidents
         .iter()
-        .find(|r| r.kind == "Inactivity")
+        .find(|r| r.kind == "INACTIVITY")
         .expect("an inactivity incident");
     let t = store
         .timeline(&quiet.household_id, start - HOUR_MS, end, Resolution::Hour)

@@ -1,7 +1,9 @@
 //! The ground truth of a simulated run, and the check of the platform's
-//! incident events against it.
+//! incident events against it — one check for `dolbom standalone` and the
+//! load tests' scenarios alike.
 //!
-//! The simulator ([`crate::sim`]) writes a [`GroundTruth`]: who went quiet,
+//! A run writes a [`GroundTruth`] ([`crate::Town::ground_truth`], plus what
+//! the load tests' plug simulator adds: blackouts, stalls): who went quiet,
 //! offline or into hospital, from when, the moment their quiet clock started
 //! as the plugs' own readings show it, and so every stage deadline; which
 //! households a blackout darkened; when the pipeline was stalled. A runner
@@ -11,6 +13,7 @@
 //! within a tolerance; nothing for active households; blackouts as area
 //! incidents only; stalls as stall incidents. Pure code, no I/O.
 
+use dolbom_domain::{HouseholdConfig, Ts, MINUTE_MS};
 use dolbom_proto::v1 as pb;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
@@ -115,8 +118,22 @@ pub struct SeenEvent {
 pub fn due_ms(ev: &pb::IncidentEvent) -> i64 {
     ev.due_at
         .as_ref()
-        .map(|t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000)
+        .map(|t| dolbom_domain::convert::ts(t).millis())
         .unwrap_or_default()
+}
+
+/// ATTENTION, CAUTION and DANGER deadlines for a quiet period from `q`, as
+/// the design states them: `q + threshold`, ATTENTION deferred to the end of
+/// the sleep window it falls in, but never past CAUTION.
+pub fn stage_deadlines(cfg: &HouseholdConfig, q: Ts) -> [i64; 3] {
+    let th = &cfg.thresholds;
+    let caution = q.plus_ms(th.caution_minutes as i64 * MINUTE_MS);
+    let mut attention = q.plus_ms(th.attention_minutes as i64 * MINUTE_MS);
+    if let Some(end) = cfg.sleep_window.and_then(|w| w.end_after(attention)) {
+        attention = end.min(caution);
+    }
+    let danger = q.plus_ms(th.danger_minutes as i64 * MINUTE_MS);
+    [attention.millis(), caution.millis(), danger.millis()]
 }
 
 impl SeenEvent {

@@ -1,0 +1,188 @@
+//! Kafka client settings, in one place for every dolbom service.
+//!
+//! Owns [`KafkaOptions`] — the brokers, any extra librdkafka properties an
+//! operator sets (security, tuning) and debug contexts — which each
+//! service's options flatten in (`brokers`, `[kafka_properties]`,
+//! `kafka_debug` in its TOML; `DOLBOM_BROKERS` …), and the client
+//! configurations built from them: a group consumer that commits by hand, a
+//! reader for a partition assigned by hand, and an idempotent producer.
+//! Operator properties go last, so they can tune anything except the few
+//! settings the platform's guarantees rest on ([`PROTECTED`]), which are
+//! refused when the options are validated.
+//!
+//! Data flow: options → `KafkaOptions::{group_consumer, reader, producer}`
+//! → `ClientConfig::create()` in the service.
+
+use rdkafka::ClientConfig;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Properties a service sets itself because its guarantees depend on them
+/// (commits after durable work, the idempotent producer, its own group).
+pub const PROTECTED: &[&str] = &[
+    "bootstrap.servers",
+    "group.id",
+    "group.instance.id",
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "enable.idempotence",
+    "acks",
+    "client.id",
+];
+
+/// Options that cannot be used.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum KafkaOptionsError {
+    #[error("brokers: must name at least one broker")]
+    NoBrokers,
+    #[error("kafka_properties.{0}: set by the service itself and cannot be overridden")]
+    Protected(String),
+}
+
+/// Where the brokers are and how to talk to them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct KafkaOptions {
+    /// Bootstrap servers, `host:port[,host:port…]`.
+    pub brokers: String,
+    /// Extra librdkafka properties for every client of the service, e.g.
+    /// `security.protocol = "SASL_SSL"`, `sasl.mechanism = "SCRAM-SHA-512"`.
+    pub kafka_properties: BTreeMap<String, String>,
+    /// librdkafka `debug` contexts (e.g. `cgrp,topic`) for troubleshooting.
+    pub kafka_debug: String,
+}
+
+impl Default for KafkaOptions {
+    fn default() -> Self {
+        KafkaOptions {
+            brokers: "127.0.0.1:9092".into(),
+            kafka_properties: BTreeMap::new(),
+            kafka_debug: String::new(),
+        }
+    }
+}
+
+impl KafkaOptions {
+    /// Options for `brokers` and nothing else (tests, tools).
+    pub fn brokers(brokers: &str) -> Self {
+        KafkaOptions {
+            brokers: brokers.to_string(),
+            ..Default::default()
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), KafkaOptionsError> {
+        if self.brokers.trim().is_empty() {
+            return Err(KafkaOptionsError::NoBrokers);
+        }
+        if let Some(k) = self
+            .kafka_properties
+            .keys()
+            .find(|k| PROTECTED.contains(&k.as_str()))
+        {
+            return Err(KafkaOptionsError::Protected(k.clone()));
+        }
+        Ok(())
+    }
+
+    /// A client of `client_id` (`dolbom-monitor`, …): brokers, then the
+    /// operator's properties. Services add their own settings on top.
+    pub fn client(&self, client_id: &str) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers)
+            .set("client.id", client_id);
+        for (k, v) in &self.kafka_properties {
+            c.set(k, v);
+        }
+        if !self.kafka_debug.is_empty() {
+            c.set("debug", &self.kafka_debug);
+        }
+        c
+    }
+
+    /// A member of consumer group `group`: offsets committed by the service
+    /// (after its work is durable; what it consumed is the position
+    /// `commit_consumer_state` commits), from the earliest offset when the
+    /// group has none, cooperative-sticky unless `strategy` names another,
+    /// fetches answered within 50 ms.
+    pub fn group_consumer(&self, client_id: &str, group: &str, strategy: &str) -> ClientConfig {
+        let mut c = self.client(client_id);
+        c.set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("partition.assignment.strategy", strategy)
+            .set("fetch.wait.max.ms", "50");
+        c
+    }
+
+    /// A consumer whose partitions are assigned by hand (restores, changelog
+    /// followers): it never commits and joins no group's assignment.
+    pub fn reader(&self, client_id: &str, group: &str) -> ClientConfig {
+        let mut c = self.client(client_id);
+        c.set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "false")
+            .set("fetch.wait.max.ms", "50");
+        c
+    }
+
+    /// An idempotent producer (acks from all in-sync replicas, no duplicates
+    /// from its own retries) that gives up on a record after
+    /// `message_timeout_ms`.
+    pub fn producer(&self, client_id: &str, message_timeout_ms: u32) -> ClientConfig {
+        let mut c = self.client(client_id);
+        c.set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            .set("message.timeout.ms", message_timeout_ms.to_string());
+        c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Default, Serialize, Deserialize)]
+    #[serde(default)]
+    struct ServiceOptions {
+        group_id: String,
+        #[serde(flatten)]
+        kafka: KafkaOptions,
+    }
+
+    #[test]
+    fn layers_flattened_into_a_service_and_refuses_protected_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("svc.toml");
+        std::fs::write(
+            &f,
+            "group_id = \"g\"\nbrokers = \"a:1,b:2\"\n[kafka_properties]\n\"security.protocol\" = \"SASL_SSL\"\n",
+        )
+        .unwrap();
+        #[derive(Serialize)]
+        struct Flags {
+            brokers: &'static str,
+        }
+        let o: ServiceOptions =
+            dolbom_options::layered(Some(&f), Flags { brokers: "c:3" }).unwrap();
+        assert_eq!(o.group_id, "g");
+        assert_eq!(o.kafka.brokers, "c:3");
+        assert_eq!(o.kafka.kafka_properties["security.protocol"], "SASL_SSL");
+        assert_eq!(o.kafka.validate(), Ok(()));
+        let c = o.kafka.producer("dolbom-test", 1000);
+        assert_eq!(c.get("security.protocol"), Some("SASL_SSL"));
+        assert_eq!(c.get("enable.idempotence"), Some("true"));
+        assert_eq!(c.get("bootstrap.servers"), Some("c:3"));
+
+        let mut bad = o.kafka.clone();
+        bad.kafka_properties
+            .insert("enable.auto.commit".into(), "true".into());
+        assert_eq!(
+            bad.validate(),
+            Err(KafkaOptionsError::Protected("enable.auto.commit".into()))
+        );
+        bad.brokers = " ".into();
+        assert_eq!(bad.validate(), Err(KafkaOptionsError::NoBrokers));
+    }
+}

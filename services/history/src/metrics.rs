@@ -1,0 +1,21 @@
+//! The history ingest's Prometheus metrics (the writer's are in
+//! `dolbom_history::metrics`): every name once, with unit and help text.
+
+use metrics::{describe_counter, Unit};
+
+pub const LATE_READINGS: &str = "dolbom_history_late_readings_total";
+pub const REJECTED: &str = "dolbom_history_rejected_total";
+
+/// Describes this crate's metrics (call once the exporter is installed).
+pub fn describe() {
+    describe_counter!(
+        LATE_READINGS,
+        Unit::Count,
+        "Readings that arrived after their minute was aggregated and stored"
+    );
+    describe_counter!(
+        REJECTED,
+        Unit::Count,
+        "Malformed records skipped (by kind: reading, incident_event)"
+    );
+}

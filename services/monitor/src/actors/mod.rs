@@ -1,0 +1,75 @@
+//! The supervision tree: root → one supervisor per assigned partition →
+//! that partition's shard actor → one actor per open incident.
+//!
+//! - [`root::Root`] turns rebalances into partition supervisors and collects
+//!   the offsets their shards snapshotted when partitions are revoked.
+//! - [`partition::PartitionSupervisor`] forwards record batches to its shard.
+//!   When the shard panics (a poisoned message), it remembers the offset that
+//!   was in flight, restarts the shard (which restores from its last snapshot
+//!   and replays from there) and the new shard dead-letters that one record
+//!   instead of processing it. No other partition is touched.
+//! - [`shard::ShardActor`] hosts a [`dolbom_shard::Shard`]: restores it
+//!   ([`crate::restore`]), asks the ingest loop for its position, then
+//!   processes records, ticks and snapshots. Events go out through the
+//!   idempotent producer to the same partition of `care.incidents`; a
+//!   snapshot is written only after every event before it was acknowledged,
+//!   and the readings offset is committed only after the snapshot is durable.
+//! - [`incident::IncidentActor`] follows one open incident through its
+//!   stages until it closes (its log lines and the open-incident gauge are
+//!   its job).
+
+pub mod incident;
+pub mod partition;
+pub mod root;
+pub mod shard;
+
+use crate::kafka::{GroupConsumer, IncidentProducer, OffsetCommitter};
+use crate::options::MonitorOptions;
+use crate::restore::Sources;
+use dolbom_calendar::Router;
+use dolbom_snapshots::SnapshotStore;
+use partition::PartitionMsg;
+use ractor::ActorRef;
+use rdkafka::Offset;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use tokio::sync::mpsc;
+
+/// Requests from the actors to the ingest loop (which owns polling).
+#[derive(Debug)]
+pub enum Control {
+    /// The shard of `partition` has restored: route the partition's records
+    /// to `supervisor`, position it at `offset` and resume it.
+    Ready {
+        partition: i32,
+        offset: Offset,
+        supervisor: ActorRef<PartitionMsg>,
+    },
+}
+
+/// Where the ingest loop sends each partition's records.
+pub(crate) type Routes = Arc<RwLock<HashMap<i32, ActorRef<PartitionMsg>>>>;
+
+/// What every actor of one monitor shares.
+pub(crate) struct Deps {
+    pub opts: MonitorOptions,
+    pub router: Router,
+    pub producer: IncidentProducer,
+    pub committer: OffsetCommitter,
+    pub consumer: Arc<GroupConsumer>,
+    pub store: Arc<dyn SnapshotStore>,
+    pub control: mpsc::UnboundedSender<Control>,
+    pub routes: Routes,
+}
+
+impl Deps {
+    /// What a shard restores from.
+    pub(crate) fn sources(&self) -> Sources {
+        Sources {
+            opts: self.opts.clone(),
+            router: self.router.clone(),
+            store: self.store.clone(),
+            consumer: self.consumer.clone(),
+        }
+    }
+}

@@ -1,0 +1,544 @@
+//! One partition's shard actor: hosts a [`dolbom_shard::Shard`], processes
+//! its records one batch at a time, ticks it, publishes what it emits,
+//! snapshots it and commits the offsets the snapshot covers.
+
+use super::incident::{IncidentActor, IncidentArgs, IncidentMsg};
+use super::partition::PartitionMsg;
+use super::{Control, Deps};
+use crate::kafka::{self, Rec};
+use crate::metrics as m;
+use crate::restore::{self, Restored};
+use dolbom_domain::convert::{event_type_from_wire, kind_from_wire, stage_from_wire, ts};
+use dolbom_domain::incident::Stage;
+use dolbom_domain::{IncidentId, Ts};
+use dolbom_proto::v1 as pb;
+use dolbom_shard::{Output, Rejection, Shard};
+use dolbom_snapshots::ShardSnapshot;
+use prost::Message as _;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use rdkafka::consumer::CommitMode;
+use rdkafka::producer::DeliveryFuture;
+use rdkafka::Offset;
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Incident actors started per shard tick (see [`ShardActor::spawn_incident_actors`]).
+const INCIDENT_ACTOR_SPAWNS_PER_TICK: usize = 256;
+
+pub enum ShardMsg {
+    Readings {
+        batch: Vec<Rec>,
+    },
+    /// The ingest loop has positioned the partition: records may come.
+    Seeked,
+    Config {
+        batch: Vec<Rec>,
+    },
+    Tick,
+    SnapshotTick,
+    /// Snapshot now; reply with the readings offset it covers.
+    Snapshot {
+        reply: RpcReplyPort<Result<i64, String>>,
+    },
+    /// An incident actor spawned off the shard's path is running (or failed).
+    IncidentStarted {
+        id: String,
+        actor: Option<ActorRef<IncidentMsg>>,
+    },
+}
+
+/// An incident event as its actor follows it.
+type Followed = (dolbom_domain::incident::EventType, Stage);
+
+/// An open incident's actor, or the events waiting for it to start.
+enum Tracked {
+    Starting(Vec<Followed>),
+    Running(ActorRef<IncidentMsg>),
+}
+
+pub(crate) struct ShardArgs {
+    pub(crate) partition: i32,
+    pub(crate) supervisor: ActorRef<PartitionMsg>,
+    pub(crate) deps: Arc<Deps>,
+    pub(crate) poisoned: BTreeSet<i64>,
+    pub(crate) inflight: Arc<AtomicI64>,
+}
+
+pub(crate) struct ShardActor;
+
+pub(crate) struct ShardState {
+    partition: i32,
+    p_label: String,
+    deps: Arc<Deps>,
+    shard: Shard,
+    /// Next `plug.readings` offset to process.
+    next_offset: i64,
+    households_offset: i64,
+    /// `care.incidents` offset after everything this partition published so far.
+    incidents_end: i64,
+    /// Records are taken only once the ingest loop has positioned the partition.
+    accepting: bool,
+    deliveries: Vec<DeliveryFuture>,
+    incidents: HashMap<String, Tracked>,
+    /// Incident actors waiting to be started.
+    to_spawn: VecDeque<IncidentArgs>,
+    poisoned: BTreeSet<i64>,
+    inflight: Arc<AtomicI64>,
+    changelog: Option<tokio::task::JoinHandle<()>>,
+    out: Vec<Output>,
+}
+
+fn dead_letter_worthy(r: &Rejection) -> bool {
+    matches!(
+        r,
+        Rejection::Malformed { .. }
+            | Rejection::MissingHousehold
+            | Rejection::KeyMismatch { .. }
+            | Rejection::Config(_)
+    )
+}
+
+/// How an event changes its incident's actor.
+fn followed(ev: &pb::IncidentEvent) -> Option<Followed> {
+    Some((
+        event_type_from_wire(ev.r#type, ev.suppression_cause)?,
+        stage_from_wire(ev.stage).unwrap_or(Stage::Normal),
+    ))
+}
+
+impl ShardState {
+    fn dead_letter(&self, topic: &str, rec: &Rec, reason: &str) {
+        if let Err(e) = self
+            .deps
+            .producer
+            .dead_letter(topic, self.partition, rec, reason)
+        {
+            tracing::error!(error = %e, partition = self.partition, offset = rec.offset, "dead-letter publish failed");
+        }
+        metrics::counter!(m::DEAD_LETTERED, "topic" => topic.to_string(), "reason" => reason.to_string())
+            .increment(1);
+    }
+
+    /// Applies a batch of `plug.readings` records (at wall time `now`).
+    fn readings(&mut self, batch: &[Rec], now: Ts) {
+        let topic = self.deps.opts.topics.readings.clone();
+        let fault = self.deps.opts.fault_injection_device.clone();
+        let mut accepted = 0u64;
+        for rec in batch {
+            if rec.offset < self.next_offset {
+                continue; // covered by the snapshot
+            }
+            if self.poisoned.contains(&rec.offset) {
+                // Not decoded, but the pipeline is alive.
+                self.shard.note_input(now);
+                self.dead_letter(&topic, rec, "shard_panic");
+                self.next_offset = rec.offset + 1;
+                continue;
+            }
+            self.inflight.store(rec.offset, Ordering::SeqCst);
+            let payload = rec.payload.as_deref().unwrap_or_default();
+            if !fault.is_empty() {
+                if let Ok(r) = pb::PlugReading::decode(payload) {
+                    if r.device_id == fault {
+                        panic!("fault injection: poisoned reading at offset {}", rec.offset);
+                    }
+                }
+            }
+            match self
+                .shard
+                .on_reading_bytes(rec.key.as_deref(), payload, now, &mut self.out)
+            {
+                Ok(_) => accepted += 1,
+                Err(e) => {
+                    metrics::counter!(m::READINGS_REJECTED, "reason" => e.label()).increment(1);
+                    if dead_letter_worthy(&e) {
+                        tracing::warn!(partition = self.partition, offset = rec.offset, reason = e.label(), error = %e, "reading rejected and dead-lettered");
+                        self.dead_letter(&topic, rec, e.label());
+                    } else {
+                        tracing::debug!(partition = self.partition, offset = rec.offset, reason = e.label(), error = %e, "reading rejected");
+                    }
+                }
+            }
+            self.next_offset = rec.offset + 1;
+        }
+        self.inflight.store(-1, Ordering::SeqCst);
+        metrics::counter!(m::READINGS_ACCEPTED).increment(accepted);
+    }
+
+    /// Applies a batch of `care.households` records.
+    fn configs(&mut self, batch: &[Rec], now: Ts) {
+        let topic = self.deps.opts.topics.households.clone();
+        for rec in batch {
+            if rec.offset < self.households_offset {
+                continue;
+            }
+            if let Err(e) = self.shard.on_config_bytes(
+                rec.key.as_deref().unwrap_or_default(),
+                rec.payload.as_deref(),
+                now,
+                &mut self.out,
+            ) {
+                metrics::counter!(m::CONFIGS_REJECTED, "reason" => e.label()).increment(1);
+                tracing::warn!(partition = self.partition, offset = rec.offset, reason = e.label(), error = %e, "household config rejected");
+                if dead_letter_worthy(&e) {
+                    self.dead_letter(&topic, rec, e.label());
+                }
+            }
+            self.households_offset = rec.offset + 1;
+        }
+    }
+
+    /// Publishes what the shard emitted and follows open incidents.
+    fn publish(&mut self) {
+        let outputs: Vec<Output> = self.out.drain(..).collect();
+        for o in outputs {
+            match o {
+                Output::Event(ev) => {
+                    let kind = kind_from_wire(ev.kind).map_or("?", |k| k.name());
+                    let ty = event_type_from_wire(ev.r#type, ev.suppression_cause)
+                        .map_or("?", |t| t.name());
+                    metrics::counter!(m::INCIDENT_EVENTS, "kind" => kind, "type" => ty)
+                        .increment(1);
+                    if let Some(due) = &ev.due_at {
+                        let lag = Ts::now().since(ts(due));
+                        metrics::histogram!(m::EMIT_DELAY_SECONDS)
+                            .record(lag.max(0) as f64 / 1000.0);
+                    }
+                    loop {
+                        match self.deps.producer.publish(self.partition, &ev) {
+                            Ok(f) => {
+                                self.deliveries.push(f);
+                                break;
+                            }
+                            Err(e) => {
+                                tracing::error!(partition = self.partition, error = %e, "incident event not enqueued; retrying");
+                                std::thread::sleep(Duration::from_millis(50));
+                            }
+                        }
+                    }
+                    self.track_incident(&ev);
+                }
+                Output::AbsenceEndedEarly { household, .. } => {
+                    metrics::counter!(m::ABSENCES_ENDED_EARLY).increment(1);
+                    tracing::info!(household = %household, "absence ended early by activity");
+                }
+            }
+        }
+    }
+
+    /// Keeps one actor per open incident. Actors are started off the shard's
+    /// path (a burst of openings must not wait for actor start-up); events
+    /// that arrive before an actor is running are buffered for it.
+    fn track_incident(&mut self, ev: &pb::IncidentEvent) {
+        let Some(f) = followed(ev) else { return };
+        let closing = f.0.closes();
+        match self.incidents.get_mut(&ev.incident_id) {
+            Some(Tracked::Running(a)) => {
+                let _ = a.cast(IncidentMsg::Event {
+                    event: f.0,
+                    stage: f.1,
+                });
+                if closing {
+                    self.incidents.remove(&ev.incident_id);
+                }
+            }
+            Some(Tracked::Starting(buffered)) => buffered.push(f),
+            None if closing => {}
+            None => {
+                self.incidents
+                    .insert(ev.incident_id.clone(), Tracked::Starting(Vec::new()));
+                self.to_spawn.push_back(IncidentArgs {
+                    id: ev.incident_id.clone(),
+                    household: ev.household_id.clone(),
+                    stage: f.1,
+                });
+            }
+        }
+    }
+
+    fn incident_started(&mut self, id: String, actor: Option<ActorRef<IncidentMsg>>) {
+        let Some(Tracked::Starting(buffered)) = self.incidents.remove(&id) else {
+            return;
+        };
+        let Some(a) = actor else { return };
+        let mut closed = false;
+        for (event, stage) in buffered {
+            let _ = a.cast(IncidentMsg::Event { event, stage });
+            closed |= event.closes();
+        }
+        if !closed {
+            self.incidents.insert(id, Tracked::Running(a));
+        }
+    }
+
+    /// Snapshots the shard once everything it emitted is acknowledged;
+    /// returns the readings offset the snapshot covers.
+    async fn snapshot(&mut self) -> Result<i64, String> {
+        let started = Instant::now();
+        // Everything emitted so far must be acknowledged before the snapshot
+        // says it happened.
+        for f in self.deliveries.drain(..) {
+            match f.await {
+                Ok(Ok(d)) => self.incidents_end = self.incidents_end.max(d.offset + 1),
+                Ok(Err((e, _))) => return Err(format!("incident event not delivered: {e}")),
+                Err(_) => return Err("producer dropped a delivery".into()),
+            }
+        }
+        let p = self.partition;
+        let producer = self.deps.producer.clone();
+        let readings_end = tokio::task::spawn_blocking(move || producer.readings_end(p))
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Ok(end) = readings_end {
+            metrics::gauge!(m::CONSUMER_LAG, "partition" => self.p_label.clone())
+                .set((end - self.next_offset).max(0) as f64);
+        }
+        let snap = ShardSnapshot {
+            group: self.deps.opts.group_id.clone(),
+            partition: p,
+            readings_offset: self.next_offset,
+            households_offset: self.households_offset,
+            incidents_offset: self.incidents_end,
+            taken_at_ms: Ts::now().millis(),
+            state: self.shard.snapshot(),
+        };
+        let bytes = snap.state.len();
+        let store = self.deps.store.clone();
+        tokio::task::spawn_blocking(move || store.put(&snap))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        metrics::histogram!(m::SNAPSHOT_SECONDS).record(started.elapsed().as_secs_f64());
+        metrics::gauge!(m::SNAPSHOT_BYTES, "partition" => self.p_label.clone()).set(bytes as f64);
+        Ok(self.next_offset)
+    }
+
+    fn gauges(&self) {
+        let p = || self.p_label.clone();
+        metrics::gauge!(m::HOUSEHOLDS, "partition" => p()).set(self.shard.households() as f64);
+        metrics::gauge!(m::PENDING_DEADLINES, "partition" => p())
+            .set(self.shard.pending_deadlines() as f64);
+        metrics::gauge!(m::STALLED, "partition" => p()).set(if self.shard.is_stalled() {
+            1.0
+        } else {
+            0.0
+        });
+        if let Some(w) = self.shard.watermark() {
+            metrics::gauge!(m::WATERMARK, "partition" => p()).set(w.millis() as f64 / 1000.0);
+        }
+    }
+}
+
+impl ShardActor {
+    /// Starts queued incident actors, a bounded number per tick: a burst of
+    /// openings (a mass of deadlines due at once) is published first and its
+    /// actors come up over the following ticks instead of competing with it.
+    fn spawn_incident_actors(st: &mut ShardState, myself: &ActorRef<ShardMsg>) {
+        for _ in 0..INCIDENT_ACTOR_SPAWNS_PER_TICK {
+            let Some(args) = st.to_spawn.pop_front() else {
+                break;
+            };
+            if !matches!(st.incidents.get(&args.id), Some(Tracked::Starting(_))) {
+                continue;
+            }
+            let cell = myself.get_cell();
+            let me = myself.clone();
+            tokio::spawn(async move {
+                let id = args.id.clone();
+                let started = Actor::spawn_linked(None, IncidentActor, args, cell).await;
+                if let Err(e) = &started {
+                    tracing::warn!(incident = %id, error = %e, "incident actor did not start");
+                }
+                let _ = me.cast(ShardMsg::IncidentStarted {
+                    id,
+                    actor: started.ok().map(|s| s.0),
+                });
+            });
+        }
+    }
+
+    /// A periodic snapshot, then a commit of what it covers. A snapshot
+    /// store outage does not stop the shard: it keeps processing, commits
+    /// nothing past the last stored snapshot, tells SRE, and tries again at
+    /// the next tick.
+    async fn snapshot_and_commit(st: &mut ShardState) {
+        let off = match st.snapshot().await {
+            Ok(off) => {
+                metrics::gauge!(m::SNAPSHOT_STORE_UP).set(1.0);
+                off
+            }
+            Err(e) => {
+                metrics::gauge!(m::SNAPSHOT_STORE_UP).set(0.0);
+                metrics::counter!(m::SNAPSHOT_FAILURES).increment(1);
+                tracing::warn!(partition = st.partition, error = %e, "snapshot failed; offsets stay at the last stored snapshot, retrying next interval");
+                return;
+            }
+        };
+        if let Err(e) = st
+            .deps
+            .committer
+            .commit(&[(st.partition, off)], CommitMode::Async)
+        {
+            tracing::warn!(partition = st.partition, error = %e, "offset commit failed; will retry with the next snapshot");
+        }
+        st.gauges();
+    }
+}
+
+impl Actor for ShardActor {
+    type Msg = ShardMsg;
+    type State = ShardState;
+    type Arguments = ShardArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<ShardMsg>,
+        args: ShardArgs,
+    ) -> Result<ShardState, ActorProcessingErr> {
+        let Restored {
+            shard,
+            readings_offset,
+            households_offset,
+            incidents_end,
+            ..
+        } = restore::restore(&args.deps.sources(), args.partition).await?;
+        let (alive, tell) = (myself.clone(), myself.clone());
+        let changelog = kafka::follow_changelog(
+            &args.deps.opts,
+            args.partition,
+            households_offset,
+            // A shard that failed never runs `post_stop`: noticed here.
+            move || {
+                !matches!(
+                    alive.get_status(),
+                    ractor::ActorStatus::Stopped | ractor::ActorStatus::Stopping
+                )
+            },
+            move |batch| tell.cast(ShardMsg::Config { batch }).is_ok(),
+        )?;
+        let mut st = ShardState {
+            partition: args.partition,
+            p_label: args.partition.to_string(),
+            deps: args.deps.clone(),
+            shard,
+            next_offset: readings_offset,
+            households_offset,
+            incidents_end,
+            accepting: false,
+            deliveries: Vec::new(),
+            incidents: HashMap::new(),
+            to_spawn: VecDeque::new(),
+            poisoned: args.poisoned,
+            inflight: args.inflight,
+            changelog: Some(changelog),
+            out: Vec::new(),
+        };
+        // Open incidents restored from the snapshot get their actors back.
+        let open: Vec<IncidentArgs> = st
+            .shard
+            .open_incidents()
+            .map(|(h, k, s, t)| IncidentArgs {
+                id: IncidentId::new(k, h.as_str(), t).to_string(),
+                household: h.to_string(),
+                stage: s,
+            })
+            .collect();
+        for a in open {
+            let id = a.id.clone();
+            let (actor, _) = Actor::spawn_linked(None, IncidentActor, a, myself.get_cell()).await?;
+            st.incidents.insert(id, Tracked::Running(actor));
+        }
+        st.gauges();
+        args.deps
+            .control
+            .send(Control::Ready {
+                partition: args.partition,
+                offset: Offset::Offset(readings_offset),
+                supervisor: args.supervisor.clone(),
+            })
+            .map_err(|_| "ingest loop has stopped")?;
+        myself.send_interval(Duration::from_millis(args.deps.opts.tick_ms), || {
+            ShardMsg::Tick
+        });
+        myself.send_interval(
+            Duration::from_secs(args.deps.opts.snapshot_interval_secs),
+            || ShardMsg::SnapshotTick,
+        );
+        Ok(st)
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<ShardMsg>,
+        st: &mut ShardState,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(h) = st.changelog.take() {
+            h.abort();
+        }
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<ShardMsg>,
+        msg: ShardMsg,
+        st: &mut ShardState,
+    ) -> Result<(), ActorProcessingErr> {
+        let now = Ts::now();
+        match msg {
+            ShardMsg::Seeked => st.accepting = true,
+            ShardMsg::Readings { batch } => {
+                if !st.accepting {
+                    metrics::counter!(m::RECORDS_DISCARDED_BEFORE_SEEK)
+                        .increment(batch.len() as u64);
+                    return Ok(());
+                }
+                st.readings(&batch, now);
+                st.shard.advance(now, &mut st.out);
+                st.publish();
+            }
+            ShardMsg::Config { batch } => {
+                st.configs(&batch, now);
+                st.shard.advance(now, &mut st.out);
+                st.publish();
+                st.gauges();
+            }
+            ShardMsg::Tick => {
+                Self::spawn_incident_actors(st, &myself);
+                if st.accepting {
+                    st.shard.advance(now, &mut st.out);
+                    st.publish();
+                }
+            }
+            ShardMsg::SnapshotTick => {
+                if st.accepting {
+                    Self::snapshot_and_commit(st).await;
+                }
+            }
+            ShardMsg::IncidentStarted { id, actor } => st.incident_started(id, actor),
+            ShardMsg::Snapshot { reply } => {
+                let r = if st.accepting {
+                    st.snapshot().await
+                } else {
+                    Err("shard was not yet positioned; nothing to commit".into())
+                };
+                let _ = reply.send(r);
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        _myself: ActorRef<ShardMsg>,
+        ev: SupervisionEvent,
+        _st: &mut ShardState,
+    ) -> Result<(), ActorProcessingErr> {
+        if let SupervisionEvent::ActorFailed(who, err) = ev {
+            tracing::warn!(actor = ?who.get_id(), error = %err, "incident actor failed");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,99 @@
+//! The notify service's Prometheus metrics: every name once, with its unit
+//! and help text ([`describe`] registers them with the installed recorder).
+//! Labels are bounded (channel, tier, purpose, cause, field, operation);
+//! never a household or incident id.
+
+use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+
+pub const EVENTS: &str = "dolbom_notify_events_total";
+pub const DUPLICATE_EVENTS: &str = "dolbom_notify_duplicate_events_total";
+pub const REJECTED_EVENTS: &str = "dolbom_notify_rejected_events_total";
+pub const MESSAGES: &str = "dolbom_notify_messages_total";
+pub const HELD: &str = "dolbom_notify_held_total";
+pub const ESCALATED: &str = "dolbom_notify_escalated_total";
+pub const EXHAUSTED: &str = "dolbom_notify_exhausted_total";
+pub const DELIVERY_SECONDS: &str = "dolbom_notify_delivery_seconds";
+pub const DELIVERY_ATTEMPTS: &str = "dolbom_notify_delivery_attempts_total";
+pub const ESCALATIONS_RUNNING: &str = "dolbom_notify_escalations_running";
+pub const OPEN_INCIDENTS: &str = "dolbom_notify_open_incidents";
+pub const MESSAGES_PENDING: &str = "dolbom_notify_messages_pending";
+pub const PUBLISHER_UP: &str = "dolbom_notify_publisher_up";
+pub const AUTH_FAILURES: &str = "dolbom_notify_auth_failures_total";
+pub const WATCHERS: &str = "dolbom_notify_watchers";
+pub const REGISTRY_CHANGES: &str = "dolbom_notify_registry_changes_total";
+
+/// Describes this crate's metrics (call once the exporter is installed).
+pub fn describe() {
+    describe_counter!(
+        EVENTS,
+        Unit::Count,
+        "Incident events taken in (new event ids only)"
+    );
+    describe_counter!(
+        DUPLICATE_EVENTS,
+        Unit::Count,
+        "Incident events already seen (same event id), ignored"
+    );
+    describe_counter!(
+        REJECTED_EVENTS,
+        Unit::Count,
+        "Malformed incident events skipped (by the field that was wrong)"
+    );
+    describe_counter!(
+        MESSAGES,
+        Unit::Count,
+        "Messages an escalation asked to send (by tier and purpose)"
+    );
+    describe_counter!(
+        HELD,
+        Unit::Count,
+        "Escalation steps held for the dong office's next opening (no night/holiday consent)"
+    );
+    describe_counter!(
+        ESCALATED,
+        Unit::Count,
+        "Escalations to the next tier (by cause: timeout, delivery failure)"
+    );
+    describe_counter!(
+        EXHAUSTED,
+        Unit::Count,
+        "Escalation policies that ran out without an acknowledgement"
+    );
+    describe_histogram!(
+        DELIVERY_SECONDS,
+        Unit::Seconds,
+        "Time of one delivery attempt (by channel)"
+    );
+    describe_counter!(
+        DELIVERY_ATTEMPTS,
+        Unit::Count,
+        "Delivery attempts (by channel and result)"
+    );
+    describe_gauge!(
+        ESCALATIONS_RUNNING,
+        Unit::Count,
+        "Escalations whose clock is running"
+    );
+    describe_gauge!(OPEN_INCIDENTS, Unit::Count, "Incidents not yet resolved");
+    describe_gauge!(
+        MESSAGES_PENDING,
+        Unit::Count,
+        "Messages queued for delivery (one per channel)"
+    );
+    describe_gauge!(
+        PUBLISHER_UP,
+        Unit::Count,
+        "1 while registry changes and the service's own events reach the bus"
+    );
+    describe_counter!(
+        AUTH_FAILURES,
+        Unit::Count,
+        "gRPC calls refused for a missing or invalid bearer token"
+    );
+    describe_gauge!(WATCHERS, Unit::Count, "Open WatchIncidents streams");
+    describe_counter!(
+        REGISTRY_CHANGES,
+        Unit::Count,
+        "Registry changes (by operation)"
+    );
+}

@@ -1,0 +1,195 @@
+//! The notify service's own store: one SQLite file (`notify.sqlite`).
+//!
+//! Holds what only notify knows and what must survive a restart:
+//! - the registry: household configs, their plugs, and the sealed contacts
+//!   (see [`crate::crypto`]); `published_version` tracks what reached
+//!   `care.households`;
+//! - the incident views the API lists (state, acknowledgement, resolution;
+//!   the outcome note sealed);
+//! - the incident event log behind `WatchIncidents` (`seq` is the cursor);
+//! - every running escalation (JSON of [`Escalation`]) with its next due
+//!   time, and the outbox of messages to deliver (keyed by message id and
+//!   channel, so a message is queued once however often it is asked for);
+//! - the escalation policies by municipality and version.
+//!
+//! All functions take a `&Connection` so the core can run several of them in
+//! one transaction.
+
+mod escalations;
+mod events;
+mod incidents;
+mod outbox;
+mod registry;
+
+pub use escalations::*;
+pub use events::*;
+pub use incidents::*;
+pub use outbox::*;
+pub use registry::*;
+
+use crate::error::NotifyError;
+use prost::Message;
+use rusqlite::Connection;
+use std::path::Path;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS households (
+    household_id TEXT PRIMARY KEY,
+    municipality TEXT NOT NULL,
+    dong TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    config BLOB NOT NULL,
+    contact BLOB,
+    created_ms INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL,
+    published_version INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS households_by_area ON households (municipality, dong, household_id);
+CREATE TABLE IF NOT EXISTS devices (
+    device_id TEXT PRIMARY KEY,
+    household_id TEXT NOT NULL
+);
+-- Deleted households whose tombstone has not reached care.households yet.
+CREATE TABLE IF NOT EXISTS tombstones (household_id TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS incidents (
+    incident_id TEXT PRIMARY KEY,
+    municipality TEXT NOT NULL,
+    dong TEXT NOT NULL,
+    household_id TEXT NOT NULL,
+    kind INTEGER NOT NULL,
+    stage INTEGER NOT NULL,
+    state INTEGER NOT NULL,
+    opened_ms INTEGER NOT NULL,
+    view BLOB NOT NULL,
+    note BLOB
+);
+CREATE INDEX IF NOT EXISTS incidents_by_time ON incidents (municipality, opened_ms, incident_id);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL UNIQUE,
+    municipality TEXT NOT NULL,
+    event BLOB NOT NULL,
+    -- 1 when this service made the event (acknowledge, resolve) and it has
+    -- not reached care.incidents yet.
+    unpublished INTEGER NOT NULL DEFAULT 0,
+    -- When this service logged it (its clock), for retention.
+    logged_ms INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS events_unpublished ON events (unpublished) WHERE unpublished = 1;
+CREATE TABLE IF NOT EXISTS escalations (
+    incident_id TEXT PRIMARY KEY,
+    municipality TEXT NOT NULL,
+    due_ms INTEGER,
+    state TEXT NOT NULL,
+    updated_ms INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS escalations_due ON escalations (due_ms) WHERE due_ms IS NOT NULL;
+CREATE TABLE IF NOT EXISTS outbox (
+    message_id TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    incident_id TEXT NOT NULL,
+    municipality TEXT NOT NULL,
+    notification TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created_ms INTEGER NOT NULL,
+    PRIMARY KEY (message_id, channel)
+);
+CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (status) WHERE status = 'pending';
+CREATE TABLE IF NOT EXISTS policies (
+    municipality TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    policy TEXT NOT NULL,
+    PRIMARY KEY (municipality, version)
+);
+"#;
+
+pub fn open(path: &Path) -> Result<Connection, NotifyError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(30))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "cache_size", -65536)?;
+    conn.pragma_update(None, "wal_autocheckpoint", 16384)?;
+    conn.execute_batch(SCHEMA)?;
+    Ok(conn)
+}
+
+pub(crate) fn decode<M: Message + Default>(b: &[u8], what: &str) -> Result<M, NotifyError> {
+    M::decode(b).map_err(|e| NotifyError::Corrupt(format!("{what}: {e}")))
+}
+
+/// What the store holds, for summaries and gauges.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counts {
+    pub households: i64,
+    pub incidents: i64,
+    pub open_incidents: i64,
+    pub running_escalations: i64,
+    /// Messages (one per channel) queued, delivered, failed.
+    pub messages_pending: i64,
+    pub messages_delivered: i64,
+    pub messages_failed: i64,
+}
+
+pub fn counts(c: &Connection) -> Result<Counts, NotifyError> {
+    let one = |sql: &str| -> Result<i64, NotifyError> { Ok(c.query_row(sql, [], |r| r.get(0))?) };
+    Ok(Counts {
+        households: one("SELECT count(*) FROM households")?,
+        incidents: one("SELECT count(*) FROM incidents")?,
+        open_incidents: one("SELECT count(*) FROM incidents WHERE state != 3")?,
+        running_escalations: one("SELECT count(*) FROM escalations WHERE due_ms IS NOT NULL")?,
+        messages_pending: one("SELECT count(*) FROM outbox WHERE status = 'pending'")?,
+        messages_delivered: one("SELECT count(*) FROM outbox WHERE status = 'delivered'")?,
+        messages_failed: one("SELECT count(*) FROM outbox WHERE status = 'failed'")?,
+    })
+}
+
+/// What one retention sweep removed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Swept {
+    pub events: usize,
+    pub messages: usize,
+    pub escalations: usize,
+    pub incidents: usize,
+}
+
+/// Removes what notify no longer needs (the history store keeps the record):
+/// watch-log events and finished messages logged before `log_cutoff_ms`
+/// (never an event still to be published), escalations of resolved incidents
+/// last moved before it, and resolved incidents opened before
+/// `incident_cutoff_ms`.
+pub fn sweep(
+    c: &Connection,
+    log_cutoff_ms: i64,
+    incident_cutoff_ms: i64,
+) -> Result<Swept, NotifyError> {
+    let events = c.execute(
+        "DELETE FROM events WHERE unpublished = 0 AND seq <= coalesce(
+             (SELECT max(seq) FROM events WHERE logged_ms < ?1), 0)",
+        [log_cutoff_ms],
+    )?;
+    let messages = c.execute(
+        "DELETE FROM outbox WHERE status != 'pending' AND created_ms < ?1",
+        [log_cutoff_ms],
+    )?;
+    let escalations = c.execute(
+        "DELETE FROM escalations WHERE due_ms IS NULL AND updated_ms < ?1
+           AND incident_id IN (SELECT incident_id FROM incidents WHERE state = 3)",
+        [log_cutoff_ms],
+    )?;
+    let incidents = c.execute(
+        "DELETE FROM incidents WHERE state = 3 AND opened_ms < ?1
+           AND incident_id NOT IN (SELECT incident_id FROM escalations)",
+        [incident_cutoff_ms],
+    )?;
+    Ok(Swept {
+        events,
+        messages,
+        escalations,
+        incidents,
+    })
+}

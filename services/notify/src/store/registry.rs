@@ -1,0 +1,152 @@
+//! Households, their plugs, and what of the registry reached `care.households`.
+
+use super::decode;
+use crate::error::NotifyError;
+use dolbom_proto::v1 as pb;
+use prost::Message;
+use rusqlite::{params, Connection, OptionalExtension};
+
+#[derive(Clone, Debug)]
+pub struct HouseholdRow {
+    pub config: pb::HouseholdConfig,
+    pub contact: Option<Vec<u8>>,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+}
+
+/// (config, sealed contact, created_ms, updated_ms) as stored.
+type RawHousehold = (Vec<u8>, Option<Vec<u8>>, i64, i64);
+
+fn household_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawHousehold> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+}
+
+fn to_household(t: RawHousehold) -> Result<HouseholdRow, NotifyError> {
+    Ok(HouseholdRow {
+        config: decode(&t.0, "household config")?,
+        contact: t.1,
+        created_ms: t.2,
+        updated_ms: t.3,
+    })
+}
+
+pub fn household(c: &Connection, id: &str) -> Result<Option<HouseholdRow>, NotifyError> {
+    c.prepare_cached(
+        "SELECT config, contact, created_ms, updated_ms FROM households WHERE household_id = ?1",
+    )?
+    .query_row([id], household_row)
+    .optional()?
+    .map(to_household)
+    .transpose()
+}
+
+/// Inserts or replaces a household and its plugs.
+pub fn put_household(c: &Connection, row: &HouseholdRow) -> Result<(), NotifyError> {
+    let cfg = &row.config;
+    c.prepare_cached(
+        "INSERT INTO households (household_id, municipality, dong, version, config, contact, created_ms, updated_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (household_id) DO UPDATE SET municipality = ?2, dong = ?3, version = ?4,
+           config = ?5, contact = ?6, updated_ms = ?8",
+    )?
+    .execute(params![
+        cfg.household_id,
+        cfg.municipality_code,
+        cfg.dong_code,
+        cfg.version as i64,
+        cfg.encode_to_vec(),
+        row.contact,
+        row.created_ms,
+        row.updated_ms
+    ])?;
+    c.prepare_cached("DELETE FROM devices WHERE household_id = ?1")?
+        .execute([&cfg.household_id])?;
+    let mut ins =
+        c.prepare_cached("INSERT INTO devices (device_id, household_id) VALUES (?1, ?2)")?;
+    for d in &cfg.device_ids {
+        ins.execute([d, &cfg.household_id])?;
+    }
+    c.prepare_cached("DELETE FROM tombstones WHERE household_id = ?1")?
+        .execute([&cfg.household_id])?;
+    Ok(())
+}
+
+pub fn delete_household(c: &Connection, id: &str) -> Result<(), NotifyError> {
+    c.prepare_cached("DELETE FROM households WHERE household_id = ?1")?
+        .execute([id])?;
+    c.prepare_cached("DELETE FROM devices WHERE household_id = ?1")?
+        .execute([id])?;
+    c.prepare_cached("INSERT OR IGNORE INTO tombstones (household_id) VALUES (?1)")?
+        .execute([id])?;
+    Ok(())
+}
+
+/// The household a plug is registered to.
+pub fn device_owner(c: &Connection, device: &str) -> Result<Option<String>, NotifyError> {
+    Ok(
+        c.prepare_cached("SELECT household_id FROM devices WHERE device_id = ?1")?
+            .query_row([device], |r| r.get(0))
+            .optional()?,
+    )
+}
+
+/// One page of a municipality's households (optionally one dong), by id.
+pub fn list_households(
+    c: &Connection,
+    municipality: &str,
+    dong: Option<&str>,
+    after: &str,
+    limit: usize,
+) -> Result<Vec<HouseholdRow>, NotifyError> {
+    let mut st = c.prepare_cached(
+        "SELECT config, contact, created_ms, updated_ms FROM households
+         WHERE municipality = ?1 AND (?2 IS NULL OR dong = ?2) AND household_id > ?3
+         ORDER BY household_id LIMIT ?4",
+    )?;
+    let rows = st.query_map(
+        params![municipality, dong, after, limit as i64],
+        household_row,
+    )?;
+    rows.map(|r| to_household(r?)).collect()
+}
+
+/// Registry changes not yet on `care.households`: (id, config or `None` for
+/// a tombstone).
+pub fn unpublished_households(
+    c: &Connection,
+    limit: usize,
+) -> Result<Vec<(String, Option<pb::HouseholdConfig>)>, NotifyError> {
+    let mut out = Vec::new();
+    let mut st = c.prepare_cached(
+        "SELECT household_id, config FROM households WHERE published_version < version LIMIT ?1",
+    )?;
+    for r in st.query_map([limit as i64], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+    })? {
+        let (id, b) = r?;
+        out.push((id, Some(decode(&b, "household config")?)));
+    }
+    let mut st = c.prepare_cached("SELECT household_id FROM tombstones LIMIT ?1")?;
+    for r in st.query_map([limit as i64], |r| r.get::<_, String>(0))? {
+        out.push((r?, None));
+    }
+    Ok(out)
+}
+
+pub fn mark_household_published(
+    c: &Connection,
+    id: &str,
+    version: Option<u64>,
+) -> Result<(), NotifyError> {
+    match version {
+        Some(v) => c
+            .prepare_cached(
+                "UPDATE households SET published_version = max(published_version, ?2) WHERE household_id = ?1",
+            )?
+            .execute(params![id, v as i64])?,
+        None => c
+            .prepare_cached("DELETE FROM tombstones WHERE household_id = ?1")?
+            .execute([id])?,
+    };
+    Ok(())
+}
