@@ -1,12 +1,14 @@
-//! The PNG plot of a scenario: throughput (readings/s) and detection
-//! latency of the incidents that came out, over the run's wall time.
+//! A scenario's output files: the report and ground truth as JSON, and the
+//! PNG plot of throughput (readings/s) and detection latency of the
+//! incidents that came out, over the run's wall time.
 //!
 //! Text is drawn with a TrueType font read from the system (DejaVu Sans,
 //! Debian's `fonts-dejavu-core`); without one the plot has no labels.
 
 use crate::scenario::Report;
+use dolbom_town::truth::{GroundTruth, SeenEvent};
 use plotters::prelude::*;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 const FONTS: &[&str] = &[
     "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
@@ -108,4 +110,30 @@ pub fn plot(r: &Report, path: &Path) -> anyhow::Result<()> {
         .map_err(err)?;
     root.present().map_err(err)?;
     Ok(())
+}
+
+/// Writes `<name>.json`, `<name>-truth.json`, `<name>-events.json` (every
+/// incident event seen) and `<name>.png` into `dir`; returns the JSON and
+/// PNG paths.
+pub fn write(
+    r: &Report,
+    dir: &Path,
+    truth: &GroundTruth,
+    seen: &[SeenEvent],
+) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let name = &r.scenario.name;
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(
+        dir.join(format!("{name}-events.json")),
+        serde_json::to_vec(seen)?,
+    )?;
+    let json = dir.join(format!("{name}.json"));
+    std::fs::write(&json, serde_json::to_vec_pretty(r)?)?;
+    std::fs::write(
+        dir.join(format!("{name}-truth.json")),
+        serde_json::to_vec_pretty(truth)?,
+    )?;
+    let png = dir.join(format!("{name}.png"));
+    plot(r, &png)?;
+    Ok((json, png))
 }

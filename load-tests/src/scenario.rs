@@ -13,10 +13,10 @@
 use crate::sim::SimSpec;
 use dolbom_domain::config::Thresholds;
 use dolbom_domain::{Ts, MINUTE_MS};
-use dolbom_town::truth::{GroundTruth, SeenEvent, Verdict};
+use dolbom_town::truth::{SeenEvent, Verdict};
 use dolbom_town::{Reporting, TownSpec};
 use serde::Serialize;
-use std::path::{Path as FsPath, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 /// Which way readings travel.
@@ -534,30 +534,6 @@ impl Report {
             if self.passed { "OK" } else { "FAILED" }
         );
         o
-    }
-
-    /// Writes `<name>.json`, `<name>-truth.json`, `<name>-events.json`
-    /// (every incident event seen) and `<name>.png` into `dir`.
-    pub fn write(
-        &self,
-        dir: &FsPath,
-        truth: &GroundTruth,
-        seen: &[SeenEvent],
-    ) -> anyhow::Result<(PathBuf, PathBuf)> {
-        std::fs::create_dir_all(dir)?;
-        std::fs::write(
-            dir.join(format!("{}-events.json", self.scenario.name)),
-            serde_json::to_vec(seen)?,
-        )?;
-        let json = dir.join(format!("{}.json", self.scenario.name));
-        std::fs::write(&json, serde_json::to_vec_pretty(self)?)?;
-        std::fs::write(
-            dir.join(format!("{}-truth.json", self.scenario.name)),
-            serde_json::to_vec_pretty(truth)?,
-        )?;
-        let png = dir.join(format!("{}.png", self.scenario.name));
-        crate::plot::plot(self, &png)?;
-        Ok((json, png))
     }
 }
 

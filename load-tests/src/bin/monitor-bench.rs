@@ -264,8 +264,8 @@ async fn throughput(
     while processed < readings_f && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
         let text = metrics.render();
-        processed = counter(&text, "dolbom_monitor_readings_accepted_total")
-            + counter(&text, "dolbom_monitor_readings_rejected_total");
+        processed = counter(&text, dolbom_monitor::metrics::READINGS_ACCEPTED)
+            + counter(&text, dolbom_monitor::metrics::READINGS_REJECTED);
         if processed > 0.0 {
             first.get_or_insert_with(Instant::now);
         }
@@ -275,7 +275,7 @@ async fn throughput(
     let text = metrics.render();
     println!(
         "monitor             {processed:.0} readings ({:.0} rejected) in {mon_secs:.2} s = {mon_rate:.0} readings/s",
-        counter(&text, "dolbom_monitor_readings_rejected_total")
+        counter(&text, dolbom_monitor::metrics::READINGS_REJECTED)
     );
     println!(
         "ratio               {:.2} of the faster bare loop (target ≥ 0.5; aim ≥ 300k readings/s)",

@@ -59,8 +59,9 @@ struct Args {
     serve_receiver: bool,
 }
 
-/// Wall-clock microseconds: comparable between the benchmark and its
-/// receiver process on the same machine.
+/// Wall-clock microseconds (latencies here are sub-millisecond, finer than
+/// the platform's `Ts`): comparable between the benchmark and its receiver
+/// process on the same machine.
 fn now_us() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -106,7 +106,7 @@ async fn main() -> anyhow::Result<()> {
         Path::InProcess => inproc::run(&sc).await?,
     };
     print!("{}", report.render());
-    let (json, png) = report.write(&sc.out_dir, &truth, &seen)?;
+    let (json, png) = dolbom_load_tests::plot::write(&report, &sc.out_dir, &truth, &seen)?;
     println!("summary       {} and {}", json.display(), png.display());
     if !report.passed {
         std::process::exit(1);

@@ -13,8 +13,9 @@ mod render;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
-use dolbom_domain::convert::timestamp;
-use dolbom_domain::Ts;
+use dolbom_domain::convert::{self, timestamp};
+use dolbom_domain::incident::{IncidentKind, Outcome, Stage};
+use dolbom_domain::{Named, Ts};
 use dolbom_proto::v1 as pb;
 use pb::incident_service_client::IncidentServiceClient;
 use pb::registry_service_client::RegistryServiceClient;
@@ -65,32 +66,16 @@ enum StateArg {
     Resolved,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum StageArg {
-    Attention,
-    Caution,
-    Danger,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum KindArg {
-    Inactivity,
-    DeviceOffline,
-    AreaOutage,
-    PipelineStall,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum OutcomeArg {
-    ReachedByPhone,
-    NoAnswer,
-    VisitedSafe,
-    EmergencyDispatched,
-    DoorOpened,
-    Hospitalised,
-    Deceased,
-    DeviceFault,
-    FalseAlarm,
+/// A kind, stage or outcome as typed: its display name in any case, with
+/// `-` for `_` (`device-offline`, `DEVICE_OFFLINE`).
+fn named<T: Named>(s: &str) -> Result<T, String> {
+    T::from_name(&s.to_uppercase().replace('-', "_")).ok_or_else(|| {
+        let all: Vec<String> = T::ALL
+            .iter()
+            .map(|v| v.name().to_lowercase().replace('_', "-"))
+            .collect();
+        format!("expected one of {}", all.join(", "))
+    })
 }
 
 #[derive(clap::Args, Clone, Default)]
@@ -103,11 +88,12 @@ struct FilterArgs {
     dong: Option<String>,
     #[arg(long)]
     household: Option<String>,
-    #[arg(long, value_enum)]
-    kind: Option<KindArg>,
-    /// At least this stage.
-    #[arg(long, value_enum)]
-    min_stage: Option<StageArg>,
+    /// inactivity, device-offline, area-outage or pipeline-stall.
+    #[arg(long, value_parser = named::<IncidentKind>)]
+    kind: Option<IncidentKind>,
+    /// At least this stage: attention, caution or danger.
+    #[arg(long, value_parser = named::<Stage>)]
+    min_stage: Option<Stage>,
 }
 
 #[derive(Subcommand)]
@@ -144,8 +130,10 @@ enum Cmd {
     /// Resolve an incident with an outcome.
     Resolve {
         incident_id: String,
-        #[arg(long, value_enum)]
-        outcome: OutcomeArg,
+        /// reached-by-phone, no-answer, visited-safe, emergency-dispatched,
+        /// door-opened, hospitalised, deceased, device-fault, false-alarm.
+        #[arg(long, value_parser = named::<Outcome>)]
+        outcome: Outcome,
         #[arg(long, default_value = "")]
         note: String,
     },
@@ -240,32 +228,9 @@ fn filter(f: &FilterArgs) -> pb::IncidentFilter {
         municipality_code: f.municipality.clone().unwrap_or_default(),
         dong_code: f.dong.clone().unwrap_or_default(),
         household_id: f.household.clone().unwrap_or_default(),
-        kind: f.kind.map_or(0, |k| match k {
-            KindArg::Inactivity => pb::IncidentKind::Inactivity,
-            KindArg::DeviceOffline => pb::IncidentKind::DeviceOffline,
-            KindArg::AreaOutage => pb::IncidentKind::AreaOutage,
-            KindArg::PipelineStall => pb::IncidentKind::PipelineStall,
-        } as i32),
-        min_stage: f.min_stage.map_or(0, |s| match s {
-            StageArg::Attention => pb::Stage::Attention,
-            StageArg::Caution => pb::Stage::Caution,
-            StageArg::Danger => pb::Stage::Danger,
-        } as i32),
+        kind: f.kind.map_or(0, |k| convert::kind(k) as i32),
+        min_stage: f.min_stage.map_or(0, |s| convert::stage(s) as i32),
         ..Default::default()
-    }
-}
-
-fn outcome(o: OutcomeArg) -> pb::Outcome {
-    match o {
-        OutcomeArg::ReachedByPhone => pb::Outcome::ReachedByPhone,
-        OutcomeArg::NoAnswer => pb::Outcome::NoAnswer,
-        OutcomeArg::VisitedSafe => pb::Outcome::VisitedSafe,
-        OutcomeArg::EmergencyDispatched => pb::Outcome::EmergencyDispatched,
-        OutcomeArg::DoorOpened => pb::Outcome::DoorOpened,
-        OutcomeArg::Hospitalised => pb::Outcome::Hospitalised,
-        OutcomeArg::Deceased => pb::Outcome::Deceased,
-        OutcomeArg::DeviceFault => pb::Outcome::DeviceFault,
-        OutcomeArg::FalseAlarm => pb::Outcome::FalseAlarm,
     }
 }
 
@@ -413,7 +378,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .incidents
                 .resolve(pb::ResolveRequest {
                     incident_id,
-                    outcome: outcome(o) as i32,
+                    outcome: convert::outcome(o) as i32,
                     note,
                 })
                 .await
