@@ -33,7 +33,9 @@
 //! time: ScyllaDB writes carry the remaining TTL, the embedded store deletes
 //! in [`HistoryStore::enforce_retention`]; both skip records already past it.
 //!
-//! The [`conformance`] module is the one suite both stores must pass.
+//! The [`conformance`] module is the one suite both stores must pass;
+//! [`open_store`] picks a store from options, [`metrics`] describes the
+//! `dolbom_history_*` metrics once and [`error`] holds [`HistoryError`].
 
 pub mod conformance;
 pub mod downsample;
