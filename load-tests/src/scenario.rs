@@ -390,9 +390,9 @@ impl Downstream {
         }
     }
 
-    /// Notify holds every household and area incident (stall incidents are
-    /// SRE alerts, not for municipalities: notify skips them), and the
-    /// history stored every event (with the state changes they imply).
+    /// Notify holds every incident — household, area and stall (a stall is
+    /// routed to SRE) — and the history stored every event (with the state
+    /// changes they imply).
     pub fn consistent(&self) -> bool {
         self.notify_incidents as usize == self.incidents_raised
             && self.history_events as usize >= self.events_published
@@ -609,10 +609,9 @@ pub fn progress(minutes: u64, show: bool) -> indicatif::ProgressBar {
     pb
 }
 
-/// Distinct incident ids among the seen events, without stall incidents.
+/// Distinct incident ids among the seen events.
 pub fn distinct_incidents(seen: &[SeenEvent]) -> usize {
     seen.iter()
-        .filter(|e| e.kind != dolbom_proto::v1::IncidentKind::PipelineStall as i32)
         .map(|e| e.incident_id.as_str())
         .collect::<std::collections::HashSet<_>>()
         .len()

@@ -44,6 +44,12 @@ impl IncidentKind {
     pub fn name(self) -> &'static str {
         Named::name(self)
     }
+    /// A platform incident concerns no single municipality (a stalled
+    /// partition spans many): it carries no municipality code and goes to
+    /// the platform's operators (SRE), never to one municipality's staff.
+    pub fn is_platform(self) -> bool {
+        self == IncidentKind::PipelineStall
+    }
     /// Words for a person reading a log or a summary.
     pub fn describe(self) -> &'static str {
         match self {

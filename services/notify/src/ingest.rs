@@ -35,12 +35,15 @@ pub fn check_event(ev: &pb::IncidentEvent) -> Result<(), String> {
     if ev.incident_id.is_empty() || ev.incident_id.len() > 200 {
         return Err("incident_id".into());
     }
-    let m = &ev.municipality_code;
-    if m.len() != 5 || !m.bytes().all(|b| b.is_ascii_digit()) {
-        return Err("municipality_code".into());
-    }
-    if kind_from_wire(ev.kind).is_none() {
+    let Some(kind) = kind_from_wire(ev.kind) else {
         return Err("kind".into());
+    };
+    // A platform incident (a stalled partition) belongs to no municipality
+    // and carries none; every other incident carries exactly one.
+    let m = &ev.municipality_code;
+    let platform = kind.is_platform() && m.is_empty();
+    if !platform && (m.len() != 5 || !m.bytes().all(|b| b.is_ascii_digit())) {
+        return Err("municipality_code".into());
     }
     match pb::IncidentEventType::try_from(ev.r#type) {
         Ok(pb::IncidentEventType::Unspecified) | Err(_) => Err("type".into()),

@@ -52,10 +52,16 @@ impl Scoped {
         f: &pb::IncidentFilter,
         allow_all: bool,
     ) -> Result<Scoped, NotifyError> {
-        let municipality =
-            if f.municipality_code.is_empty() && who.role == Role::National && allow_all {
-                None
-            } else {
+        let national_all = f.municipality_code.is_empty() && who.role == Role::National;
+        let platform_kind = dolbom_domain::convert::kind_from_wire(f.kind)
+            .is_some_and(dolbom_domain::incident::IncidentKind::is_platform);
+        let municipality = if national_all && allow_all {
+            None
+        } else if national_all && platform_kind {
+            // Platform incidents (stalls) belong to no municipality: the
+            // national role lists them with their kind and no code.
+            Some(String::new())
+        } else {
                 Some(listing_scope(
                     who,
                     &f.municipality_code,

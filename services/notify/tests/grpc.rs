@@ -169,6 +169,7 @@ impl Gateway {
 const DONG_SMS: &str = "0211110000";
 const CENTER_SMS: &str = "0299990000";
 const EMERGENCY_SMS: &str = "0211900000";
+const SRE_SMS: &str = "0100000119";
 
 struct Service {
     core: Arc<Core>,
@@ -201,6 +202,7 @@ impl Service {
             ("DONG_OFFICE", DONG_SMS),
             ("CONTROL_CENTER", CENTER_SMS),
             ("EMERGENCY", EMERGENCY_SMS),
+            ("SRE", SRE_SMS),
         ] {
             opts.recipients.push(Recipient {
                 municipality: "*".into(),
@@ -342,6 +344,76 @@ fn follow_up(
 }
 
 // -------------------------------------------------------------------- tests
+
+/// A stalled partition is the platform's incident, not one municipality's:
+/// its event carries no municipality code (exactly as the shard emits it),
+/// and it must still reach SRE — not be rejected as malformed — and be
+/// visible to the national role only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipeline_stall_reaches_sre() {
+    use dolbom_domain::convert::{platform_event, PlatformIncident};
+    use dolbom_domain::incident::{EventType, IncidentKind, Route};
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::generate("k1").unwrap();
+    let mut gw = Gateway::start().await;
+    let t0 = kst(2026, 11, 23, 3, 0); // night: no office is open
+    let (clock, _) = manual_clock(t0);
+    let svc = Service::start(dir.path(), clock, &key, &gw.url).await;
+    let stall = platform_event(&PlatformIncident {
+        kind: IncidentKind::PipelineStall,
+        subject: "partition-3",
+        event: EventType::Opened,
+        episode_start: t0,
+        due_at: t0,
+        emitted_at: t0,
+        route: Route::Sre,
+        municipality: None,
+        dong: None,
+        affected_households: 25_000,
+    });
+    assert!(stall.municipality_code.is_empty());
+    assert_eq!(svc.core.ingest(vec![stall.clone()]).await.unwrap(), 1);
+    let hit = gw.next().await;
+    let to_sre = match hit.path.as_str() {
+        "/sms" => hit.body["to"][0] == SRE_SMS,
+        _ => hit.body["tier"] == "SRE",
+    };
+    assert!(to_sre, "the stall went to SRE: {hit:?}");
+    assert!(hit.idempotency_key.starts_with(&stall.incident_id));
+
+    // The national role sees it; a municipality does not.
+    let mut nat = client(&svc.addr, Some(token(&key, &Principal::national("ops")))).await;
+    let seen = nat
+        .incidents
+        .list_incidents(pb::ListIncidentsRequest {
+            filter: Some(pb::IncidentFilter {
+                kind: pb::IncidentKind::PipelineStall as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .incidents;
+    assert!(seen.iter().any(|i| i.incident_id == stall.incident_id));
+    let jongno = Principal::municipality("jongno-system", "11110", true);
+    let mut a = client(&svc.addr, Some(token(&key, &jongno))).await;
+    if let Ok(own) = a
+        .incidents
+        .list_incidents(pb::ListIncidentsRequest::default())
+        .await
+    {
+        let own = own.into_inner().incidents;
+        assert!(own.iter().all(|i| i.incident_id != stall.incident_id));
+    }
+
+    // A household incident without a municipality is still malformed.
+    let mut bad = opened("hh-1", "11110", pb::Stage::Attention, t0);
+    bad.municipality_code.clear();
+    assert_eq!(svc.core.ingest(vec![bad]).await.unwrap(), 0);
+    svc.stop().await;
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenants_are_isolated_both_ways_and_contact_reads_are_audited() {
