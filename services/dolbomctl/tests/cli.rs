@@ -31,6 +31,10 @@ async fn register_list_watch_ack_resolve_and_stats() {
     let opts = NotifyOptions {
         data_dir: dir.path().to_path_buf(),
         create_contact_key: true,
+        policies: vec![dolbom_notify::options::MunicipalityPolicy {
+            municipality: "*".into(),
+            policy: dolbom_escalation::Policy::watch_only(),
+        }],
         ..Default::default()
     };
     let history: Arc<dyn HistoryStore> =

@@ -95,6 +95,17 @@ impl Directory {
         }
     }
 
+    /// Whether (municipality, tier) has an address for `channel` (the
+    /// watch stream needs none).
+    pub fn reaches(&self, municipality: &str, tier: Tier, channel: ChannelKind) -> bool {
+        let r = self.lookup(municipality, tier);
+        match channel {
+            ChannelKind::Watch => true,
+            ChannelKind::Sms => r.is_some_and(|r| !r.sms.is_empty()),
+            ChannelKind::Webhook => r.is_some_and(|r| !r.webhook_url.is_empty()),
+        }
+    }
+
     pub fn lookup(&self, municipality: &str, tier: Tier) -> Option<&Recipient> {
         self.by_key
             .get(&(municipality.to_string(), tier))

@@ -5,7 +5,8 @@ use crate::channels::{Recipient, RetryOptions, SmsOptions};
 use crate::error::NotifyError;
 use dolbom_auth::{Verifier, VerifyingKey};
 use dolbom_calendar::{OfficeHours, Router};
-use dolbom_escalation::Policy;
+use dolbom_domain::Named;
+use dolbom_escalation::{Policy, Tier};
 use dolbom_history::{Retention, ScyllaOptions, WriterOptions};
 use dolbom_kafka::KafkaOptions;
 use serde::{Deserialize, Serialize};
@@ -146,6 +147,7 @@ impl dolbom_options::Options for NotifyOptions {
                 .validate()
                 .map_err(|e| bad(&format!("policies[{i}]"), &e.to_string()))?;
         }
+        self.check_reachable()?;
         for (i, r) in self.recipients.iter().enumerate() {
             if dolbom_escalation::Tier::parse(&r.tier).is_none() {
                 return Err(bad(&format!("recipients[{i}].tier"), "unknown tier"));
@@ -198,6 +200,49 @@ impl NotifyOptions {
             .map_err(|e| bad("holidays_file", &e.to_string()))
     }
 
+    /// Every tier a policy can reach — its steps, and maintenance and SRE
+    /// for the notices — has an address for each push channel it uses:
+    /// a policy that would tell nobody is refused at start-up instead of
+    /// failing when a person needs help. The `"*"` policy must be covered
+    /// by `"*"` recipients; a municipality's own policy by its own or `"*"`.
+    fn check_reachable(&self) -> Result<(), NotifyError> {
+        let dir = crate::channels::Directory::new(&self.recipients);
+        let uses_sms = self.policy_map().values().any(|p| {
+            p.notice_channels
+                .contains(&dolbom_escalation::ChannelKind::Sms)
+                || p.steps
+                    .iter()
+                    .any(|s| s.channels.contains(&dolbom_escalation::ChannelKind::Sms))
+        });
+        if uses_sms && self.sms.endpoint.is_empty() {
+            return Err(bad(
+                "sms.endpoint",
+                "a policy sends SMS but no SMS gateway is configured",
+            ));
+        }
+        let mut policies: Vec<(String, Policy)> = self.policy_map().into_iter().collect();
+        policies.sort_by(|a, b| a.0.cmp(&b.0));
+        for (m, p) in &policies {
+            let steps = p.steps.iter().map(|s| (s.tier, &s.channels));
+            let notices = [Tier::Maintenance, Tier::Sre].map(|t| (t, &p.notice_channels));
+            for (tier, channels) in steps.chain(notices) {
+                if let Some(c) = channels.iter().find(|c| !dir.reaches(m, tier, **c)) {
+                    return Err(bad(
+                        "recipients",
+                        &format!(
+                            "the policy for municipality {m:?} sends {} to {} but no recipient has that address (add a recipient with tier {:?} for {m:?}{})",
+                            c.name(),
+                            tier.name(),
+                            tier.name(),
+                            if m == "*" { "" } else { " or \"*\"" }
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub fn policy_map(&self) -> HashMap<String, Policy> {
         let mut m: HashMap<String, Policy> = self
             .policies
@@ -248,10 +293,42 @@ mod tests {
             r#"
 listen = "127.0.0.1:0"
 public_keys = ["k1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="]
+[sms]
+endpoint = "https://sms.example/v1"
 [[recipients]]
 municipality = "11110"
 tier = "DONG_OFFICE"
 sms = ["0200000000"]
+[[recipients]]
+municipality = "*"
+tier = "DONG_OFFICE"
+sms = ["0299990000"]
+webhook_url = "https://ops.example/dong_office"
+webhook_secret = "0123456789abcdef"
+[[recipients]]
+municipality = "*"
+tier = "CONTROL_CENTER"
+sms = ["0299990000"]
+webhook_url = "https://ops.example/control_center"
+webhook_secret = "0123456789abcdef"
+[[recipients]]
+municipality = "*"
+tier = "EMERGENCY"
+sms = ["0299990000"]
+webhook_url = "https://ops.example/emergency"
+webhook_secret = "0123456789abcdef"
+[[recipients]]
+municipality = "*"
+tier = "MAINTENANCE"
+sms = ["0299990000"]
+webhook_url = "https://ops.example/maintenance"
+webhook_secret = "0123456789abcdef"
+[[recipients]]
+municipality = "*"
+tier = "SRE"
+sms = ["0299990000"]
+webhook_url = "https://ops.example/sre"
+webhook_secret = "0123456789abcdef"
 [[policies]]
 municipality = "11110"
 [policies.policy]
@@ -285,5 +362,37 @@ wait_minutes = 10
         assert!(bad.validate().is_err());
         let none = NotifyOptions::default();
         assert!(none.verifier().is_err());
+        // A policy that would tell nobody is refused at start-up.
+        let e = none.validate().unwrap_err().to_string();
+        assert!(e.contains("sms"), "{e}");
+        let mut gateway_only = NotifyOptions::default();
+        gateway_only.sms.endpoint = "https://sms.example".into();
+        let e = gateway_only.validate().unwrap_err().to_string();
+        assert!(e.contains("to DONG_OFFICE"), "{e}");
+        let mut no_sre = o.clone();
+        no_sre.recipients.retain(|r| r.tier != "SRE");
+        let e = no_sre.validate().unwrap_err().to_string();
+        assert!(e.contains("to SRE"), "{e}");
+        let mut watch_only = NotifyOptions::default();
+        watch_only.policies.push(MunicipalityPolicy {
+            municipality: "*".into(),
+            policy: Policy::watch_only(),
+        });
+        assert!(watch_only.validate().is_ok());
+        // The example configuration in deploy/ is one that starts.
+        let example = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../deploy/notify.example.toml"
+        );
+        let mut ex =
+            NotifyOptions::load(Some(std::path::Path::new(example)), serde_json::json!({}))
+                .unwrap();
+        ex.validate().unwrap();
+        ex.sms.endpoint.clear();
+        assert!(ex
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("sms.endpoint"));
     }
 }

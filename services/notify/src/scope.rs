@@ -62,13 +62,13 @@ impl Scoped {
             // national role lists them with their kind and no code.
             Some(String::new())
         } else {
-                Some(listing_scope(
-                    who,
-                    &f.municipality_code,
-                    &f.dong_code,
-                    "filter.",
-                )?)
-            };
+            Some(listing_scope(
+                who,
+                &f.municipality_code,
+                &f.dong_code,
+                "filter.",
+            )?)
+        };
         let nonzero = |v: i32| (v != 0).then_some(v);
         if pb::IncidentKind::try_from(f.kind).is_err() {
             return Err(NotifyError::invalid("filter.kind", "unknown value"));

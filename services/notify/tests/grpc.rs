@@ -170,6 +170,7 @@ const DONG_SMS: &str = "0211110000";
 const CENTER_SMS: &str = "0299990000";
 const EMERGENCY_SMS: &str = "0211900000";
 const SRE_SMS: &str = "0100000119";
+const MAINTENANCE_SMS: &str = "0100000000";
 
 struct Service {
     core: Arc<Core>,
@@ -203,6 +204,7 @@ impl Service {
             ("CONTROL_CENTER", CENTER_SMS),
             ("EMERGENCY", EMERGENCY_SMS),
             ("SRE", SRE_SMS),
+            ("MAINTENANCE", MAINTENANCE_SMS),
         ] {
             opts.recipients.push(Recipient {
                 municipality: "*".into(),

@@ -71,6 +71,10 @@ async fn incidents_in_registry_and_acknowledgements_out_over_kafka() {
         data_dir: dir.path().to_path_buf(),
         create_contact_key: true,
         tick_ms: 50,
+        policies: vec![dolbom_notify::options::MunicipalityPolicy {
+            municipality: "*".into(),
+            policy: dolbom_escalation::Policy::watch_only(),
+        }],
         ..Default::default()
     };
     let admin: AdminClient<_> = ClientConfig::new()
