@@ -3,6 +3,7 @@
 //! or `tansu` on `PATH`) started on a free loopback port with in-memory
 //! storage, stopped when the [`Broker`] is dropped.
 
+use crate::faultnet::KafkaProxy;
 use std::io;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -50,15 +51,33 @@ pub fn tansu_binary() -> Option<PathBuf> {
 
 /// Starts Tansu on a free loopback port and waits until it listens.
 pub fn start_tansu(bin: &Path) -> io::Result<Broker> {
+    start_tansu_advertising(bin, None)
+}
+
+/// Tansu behind a [`KafkaProxy`]: the broker advertises the proxy, so every
+/// client reaches it through the proxy, whose cuts then inject faults.
+/// `None` when there is no Tansu binary.
+pub fn start_tansu_behind() -> io::Result<Option<(Broker, KafkaProxy)>> {
+    let Some(bin) = tansu_binary() else {
+        return Ok(None);
+    };
+    let front = TcpListener::bind("127.0.0.1:0")?;
+    let broker = start_tansu_advertising(&bin, Some(&front.local_addr()?.to_string()))?;
+    let proxy = KafkaProxy::start(front, broker.addr.clone())?;
+    Ok(Some((broker, proxy)))
+}
+
+fn start_tansu_advertising(bin: &Path, advertised: Option<&str>) -> io::Result<Broker> {
     let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let url = format!("tcp://127.0.0.1:{port}");
+    let advertised = advertised.map_or_else(|| url.clone(), |a| format!("tcp://{a}"));
     let child = Command::new(bin)
         .args([
             "broker",
             "--listener-url",
             &url,
             "--advertised-listener-url",
-            &url,
+            &advertised,
             "--storage-engine",
             "memory://tansu/",
         ])

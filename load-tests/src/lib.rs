@@ -13,8 +13,9 @@
 //! share: [`sim`] (the plug simulator),
 //! [`scenario`] (presets, meters,
 //! reports), [`inproc`] and [`overkafka`] (the two paths a scenario runs
-//! over), [`plot`] (the PNG), and [`broker`], the Kafka-protocol broker the
-//! Kafka tests and benchmarks run against. Figures and the commands that
+//! over), [`plot`] (the PNG), [`broker`], the Kafka-protocol broker the
+//! Kafka tests and benchmarks run against, and [`faultnet`], the proxy that
+//! cuts one client's requests to it for the fault-injection tests. Figures and the commands that
 //! produced them are recorded in `load-tests/README.md`.
 //!
 //! Data flow: a binary builds its input (a simulated town, synthetic
@@ -22,6 +23,7 @@
 //! prints results; a scenario also checks them against the ground truth.
 
 pub mod broker;
+pub mod faultnet;
 pub mod inproc;
 pub mod overkafka;
 pub mod plot;

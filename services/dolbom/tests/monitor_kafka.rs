@@ -15,6 +15,7 @@
 use std::io::Write as _;
 
 use dolbom_load_tests::broker::Broker;
+use dolbom_load_tests::faultnet::{Cut, PRODUCE};
 use dolbom_proto::v1 as pb;
 use prost::Message as _;
 use rdkafka::config::ClientConfig;
@@ -105,9 +106,22 @@ impl Monitor {
         dynamic: bool,
         extra_env: &[(&str, &str)],
     ) -> Monitor {
+        Self::start_with(brokers, t, dir, instance, dynamic, extra_env, &[])
+    }
+
+    /// [`Monitor::start`] with extra command-line arguments.
+    fn start_with(
+        brokers: &str,
+        t: &Topics,
+        dir: &Path,
+        instance: &str,
+        dynamic: bool,
+        extra_env: &[(&str, &str)],
+        extra_args: &[&str],
+    ) -> Monitor {
         let log = dir.join(format!("monitor-{instance}.log"));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_dolbom"));
-        cmd.args([
+        cmd.args(extra_args.iter().copied().chain([
             "monitor",
             "--brokers",
             brokers,
@@ -125,7 +139,7 @@ impl Monitor {
             "event",
             "--stall-after-ms",
             "600000",
-        ])
+        ]))
         .env("DOLBOM_TOPICS__READINGS", &t.readings)
         .env("DOLBOM_TOPICS__HOUSEHOLDS", &t.households)
         .env("DOLBOM_TOPICS__INCIDENTS", &t.incidents)
@@ -568,4 +582,81 @@ fn a_second_monitor_joining_and_leaving_keeps_incidents_exactly_once() {
     assert_exactly_expected(&b.addr, &t, &[&a]);
     assert!(a.log().contains("partitions revoked"), "{}", a.log());
     a.terminate();
+}
+
+/// The broker stops taking the monitor's incident events (its Produce
+/// requests are cut between it and the broker, its consumer still reads)
+/// while deadlines fall due, for longer than the producer's message
+/// timeout, so deliveries fail and snapshots are attempted meanwhile. When
+/// the network heals, every expected event is on `care.incidents` exactly
+/// once: none was dropped with its failed delivery, and no snapshot or
+/// commit passed an undelivered one.
+#[test]
+fn incident_events_the_broker_did_not_take_are_kept_and_resent() {
+    let _turn = serial();
+    let test = "t4";
+    let Some((b, proxy)) = dolbom_load_tests::broker::start_tansu_behind().expect("start tansu")
+    else {
+        assert!(std::env::var_os("CI").is_none(), "{test}: no tansu binary");
+        let _ = writeln!(std::io::stderr(), "SKIPPED {test}: no tansu binary");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let t = topics(test);
+    let config = dir.path().join("monitor.toml");
+    std::fs::write(
+        &config,
+        "[kafka_properties]\n\"message.timeout.ms\" = \"2000\"\n",
+    )
+    .unwrap();
+    let m = Monitor::start_with(
+        &proxy.addr,
+        &t,
+        dir.path(),
+        "a",
+        true,
+        &[],
+        &["--config", config.to_str().unwrap()],
+    );
+    m.wait_positioned(PARTITIONS as usize);
+    let rt = runtime();
+    let p = producer(&proxy.addr);
+    rt.block_on(async {
+        produce_configs(&p, &t).await;
+        produce_minutes(&p, &t, 0..11 * 60).await;
+    });
+    proxy.cut(Cut {
+        api_key: PRODUCE,
+        client_id: "dolbom-monitor".into(),
+    });
+    // Past every ATTENTION deadline (12 h): the events are emitted and
+    // cannot be delivered.
+    rt.block_on(produce_minutes(&p, &t, 11 * 60..12 * 60 + 30));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !m.log().contains("incident event not delivered") {
+        assert!(
+            Instant::now() < deadline,
+            "no failed delivery while cut:\n{}",
+            m.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Snapshots keep being attempted (every second) while nothing can be
+    // delivered; none may pass the undelivered events.
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(proxy.cut_requests() > 0);
+    assert!(
+        read_all(&proxy.addr, &t.incidents).is_empty(),
+        "nothing reached the broker while cut"
+    );
+    proxy.heal();
+    rt.block_on(produce_minutes(&p, &t, 12 * 60 + 30..14 * 60));
+    assert_exactly_expected(&proxy.addr, &t, &[&m]);
+    assert!(
+        m.log().contains("kept and re-sent"),
+        "the failure was reported:\n{}",
+        m.log()
+    );
+    m.terminate();
+    drop(b);
 }

@@ -25,6 +25,8 @@ pub enum MonitorError {
     Calendar(#[from] CalendarError),
     #[error(transparent)]
     Metrics(#[from] dolbom_prometheus::ExporterError),
+    #[error("stopped on a fatal error: {0}")]
+    Fatal(String),
     #[error("actor system: {0}")]
     Actors(String),
 }

@@ -270,6 +270,15 @@ impl IncidentProducer {
         }
     }
 
+    /// The producer's fatal error, if it has one: it can deliver nothing
+    /// more and must be replaced (the monitor exits; see `Deps::fail`).
+    pub(crate) fn fatal_error(&self) -> Option<String> {
+        self.producer
+            .client()
+            .fatal_error()
+            .map(|(code, reason)| format!("{code:?}: {reason}"))
+    }
+
     /// Sends a record that cannot be processed to the dead-letter topic,
     /// with where it came from and why.
     pub(crate) fn dead_letter(

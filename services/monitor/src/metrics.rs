@@ -26,6 +26,9 @@ pub const SNAPSHOT_STORE_UP: &str = "dolbom_monitor_snapshot_store_up";
 pub const SNAPSHOT_FAILURES: &str = "dolbom_monitor_snapshot_failures_total";
 pub const SHARD_RESTARTS: &str = "dolbom_monitor_shard_restarts_total";
 pub const ASSIGNED_PARTITIONS: &str = "dolbom_monitor_assigned_partitions";
+pub const PUBLISH_FAILURES: &str = "dolbom_monitor_publish_failures_total";
+pub const UNACKNOWLEDGED_EVENTS: &str = "dolbom_monitor_unacknowledged_incident_events";
+pub const PRODUCER_FATAL: &str = "dolbom_monitor_producer_fatal";
 
 /// Describes this crate's metrics (call once the exporter is installed).
 pub fn describe() {
@@ -129,5 +132,20 @@ pub fn describe() {
         ASSIGNED_PARTITIONS,
         Unit::Count,
         "plug.readings partitions this monitor owns and reads"
+    );
+    describe_counter!(
+        PUBLISH_FAILURES,
+        Unit::Count,
+        "Incident events the producer could not enqueue or deliver to care.incidents (by stage: enqueue, delivery); each is kept and re-sent, and no snapshot or commit passes it"
+    );
+    describe_gauge!(
+        UNACKNOWLEDGED_EVENTS,
+        Unit::Count,
+        "Incident events emitted but not yet acknowledged by the broker (by partition)"
+    );
+    describe_gauge!(
+        PRODUCER_FATAL,
+        Unit::Count,
+        "1 when the incident producer hit a fatal error; the monitor drains and exits so that a restart replays from the last snapshot"
     );
 }

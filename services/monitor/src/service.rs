@@ -94,6 +94,7 @@ pub async fn run(
     let producer = IncidentProducer::new(&opts)?;
     let (control_tx, control_rx) = mpsc::unbounded_channel();
     let routes: Routes = Arc::default();
+    let stop = shutdown.child_token();
     let deps = Arc::new(Deps {
         opts: opts.clone(),
         router,
@@ -103,6 +104,8 @@ pub async fn run(
         store,
         control: control_tx.clone(),
         routes: routes.clone(),
+        stop: stop.clone(),
+        failure: Default::default(),
     });
     let (root, root_handle) = Actor::spawn(None, Root, deps.clone())
         .await
@@ -119,7 +122,7 @@ pub async fn run(
         batch_size: opts.batch_size,
     };
     let mut summary = MonitorSummary {
-        records: ingest.run(shutdown).await,
+        records: ingest.run(stop).await,
         ..Default::default()
     };
 
@@ -155,5 +158,8 @@ pub async fn run(
         partitions = summary.partitions_at_stop,
         "monitor stopped"
     );
+    if let Some(reason) = deps.failure.get() {
+        return Err(MonitorError::Fatal(reason.clone()));
+    }
     Ok(summary)
 }

@@ -32,8 +32,9 @@ use partition::PartitionMsg;
 use ractor::ActorRef;
 use rdkafka::Offset;
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 /// Requests from the actors to the ingest loop (which owns polling).
 #[derive(Debug)]
@@ -60,9 +61,24 @@ pub(crate) struct Deps {
     pub store: Arc<dyn SnapshotStore>,
     pub control: mpsc::UnboundedSender<Control>,
     pub routes: Routes,
+    /// Stops the ingest loop: the monitor drains and `run` returns the
+    /// failure (see [`Deps::fail`]).
+    pub stop: CancellationToken,
+    pub failure: OnceLock<String>,
 }
 
 impl Deps {
+    /// Something the monitor cannot go on without failed (a fatal producer
+    /// error): drain what can be drained and stop with `reason`, so that a
+    /// restart — a fresh process, fresh clients — replays from the last
+    /// snapshots.
+    pub(crate) fn fail(&self, reason: String) {
+        if self.failure.set(reason.clone()).is_ok() {
+            tracing::error!(%reason, "monitor stopping on a fatal error");
+        }
+        self.stop.cancel();
+    }
+
     /// What a shard restores from.
     pub(crate) fn sources(&self) -> Sources {
         Sources {

@@ -49,6 +49,16 @@ pub enum ShardMsg {
     },
 }
 
+/// An emitted incident event the broker has not acknowledged yet: kept
+/// until it has, and re-sent (with every event after it, to keep their
+/// order) when its delivery failed. A re-sent event may reach the topic
+/// twice; its id is deterministic and notify keeps one.
+struct Unacked {
+    ev: pb::IncidentEvent,
+    /// `None` until the producer took it (again).
+    delivery: Option<DeliveryFuture>,
+}
+
 /// An incident event as its actor follows it.
 type Followed = (dolbom_domain::incident::EventType, Stage);
 
@@ -80,7 +90,8 @@ pub(crate) struct ShardState {
     incidents_end: i64,
     /// Records are taken only once the ingest loop has positioned the partition.
     accepting: bool,
-    deliveries: Vec<DeliveryFuture>,
+    /// Emitted events, in order, until the broker acknowledged them.
+    unacked: VecDeque<Unacked>,
     incidents: HashMap<String, Tracked>,
     /// Incident actors waiting to be started.
     to_spawn: VecDeque<IncidentArgs>,
@@ -206,19 +217,11 @@ impl ShardState {
                         metrics::histogram!(m::EMIT_DELAY_SECONDS)
                             .record(lag.max(0) as f64 / 1000.0);
                     }
-                    loop {
-                        match self.deps.producer.publish(self.partition, &ev) {
-                            Ok(f) => {
-                                self.deliveries.push(f);
-                                break;
-                            }
-                            Err(e) => {
-                                tracing::error!(partition = self.partition, error = %e, "incident event not enqueued; retrying");
-                                std::thread::sleep(Duration::from_millis(50));
-                            }
-                        }
-                    }
                     self.track_incident(&ev);
+                    self.unacked.push_back(Unacked {
+                        ev: *ev,
+                        delivery: None,
+                    });
                 }
                 Output::AbsenceEndedEarly { household, .. } => {
                     metrics::counter!(m::ABSENCES_ENDED_EARLY).increment(1);
@@ -226,6 +229,72 @@ impl ShardState {
                 }
             }
         }
+        self.send_unsent();
+    }
+
+    /// Hands every event not yet with the producer to it, in order; stops
+    /// at the first refusal (tried again at the next tick) so the order on
+    /// the partition holds.
+    fn send_unsent(&mut self) {
+        for u in self.unacked.iter_mut().filter(|u| u.delivery.is_none()) {
+            match self.deps.producer.publish(self.partition, &u.ev) {
+                Ok(f) => u.delivery = Some(f),
+                Err(e) => {
+                    metrics::counter!(m::PUBLISH_FAILURES, "stage" => "enqueue").increment(1);
+                    tracing::error!(partition = self.partition, incident = %u.ev.incident_id, error = %e, "incident event not enqueued; kept and retried at the next tick");
+                    self.check_fatal();
+                    break;
+                }
+            }
+        }
+        metrics::gauge!(m::UNACKNOWLEDGED_EVENTS, "partition" => self.p_label.clone())
+            .set(self.unacked.len() as f64);
+    }
+
+    /// A producer with a fatal error delivers nothing again: the monitor
+    /// stops (a restart replays from the last snapshot, which precedes
+    /// every unacknowledged event).
+    fn check_fatal(&self) {
+        if let Some(e) = self.deps.producer.fatal_error() {
+            metrics::gauge!(m::PRODUCER_FATAL).set(1.0);
+            self.deps.fail(format!("incident producer: {e}"));
+        }
+    }
+
+    /// Waits for the broker to acknowledge every emitted event. On a failed
+    /// delivery that event and all after it are kept for re-sending and the
+    /// call fails: a snapshot must never say an unacknowledged event
+    /// happened.
+    async fn acknowledged(&mut self) -> Result<(), String> {
+        self.send_unsent();
+        while let Some(front) = self.unacked.front_mut() {
+            let Some(f) = front.delivery.take() else {
+                return Err(format!(
+                    "{} incident events not yet taken by the producer",
+                    self.unacked.len()
+                ));
+            };
+            let failure = match f.await {
+                Ok(Ok(d)) => {
+                    self.incidents_end = self.incidents_end.max(d.offset + 1);
+                    self.unacked.pop_front();
+                    continue;
+                }
+                Ok(Err((e, _))) => e.to_string(),
+                Err(_) => "the producer dropped the delivery".to_string(),
+            };
+            for u in self.unacked.iter_mut() {
+                u.delivery = None;
+            }
+            metrics::counter!(m::PUBLISH_FAILURES, "stage" => "delivery").increment(1);
+            tracing::error!(partition = self.partition, incidents = self.unacked.len(), error = %failure, "incident event not delivered; it and the events after it are kept and re-sent");
+            self.check_fatal();
+            metrics::gauge!(m::UNACKNOWLEDGED_EVENTS, "partition" => self.p_label.clone())
+                .set(self.unacked.len() as f64);
+            return Err(format!("incident event not delivered: {failure}"));
+        }
+        metrics::gauge!(m::UNACKNOWLEDGED_EVENTS, "partition" => self.p_label.clone()).set(0.0);
+        Ok(())
     }
 
     /// Keeps one actor per open incident. Actors are started off the shard's
@@ -279,13 +348,7 @@ impl ShardState {
         let started = Instant::now();
         // Everything emitted so far must be acknowledged before the snapshot
         // says it happened.
-        for f in self.deliveries.drain(..) {
-            match f.await {
-                Ok(Ok(d)) => self.incidents_end = self.incidents_end.max(d.offset + 1),
-                Ok(Err((e, _))) => return Err(format!("incident event not delivered: {e}")),
-                Err(_) => return Err("producer dropped a delivery".into()),
-            }
-        }
+        self.acknowledged().await?;
         let p = self.partition;
         let producer = self.deps.producer.clone();
         let readings_end = tokio::task::spawn_blocking(move || producer.readings_end(p))
@@ -427,7 +490,7 @@ impl Actor for ShardActor {
             households_offset,
             incidents_end,
             accepting: false,
-            deliveries: Vec::new(),
+            unacked: VecDeque::new(),
             incidents: HashMap::new(),
             to_spawn: VecDeque::new(),
             poisoned: args.poisoned,
@@ -509,8 +572,8 @@ impl Actor for ShardActor {
                 Self::spawn_incident_actors(st, &myself);
                 if st.accepting {
                     st.shard.advance(now, &mut st.out);
-                    st.publish();
                 }
+                st.publish();
             }
             ShardMsg::SnapshotTick => {
                 if st.accepting {
