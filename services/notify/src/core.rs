@@ -63,6 +63,9 @@ pub(crate) struct Retention {
 
 /// What a core is made of (see [`crate::build`]).
 pub struct CoreParts {
+    /// The store's exclusive lock ([`crate::store::lock`]), held as long
+    /// as the core lives.
+    pub lock: Option<std::fs::File>,
     pub conn: Connection,
     pub reader: Connection,
     pub cipher: Cipher,
@@ -84,6 +87,7 @@ pub struct CoreParts {
 }
 
 pub struct Core {
+    _lock: Option<std::fs::File>,
     writer: Mutex<Connection>,
     reader: Mutex<Connection>,
     pub(crate) cipher: Cipher,
@@ -109,6 +113,7 @@ impl Core {
             p.clock.clone(),
         );
         let core = Arc::new(Core {
+            _lock: p.lock,
             writer: Mutex::new(p.conn),
             reader: Mutex::new(p.reader),
             cipher: p.cipher,

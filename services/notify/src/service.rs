@@ -56,6 +56,7 @@ pub async fn build(
     history: Arc<dyn HistoryStore>,
 ) -> Result<Built, NotifyError> {
     opts.validate()?;
+    let lock = store::lock(&opts.data_dir)?;
     let path = opts.data_dir.join("notify.sqlite");
     let conn = store::open(&path)?;
     let reader = store::open(&path)?;
@@ -73,6 +74,7 @@ pub async fn build(
         Arc::new(channels::WatchChannel),
     ];
     let core = Core::new(CoreParts {
+        lock: Some(lock),
         conn,
         reader,
         cipher,
@@ -163,7 +165,7 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|e| NotifyError::Internal(format!("reflection: {e}")))?;
-    tokio::spawn(follow_readiness(api.core.clone(), health, shutdown.clone()));
+    let follower = tokio::spawn(follow_readiness(api.core.clone(), health, shutdown.clone()));
     let addr: SocketAddr = listener.local_addr()?;
     tracing::info!(%addr, "municipality gRPC API listening");
     let closing = api.closing.clone();
@@ -196,6 +198,9 @@ pub async fn serve(
             tokio::time::sleep(DRAIN).await;
         } => tracing::warn!("drain took longer than {DRAIN:?}; closing the remaining streams"),
     }
+    // The follower holds the core: once it ends, a stopped in-process
+    // instance lets go of its store.
+    let _ = follower.await;
     Ok(())
 }
 

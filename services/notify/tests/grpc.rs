@@ -218,9 +218,23 @@ impl Service {
         let history: Arc<dyn HistoryStore> =
             Arc::new(EmbeddedStore::open_dir(dir, Retention::default()).unwrap());
         let publisher = Arc::new(MemoryPublisher::default());
-        let built = dolbom_notify::build(&opts, clock, publisher.clone(), history.clone())
-            .await
-            .unwrap();
+        // A restart in the same process: the stopped instance's last
+        // background tasks may hold its core (and the store's lock) for a
+        // moment after `stop`.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let built = loop {
+            match dolbom_notify::build(&opts, clock.clone(), publisher.clone(), history.clone())
+                .await
+            {
+                Err(e)
+                    if e.to_string().contains("another notify instance")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(20)).await
+                }
+                r => break r.unwrap(),
+            }
+        };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = format!("http://{}", listener.local_addr().unwrap());
         let shutdown = CancellationToken::new();
@@ -1210,6 +1224,40 @@ async fn retention_prunes_the_watch_log_and_a_replay_never_restarts_an_ended_esc
         .into_inner();
     assert_eq!(inc.state, pb::IncidentState::Resolved as i32);
     svc.stop().await;
+}
+
+/// One notify instance per store: a second one on the same data refuses
+/// to start (it would send every step twice); once the first has stopped,
+/// a new one starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_instance_on_the_same_store_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::generate("k1").unwrap();
+    let gw = Gateway::start().await;
+    let (clock, _) = manual_clock(kst(2026, 11, 23, 10, 0));
+    let svc = Service::start(dir.path(), clock.clone(), &key, &gw.url).await;
+    let opts = NotifyOptions {
+        data_dir: dir.path().to_path_buf(),
+        policies: vec![dolbom_notify::options::MunicipalityPolicy {
+            municipality: "*".into(),
+            policy: dolbom_escalation::Policy::watch_only(),
+        }],
+        ..Default::default()
+    };
+    let history: Arc<dyn HistoryStore> =
+        Arc::new(EmbeddedStore::open_dir(dir.path(), Retention::default()).unwrap());
+    let second = dolbom_notify::build(
+        &opts,
+        clock.clone(),
+        Arc::new(MemoryPublisher::default()),
+        history.clone(),
+    )
+    .await;
+    let e = second.err().expect("a second instance is refused");
+    assert!(e.to_string().contains("another notify instance"), "{e}");
+    svc.stop().await;
+    let again = Service::start(dir.path(), clock, &key, &gw.url).await;
+    again.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

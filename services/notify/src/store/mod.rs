@@ -118,6 +118,28 @@ pub fn open(path: &Path) -> Result<Connection, NotifyError> {
     Ok(conn)
 }
 
+/// Takes the store's exclusive lock (`notify.lock` beside it) for as long
+/// as the returned file is held. One notify instance per store: a second
+/// one would send every step twice and split the escalation clocks, so it
+/// is refused here, before it opens anything.
+pub fn lock(dir: &Path) -> Result<std::fs::File, NotifyError> {
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join("notify.lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(std::fs::TryLockError::WouldBlock) => Err(NotifyError::Config(format!(
+            "{} is held by another notify instance: one instance per store (it would double-send)",
+            path.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
+    }
+}
+
 pub(crate) fn decode<M: Message + Default>(b: &[u8], what: &str) -> Result<M, NotifyError> {
     M::decode(b).map_err(|e| NotifyError::Corrupt(format!("{what}: {e}")))
 }
