@@ -23,10 +23,11 @@ use std::time::Duration;
 /// Kafka's Produce request.
 pub const PRODUCE: i16 = 0;
 
-/// Which requests to cut: by api key and by the client id that sent them.
+/// Which requests to cut: by api key (`None`: every request, so the
+/// client cannot even reconnect) and by the client id that sent them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Cut {
-    pub api_key: i16,
+    pub api_key: Option<i16>,
     pub client_id: String,
 }
 
@@ -122,7 +123,7 @@ fn pipe(mut client: TcpStream, broker: TcpStream, s: &Shared) -> io::Result<()> 
                 .lock()
                 .expect("cuts")
                 .iter()
-                .any(|c| c.api_key == key && c.client_id == id)
+                .any(|c| c.api_key.is_none_or(|k| k == key) && c.client_id == id)
         });
         if cut {
             s.cut_requests.fetch_add(1, Ordering::Relaxed);
@@ -185,7 +186,7 @@ mod tests {
         c.read_exact(&mut back).unwrap();
         assert_eq!(back, frame(PRODUCE));
         proxy.cut(Cut {
-            api_key: PRODUCE,
+            api_key: Some(PRODUCE),
             client_id: "x".into(),
         });
         c.write_all(&frame(1)).unwrap(); // a Fetch still passes

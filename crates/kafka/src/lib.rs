@@ -88,9 +88,19 @@ impl KafkaOptions {
     /// A client of `client_id` (`dolbom-monitor`, …): brokers, then the
     /// operator's properties. Services add their own settings on top.
     pub fn client(&self, client_id: &str) -> ClientConfig {
+        self.with_operator(Self::base(client_id, &self.brokers))
+    }
+
+    fn base(client_id: &str, brokers: &str) -> ClientConfig {
         let mut c = ClientConfig::new();
-        c.set("bootstrap.servers", &self.brokers)
+        c.set("bootstrap.servers", brokers)
             .set("client.id", client_id);
+        c
+    }
+
+    /// The operator's properties over the platform's defaults (the
+    /// [`PROTECTED`] ones are refused by `validate`).
+    fn with_operator(&self, mut c: ClientConfig) -> ClientConfig {
         for (k, v) in &self.kafka_properties {
             c.set(k, v);
         }
@@ -106,36 +116,36 @@ impl KafkaOptions {
     /// group has none, cooperative-sticky unless `strategy` names another,
     /// fetches answered within 50 ms.
     pub fn group_consumer(&self, client_id: &str, group: &str, strategy: &str) -> ClientConfig {
-        let mut c = self.client(client_id);
+        let mut c = Self::base(client_id, &self.brokers);
         c.set("group.id", group)
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
             .set("partition.assignment.strategy", strategy)
             .set("fetch.wait.max.ms", "50");
-        c
+        self.with_operator(c)
     }
 
     /// A consumer whose partitions are assigned by hand (restores, changelog
     /// followers): it never commits and joins no group's assignment.
     pub fn reader(&self, client_id: &str, group: &str) -> ClientConfig {
-        let mut c = self.client(client_id);
+        let mut c = Self::base(client_id, &self.brokers);
         c.set("group.id", group)
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "false")
             .set("fetch.wait.max.ms", "50");
-        c
+        self.with_operator(c)
     }
 
     /// An idempotent producer (acks from all in-sync replicas, no duplicates
     /// from its own retries) that gives up on a record after
     /// `message_timeout_ms`.
     pub fn producer(&self, client_id: &str, message_timeout_ms: u32) -> ClientConfig {
-        let mut c = self.client(client_id);
+        let mut c = Self::base(client_id, &self.brokers);
         c.set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "5")
             .set("message.timeout.ms", message_timeout_ms.to_string());
-        c
+        self.with_operator(c)
     }
 }
 
@@ -174,6 +184,18 @@ mod tests {
         assert_eq!(c.get("security.protocol"), Some("SASL_SSL"));
         assert_eq!(c.get("enable.idempotence"), Some("true"));
         assert_eq!(c.get("bootstrap.servers"), Some("c:3"));
+        // The operator's tuning wins over the platform's defaults.
+        let mut tuned = o.kafka.clone();
+        tuned
+            .kafka_properties
+            .insert("message.timeout.ms".into(), "2000".into());
+        tuned
+            .kafka_properties
+            .insert("fetch.wait.max.ms".into(), "10".into());
+        let p = tuned.producer("dolbom-test", 60_000);
+        assert_eq!(p.get("message.timeout.ms"), Some("2000"));
+        let g = tuned.group_consumer("dolbom-test", "g", "cooperative-sticky");
+        assert_eq!(g.get("fetch.wait.max.ms"), Some("10"));
 
         let mut bad = o.kafka.clone();
         bad.kafka_properties

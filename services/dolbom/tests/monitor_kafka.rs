@@ -15,7 +15,7 @@
 use std::io::Write as _;
 
 use dolbom_load_tests::broker::Broker;
-use dolbom_load_tests::faultnet::{Cut, PRODUCE};
+use dolbom_load_tests::faultnet::Cut;
 use dolbom_proto::v1 as pb;
 use prost::Message as _;
 use rdkafka::config::ClientConfig;
@@ -121,7 +121,7 @@ impl Monitor {
     ) -> Monitor {
         let log = dir.join(format!("monitor-{instance}.log"));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_dolbom"));
-        cmd.args(extra_args.iter().copied().chain([
+        cmd.args([
             "monitor",
             "--brokers",
             brokers,
@@ -139,7 +139,8 @@ impl Monitor {
             "event",
             "--stall-after-ms",
             "600000",
-        ]))
+        ])
+        .args(extra_args)
         .env("DOLBOM_TOPICS__READINGS", &t.readings)
         .env("DOLBOM_TOPICS__HOUSEHOLDS", &t.households)
         .env("DOLBOM_TOPICS__INCIDENTS", &t.incidents)
@@ -584,7 +585,7 @@ fn a_second_monitor_joining_and_leaving_keeps_incidents_exactly_once() {
     a.terminate();
 }
 
-/// The broker stops taking the monitor's incident events (its Produce
+/// The broker stops taking the monitor's incident events (the producer's
 /// requests are cut between it and the broker, its consumer still reads)
 /// while deadlines fall due, for longer than the producer's message
 /// timeout, so deliveries fail and snapshots are attempted meanwhile. When
@@ -625,9 +626,11 @@ fn incident_events_the_broker_did_not_take_are_kept_and_resent() {
         produce_configs(&p, &t).await;
         produce_minutes(&p, &t, 0..11 * 60).await;
     });
+    // Every request of the monitor's producer, so it cannot reconnect
+    // either: its queued events time out (the consumer still reads).
     proxy.cut(Cut {
-        api_key: PRODUCE,
-        client_id: "dolbom-monitor".into(),
+        api_key: None,
+        client_id: dolbom_monitor::kafka::PRODUCER_CLIENT_ID.into(),
     });
     // Past every ATTENTION deadline (12 h): the events are emitted and
     // cannot be delivered.
@@ -652,10 +655,16 @@ fn incident_events_the_broker_did_not_take_are_kept_and_resent() {
     proxy.heal();
     rt.block_on(produce_minutes(&p, &t, 12 * 60 + 30..14 * 60));
     assert_exactly_expected(&proxy.addr, &t, &[&m]);
+    let log = m.log();
     assert!(
-        m.log().contains("kept and re-sent"),
-        "the failure was reported:\n{}",
-        m.log()
+        log.contains("kept and re-sent"),
+        "the failure was reported:\n{log}"
+    );
+    eprintln!(
+        "t4: {} failed deliveries logged, {} producer renewals, {} requests cut",
+        log.matches("incident event not delivered;").count(),
+        log.matches("incident producer replaced").count(),
+        proxy.cut_requests()
     );
     m.terminate();
     drop(b);

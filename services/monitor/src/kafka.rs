@@ -24,7 +24,7 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer a
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -32,6 +32,9 @@ pub(crate) const KAFKA_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a revocation waits for its shards' snapshots.
 const REVOKE_TIMEOUT: Duration = Duration::from_secs(30);
 const CLIENT_ID: &str = "dolbom-monitor";
+/// The incident producer's own client id: the broker (and a fault
+/// injector) can tell its requests from the consumer's.
+pub const PRODUCER_CLIENT_ID: &str = "dolbom-monitor-producer";
 
 /// One Kafka record, owned.
 #[derive(Clone, Debug)]
@@ -220,63 +223,113 @@ impl OffsetCommitter {
 
 /// Publishes a shard's incident events (to the shard's own partition of
 /// `care.incidents`) and dead letters, through one idempotent producer.
+///
+/// The producer is renewable: when deliveries fail in a way that leaves its
+/// idempotent identity broken (fenced, unknown producer id, out-of-order
+/// sequence, a fatal error), [`IncidentProducer::renew`] replaces it with a
+/// fresh one and the shards re-send what was not acknowledged through it.
 #[derive(Clone)]
 pub(crate) struct IncidentProducer {
-    producer: FutureProducer,
+    current: Arc<RwLock<(u64, FutureProducer)>>,
+    config: Arc<rdkafka::ClientConfig>,
     incidents: String,
     dead_letter: String,
     readings: String,
 }
 
+/// Delivery errors after which the producer itself must be replaced.
+fn breaks_producer(e: &KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            C::ProducerFenced
+                | C::InvalidProducerEpoch
+                | C::UnknownProducerId
+                | C::OutOfOrderSequenceNumber
+                | C::InvalidProducerIdMapping
+                | C::Fatal
+        )
+    )
+}
+
 impl IncidentProducer {
     pub(crate) fn new(opts: &MonitorOptions) -> Result<Self, MonitorError> {
+        let config = opts.kafka.producer(PRODUCER_CLIENT_ID, 60_000);
         Ok(IncidentProducer {
-            producer: opts.kafka.producer(CLIENT_ID, 60_000).create()?,
+            current: Arc::new(RwLock::new((0, config.create()?))),
+            config: Arc::new(config),
             incidents: opts.topics.incidents.clone(),
             dead_letter: opts.topics.dead_letter.clone(),
             readings: opts.topics.readings.clone(),
         })
     }
 
+    /// The current producer and its generation.
+    fn producer(&self) -> (u64, FutureProducer) {
+        self.current.read().expect("producer").clone()
+    }
+
+    /// The generation of the producer in use (events remember it, so that
+    /// a failure renews only the producer it happened on).
+    pub(crate) fn generation(&self) -> u64 {
+        self.current.read().expect("producer").0
+    }
+
+    /// Whether a delivery failure on generation `generation` calls for a
+    /// new producer: an error that breaks its identity, or a fatal error.
+    pub(crate) fn needs_renewal(&self, generation: u64, e: Option<&KafkaError>) -> bool {
+        let (g, p) = self.producer();
+        g == generation && (e.is_some_and(breaks_producer) || p.client().fatal_error().is_some())
+    }
+
+    /// Replaces the producer of generation `generation` with a new one
+    /// (once, however many shards ask). What the old one still holds fails
+    /// or is dropped, and is re-sent by its shard through the new one.
+    pub(crate) fn renew(&self, generation: u64) -> Result<(), KafkaError> {
+        let mut cur = self.current.write().expect("producer");
+        if cur.0 != generation {
+            return Ok(());
+        }
+        let fresh: FutureProducer = self.config.create()?;
+        tracing::warn!(generation = generation + 1, "incident producer replaced");
+        metrics::counter!(crate::metrics::PRODUCER_RENEWALS).increment(1);
+        *cur = (generation + 1, fresh);
+        Ok(())
+    }
+
     /// Enqueues an incident event keyed by its household (or its subject,
     /// for a platform incident); waits while the producer's queue is full.
+    /// Returns the delivery and the producer generation it went to.
     pub(crate) fn publish(
         &self,
         partition: i32,
         ev: &pb::IncidentEvent,
-    ) -> Result<DeliveryFuture, KafkaError> {
+    ) -> Result<(u64, DeliveryFuture), KafkaError> {
         let key = if ev.household_id.is_empty() {
             &ev.incident_id
         } else {
             &ev.household_id
         };
         let payload = ev.encode_to_vec();
+        let (generation, producer) = self.producer();
         loop {
             let record = FutureRecord::to(&self.incidents)
                 .partition(partition)
                 .key(key.as_str())
                 .payload(&payload);
-            match self.producer.send_result(record) {
-                Ok(f) => return Ok(f),
+            match producer.send_result(record) {
+                Ok(f) => return Ok((generation, f)),
                 Err((
                     KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
                     _,
                 )) => {
                     tracing::warn!("producer queue full; waiting");
-                    self.producer.poll(Duration::from_millis(50));
+                    producer.poll(Duration::from_millis(50));
                 }
                 Err((e, _)) => return Err(e),
             }
         }
-    }
-
-    /// The producer's fatal error, if it has one: it can deliver nothing
-    /// more and must be replaced (the monitor exits; see `Deps::fail`).
-    pub(crate) fn fatal_error(&self) -> Option<String> {
-        self.producer
-            .client()
-            .fatal_error()
-            .map(|(code, reason)| format!("{code:?}: {reason}"))
     }
 
     /// Sends a record that cannot be processed to the dead-letter topic,
@@ -305,7 +358,8 @@ impl IncidentProducer {
         if let Some(p) = &rec.payload {
             record = record.payload(p.as_slice());
         }
-        self.producer
+        self.producer()
+            .1
             .send_result(record)
             .map(drop)
             .map_err(|(e, _)| e)
@@ -315,7 +369,8 @@ impl IncidentProducer {
     /// asked of the producer's client, because the group consumer may be
     /// inside a rebalance callback waiting for the caller.
     pub(crate) fn readings_end(&self, partition: i32) -> KafkaResult<i64> {
-        self.producer
+        self.producer()
+            .1
             .client()
             .fetch_watermarks(&self.readings, partition, Duration::from_secs(2))
             .map(|(_, high)| high)
@@ -323,7 +378,7 @@ impl IncidentProducer {
 
     /// Waits until everything enqueued is delivered (or `timeout`).
     pub(crate) fn flush(&self, timeout: Duration) -> KafkaResult<()> {
-        self.producer.flush(timeout)
+        self.producer().1.flush(timeout)
     }
 }
 

@@ -28,7 +28,7 @@ pub const SHARD_RESTARTS: &str = "dolbom_monitor_shard_restarts_total";
 pub const ASSIGNED_PARTITIONS: &str = "dolbom_monitor_assigned_partitions";
 pub const PUBLISH_FAILURES: &str = "dolbom_monitor_publish_failures_total";
 pub const UNACKNOWLEDGED_EVENTS: &str = "dolbom_monitor_unacknowledged_incident_events";
-pub const PRODUCER_FATAL: &str = "dolbom_monitor_producer_fatal";
+pub const PRODUCER_RENEWALS: &str = "dolbom_monitor_producer_renewals_total";
 
 /// Describes this crate's metrics (call once the exporter is installed).
 pub fn describe() {
@@ -143,9 +143,9 @@ pub fn describe() {
         Unit::Count,
         "Incident events emitted but not yet acknowledged by the broker (by partition)"
     );
-    describe_gauge!(
-        PRODUCER_FATAL,
+    describe_counter!(
+        PRODUCER_RENEWALS,
         Unit::Count,
-        "1 when the incident producer hit a fatal error; the monitor drains and exits so that a restart replays from the last snapshot"
+        "Incident producers replaced after an error that broke the old one (fenced, unknown producer id, sequence error, fatal); what it held is re-sent"
     );
 }

@@ -24,6 +24,11 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// How long a snapshot waits for the broker to acknowledge what the shard
+/// emitted before it gives up for this round (the events stay kept; the
+/// shard goes on processing and tries again at the next snapshot).
+const ACK_WAIT: Duration = Duration::from_secs(5);
+
 /// Incident actors started per shard tick (see [`ShardActor::spawn_incident_actors`]).
 const INCIDENT_ACTOR_SPAWNS_PER_TICK: usize = 256;
 
@@ -55,8 +60,9 @@ pub enum ShardMsg {
 /// twice; its id is deterministic and notify keeps one.
 struct Unacked {
     ev: pb::IncidentEvent,
-    /// `None` until the producer took it (again).
-    delivery: Option<DeliveryFuture>,
+    /// `None` until the producer took it (again); with the generation of
+    /// the producer that took it.
+    delivery: Option<(u64, DeliveryFuture)>,
 }
 
 /// An incident event as its actor follows it.
@@ -242,7 +248,8 @@ impl ShardState {
                 Err(e) => {
                     metrics::counter!(m::PUBLISH_FAILURES, "stage" => "enqueue").increment(1);
                     tracing::error!(partition = self.partition, incident = %u.ev.incident_id, error = %e, "incident event not enqueued; kept and retried at the next tick");
-                    self.check_fatal();
+                    let generation = self.deps.producer.generation();
+                    self.renew_if_broken(generation, Some(&e));
                     break;
                 }
             }
@@ -251,13 +258,18 @@ impl ShardState {
             .set(self.unacked.len() as f64);
     }
 
-    /// A producer with a fatal error delivers nothing again: the monitor
-    /// stops (a restart replays from the last snapshot, which precedes
-    /// every unacknowledged event).
-    fn check_fatal(&self) {
-        if let Some(e) = self.deps.producer.fatal_error() {
-            metrics::gauge!(m::PRODUCER_FATAL).set(1.0);
-            self.deps.fail(format!("incident producer: {e}"));
+    /// A producer whose identity broke (fenced, fatal, …) delivers nothing
+    /// again: it is replaced, and the kept events go out through the new
+    /// one. If no new producer can be made the monitor stops (a restart
+    /// replays from the last snapshot, which precedes every unacknowledged
+    /// event).
+    fn renew_if_broken(&self, generation: u64, e: Option<&rdkafka::error::KafkaError>) {
+        if !self.deps.producer.needs_renewal(generation, e) {
+            return;
+        }
+        if let Err(e) = self.deps.producer.renew(generation) {
+            self.deps
+                .fail(format!("incident producer could not be replaced: {e}"));
         }
     }
 
@@ -267,28 +279,44 @@ impl ShardState {
     /// happened.
     async fn acknowledged(&mut self) -> Result<(), String> {
         self.send_unsent();
+        let until = tokio::time::Instant::now() + ACK_WAIT;
         while let Some(front) = self.unacked.front_mut() {
-            let Some(f) = front.delivery.take() else {
+            let Some((generation, f)) = front.delivery.as_mut() else {
                 return Err(format!(
                     "{} incident events not yet taken by the producer",
                     self.unacked.len()
                 ));
             };
-            let failure = match f.await {
+            let Ok(delivered) = tokio::time::timeout_at(until, f).await else {
+                metrics::gauge!(m::UNACKNOWLEDGED_EVENTS, "partition" => self.p_label.clone())
+                    .set(self.unacked.len() as f64);
+                return Err(format!(
+                    "{} incident events not acknowledged by the broker within {ACK_WAIT:?}; kept",
+                    self.unacked.len()
+                ));
+            };
+            let generation = *generation;
+            front.delivery = None;
+            let error = match delivered {
                 Ok(Ok(d)) => {
                     self.incidents_end = self.incidents_end.max(d.offset + 1);
                     self.unacked.pop_front();
                     continue;
                 }
-                Ok(Err((e, _))) => e.to_string(),
-                Err(_) => "the producer dropped the delivery".to_string(),
+                Ok(Err((e, _))) => Some(e),
+                Err(_) => None,
             };
+            let failure = error
+                .as_ref()
+                .map_or("the producer dropped the delivery".to_string(), |e| {
+                    e.to_string()
+                });
             for u in self.unacked.iter_mut() {
                 u.delivery = None;
             }
             metrics::counter!(m::PUBLISH_FAILURES, "stage" => "delivery").increment(1);
             tracing::error!(partition = self.partition, incidents = self.unacked.len(), error = %failure, "incident event not delivered; it and the events after it are kept and re-sent");
-            self.check_fatal();
+            self.renew_if_broken(generation, error.as_ref());
             metrics::gauge!(m::UNACKNOWLEDGED_EVENTS, "partition" => self.p_label.clone())
                 .set(self.unacked.len() as f64);
             return Err(format!("incident event not delivered: {failure}"));
