@@ -116,12 +116,15 @@ pub async fn run(
                     let part = match readings.get_mut(&p) {
                         Some(part) => part,
                         None => {
-                            let part = resume(&consumer, &opts, p);
+                            let part = resume(&consumer, &opts, p).await?;
                             readings.entry(p).or_insert(part)
                         }
                     };
                     part.next = offset + 1;
                     match PlugReading::decode(payload) {
+                        Ok(r) if r.observed_at_ms > dolbom_domain::Ts::now().millis() + opts.max_ahead_ms => {
+                            reject(&mut summary, "reading_ahead_of_clock", p, offset);
+                        }
                         Ok(r) if !r.household_id.is_empty() => {
                             summary.readings += 1;
                             let watts = r.watts.or(r.current_amps.map(|a| a * 220.0));
@@ -185,17 +188,32 @@ fn forget_revoked(
 
 /// A readings partition's downsampler, resumed after the minute cutoff in
 /// the committed offset's metadata (minutes up to it are already stored).
-fn resume(consumer: &StreamConsumer<Ctx>, opts: &HistoryOptions, p: i32) -> ReadingsPartition {
+/// The cutoff must be read: starting without it would write a partial
+/// minute over a complete one, so a failing read is retried and then ends
+/// the ingest with an error (its restart tries again).
+async fn resume(
+    consumer: &StreamConsumer<Ctx>,
+    opts: &HistoryOptions,
+    p: i32,
+) -> Result<ReadingsPartition, IngestError> {
     let mut downsampler = Downsampler::new(opts.lateness_ms);
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition(&opts.readings_topic, p);
-    let cutoff = consumer
-        .committed_offsets(tpl, Duration::from_secs(5))
-        .ok()
-        .and_then(|c| {
-            c.find_partition(&opts.readings_topic, p)
-                .and_then(|e| e.metadata().parse::<i64>().ok())
-        });
+    let mut tries = 0;
+    let committed = loop {
+        match consumer.committed_offsets(tpl.clone(), Duration::from_secs(5)) {
+            Ok(c) => break c,
+            Err(e) if tries < 5 => {
+                tries += 1;
+                tracing::warn!(partition = p, error = %e, tries, "reading the saved minute cutoff failed; retrying");
+                tokio::time::sleep(Duration::from_millis(500 * tries)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let cutoff = committed
+        .find_partition(&opts.readings_topic, p)
+        .and_then(|e| e.metadata().parse::<i64>().ok());
     if let Some(cutoff) = cutoff {
         downsampler.resume_after(cutoff);
         tracing::info!(
@@ -204,10 +222,10 @@ fn resume(consumer: &StreamConsumer<Ctx>, opts: &HistoryOptions, p: i32) -> Read
             "readings partition resumed after stored minutes"
         );
     }
-    ReadingsPartition {
+    Ok(ReadingsPartition {
         downsampler,
         next: 0,
-    }
+    })
 }
 
 async fn commit(

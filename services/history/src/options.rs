@@ -26,6 +26,10 @@ pub struct HistoryOptions {
     pub writer: WriterOptions,
     /// How late a reading may arrive (event time) and still be aggregated.
     pub lateness_ms: i64,
+    /// Readings dated more than this ahead of this machine's clock are
+    /// rejected (counted): one plug with a clock in year 3000 must not close
+    /// every minute of its partition for everyone else.
+    pub max_ahead_ms: i64,
     /// Milliseconds between store flushes and offset commits.
     pub commit_interval_ms: u64,
     /// Seconds between retention sweeps of the embedded store.
@@ -47,6 +51,7 @@ impl Default for HistoryOptions {
             retention: Retention::default(),
             writer: WriterOptions::default(),
             lateness_ms: 5_000,
+            max_ahead_ms: 600_000,
             commit_interval_ms: 5_000,
             retention_interval_secs: 3_600,
             metrics_listen: String::new(),
@@ -74,6 +79,12 @@ impl dolbom_options::Options for HistoryOptions {
             self.scylla
                 .validate()
                 .map_err(|e| IngestError::Invalid("scylla", e.to_string()))?;
+        }
+        if self.max_ahead_ms <= 0 {
+            return Err(IngestError::Invalid(
+                "max_ahead_ms",
+                "must be positive".into(),
+            ));
         }
         if self.commit_interval_ms == 0 || self.lateness_ms < 0 {
             return Err(IngestError::Invalid(

@@ -1,7 +1,8 @@
 //! The history ingest against a real Kafka-protocol broker (Tansu): readings
 //! become minute and hour aggregates, incident events and state changes are
-//! stored once, a malformed record is skipped, and a restart of the ingest
-//! (same group) neither loses nor double-counts readings.
+//! stored once, a malformed record and a reading dated in year 3000 are
+//! skipped (and harm no other reading), and a restart of the ingest (same
+//! group) neither loses nor double-counts readings.
 
 use std::io::Write as _;
 
@@ -118,6 +119,17 @@ async fn readings_and_incidents_reach_the_store_once_across_a_restart() {
     let t0 = dolbom_domain::Ts::now().millis() / HOUR_MS * HOUR_MS - 3 * HOUR_MS;
     let mut first = readings(t0, 0..90);
     first.push(("hh-x".into(), vec![0xff, 0xff, 0xff])); // malformed
+                                                         // A plug whose clock says year 3000: rejected, and it must not close
+                                                         // every later minute of its partition (before the fix every reading
+                                                         // after it was dropped as late, across restarts).
+    let future = pb::PlugReading {
+        device_id: "plug-0".into(),
+        household_id: "hh-0".into(),
+        observed_at_ms: 32_503_680_000_000,
+        watts: Some(1.0),
+        ..Default::default()
+    };
+    first.push(("hh-0".into(), future.encode_to_vec()));
     produce(&broker.addr, &opts.readings_topic, first).await;
     let event = |ty: pb::IncidentEventType, stage: pb::Stage, at: i64| pb::IncidentEvent {
         event_id: format!("INA:hh-1:{t0}/{}/{}", ty as i32, stage as i32),
@@ -169,9 +181,10 @@ async fn readings_and_incidents_reach_the_store_once_across_a_restart() {
     shutdown.cancel();
     let summary = ingest.await.unwrap().unwrap();
     assert_eq!(
-        summary.rejected, 1,
-        "the malformed reading is skipped and counted"
+        summary.rejected, 2,
+        "the malformed reading and the one from year 3000 are skipped and counted"
     );
+    assert_eq!(summary.late_readings, 0);
     assert_eq!(summary.readings, 90 * HOUSEHOLDS as u64);
     assert_eq!(
         readings_stored(&store, t0, t0 + 4 * HOUR_MS).await,
