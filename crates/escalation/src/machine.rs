@@ -21,6 +21,10 @@ pub enum Phase {
     Acknowledged { at: Ts },
     /// Every step ran out without an acknowledgement.
     Exhausted { at: Ts },
+    /// The last step could not be delivered to anyone: SRE was paged and
+    /// the step is sent again at `retry_at` (backing off), until someone is
+    /// reached and acknowledges, or the incident ends. Never a quiet end.
+    Unreachable { retry_at: Ts },
     /// The incident ended.
     Stopped { at: Ts, why: StopReason },
 }
@@ -57,6 +61,8 @@ pub enum Purpose {
     Recovered,
     /// A non-welfare incident for maintenance or SRE.
     Notice,
+    /// To SRE: nobody on the policy could be reached for this incident.
+    Unreachable,
 }
 
 impl Purpose {
@@ -66,6 +72,7 @@ impl Purpose {
             Purpose::StageRaised => "stage_raised",
             Purpose::Recovered => "recovered",
             Purpose::Notice => "notice",
+            Purpose::Unreachable => "unreachable",
         }
     }
 }
@@ -76,6 +83,7 @@ impl dolbom_domain::Named for Purpose {
         Purpose::StageRaised,
         Purpose::Recovered,
         Purpose::Notice,
+        Purpose::Unreachable,
     ];
     fn name(self) -> &'static str {
         self.as_str()
@@ -136,6 +144,11 @@ pub enum Action {
     Exhausted {
         step: u32,
     },
+    /// The last step failed to reach anyone; it is sent again at `retry_at`.
+    Unreachable {
+        step: u32,
+        retry_at: Ts,
+    },
     Stopped {
         why: StopReason,
     },
@@ -168,7 +181,16 @@ pub struct Escalation {
     pub phase: Phase,
     /// Tiers that were told, in order, each once.
     pub told: Vec<Tier>,
+    /// Rounds in which the last step reached nobody (backs off the retries;
+    /// SRE is paged on the first).
+    #[serde(default)]
+    pub unreachable_rounds: u32,
 }
+
+/// The first retry of an unreachable last step, doubling per round up to
+/// [`UNREACHABLE_RETRY_MAX_MINUTES`].
+pub const UNREACHABLE_RETRY_MINUTES: u32 = 1;
+pub const UNREACHABLE_RETRY_MAX_MINUTES: u32 = 30;
 
 /// Where a step's tier is reached at `now`, or until when it is held.
 pub fn route_tier(tier: Tier, consent: bool, router: &Router, now: Ts) -> Result<Tier, Ts> {
@@ -223,6 +245,7 @@ impl Escalation {
             sends: 0,
             phase: Phase::Notice,
             told: Vec::new(),
+            unreachable_rounds: 0,
         };
         let mut out = Vec::new();
         if let Some(start) = policy.start_step(inc.stage).filter(|_| e.welfare()) {
@@ -256,7 +279,10 @@ impl Escalation {
 
     /// Whether the escalation still runs a clock (held or waiting).
     pub fn is_running(&self) -> bool {
-        matches!(self.phase, Phase::Held { .. } | Phase::Waiting { .. })
+        matches!(
+            self.phase,
+            Phase::Held { .. } | Phase::Waiting { .. } | Phase::Unreachable { .. }
+        )
     }
 
     /// Whether the escalation has ended for good.
@@ -269,6 +295,7 @@ impl Escalation {
         match self.phase {
             Phase::Held { until } => Some(until),
             Phase::Waiting { deadline } => Some(deadline),
+            Phase::Unreachable { retry_at } => Some(retry_at),
             _ => None,
         }
     }
@@ -337,6 +364,9 @@ impl Escalation {
         let mut out = Vec::new();
         match self.phase {
             Phase::Held { until } if now >= until => self.dispatch(policy, router, now, &mut out),
+            Phase::Unreachable { retry_at } if now >= retry_at => {
+                self.dispatch(policy, router, now, &mut out)
+            }
             Phase::Waiting { deadline } if now >= deadline => {
                 if self.sends <= policy.step(self.step).repeats {
                     self.dispatch(policy, router, now, &mut out);
@@ -381,7 +411,9 @@ impl Escalation {
                 self.sends = 0;
                 self.dispatch(policy, router, now, &mut out);
             }
-            Phase::Held { .. } | Phase::Waiting { .. } if target > self.step => {
+            Phase::Held { .. } | Phase::Waiting { .. } | Phase::Unreachable { .. }
+                if target > self.step =>
+            {
                 self.advance(
                     target,
                     EscalationCause::StageRaised,
@@ -412,7 +444,10 @@ impl Escalation {
     /// Someone acknowledged: the clock stops. Idempotent.
     pub fn acknowledge(&mut self, now: Ts) -> Vec<Action> {
         match self.phase {
-            Phase::Held { .. } | Phase::Waiting { .. } | Phase::Exhausted { .. } => {
+            Phase::Held { .. }
+            | Phase::Waiting { .. }
+            | Phase::Exhausted { .. }
+            | Phase::Unreachable { .. } => {
                 self.phase = Phase::Acknowledged { at: now };
                 vec![Action::Acknowledged]
             }
@@ -446,7 +481,8 @@ impl Escalation {
 
     /// Every push channel of send `attempt` of `step` failed after its
     /// retries: escalate now instead of waiting (the last step repeats while
-    /// it has repeats left). Stale reports are ignored.
+    /// it has repeats left; after that it pages SRE once and is retried with
+    /// backoff, never ending quietly). Stale reports are ignored.
     pub fn delivery_failed(
         &mut self,
         step: u32,
@@ -465,6 +501,8 @@ impl Escalation {
         let last = self.step as usize + 1 == policy.steps.len();
         if last && self.sends <= policy.step(self.step).repeats {
             self.dispatch(policy, router, now, &mut out);
+        } else if last {
+            self.unreachable(policy, now, &mut out);
         } else {
             let next = self.step + 1;
             self.advance(
@@ -477,6 +515,34 @@ impl Escalation {
             );
         }
         out
+    }
+
+    /// The last step reached nobody: page SRE (once per escalation) and
+    /// send the step again after a backoff.
+    fn unreachable(&mut self, policy: &Policy, now: Ts, out: &mut Vec<Action>) {
+        let round = self.unreachable_rounds;
+        self.unreachable_rounds += 1;
+        if round == 0 {
+            self.tell(Tier::Sre);
+            out.push(Action::Notify(Notice {
+                message_id: format!("{}/unreachable", self.incident_id),
+                step: self.step,
+                attempt: 0,
+                tier: Tier::Sre,
+                channels: policy.notice_channels.clone(),
+                stage: self.stage,
+                purpose: Purpose::Unreachable,
+            }));
+        }
+        let wait = UNREACHABLE_RETRY_MINUTES
+            .saturating_mul(1 << round.min(16))
+            .min(UNREACHABLE_RETRY_MAX_MINUTES);
+        let retry_at = now.plus_minutes(wait);
+        self.phase = Phase::Unreachable { retry_at };
+        out.push(Action::Unreachable {
+            step: self.step,
+            retry_at,
+        });
     }
 
     /// The household's consent changed. A step held for lack of consent goes

@@ -187,6 +187,61 @@ fn recovery_tells_everyone_who_was_told_once() {
     assert!(e.tick(&p, &r, t0.plus_minutes(1000)).is_empty());
 }
 
+/// A permanent delivery failure (a gateway answering 401, a dead webhook)
+/// runs the ladder, but never to a quiet end: the last step pages SRE once
+/// and is sent again with growing waits until someone acknowledges.
+#[test]
+fn nobody_reachable_pages_sre_and_keeps_retrying_with_backoff() {
+    let (p, r) = (Policy::platform_default(), router());
+    let t0 = monday_morning();
+    let (mut e, _) = Escalation::open(&opening(Stage::Attention, false), &p, &r, t0);
+    let mut now = t0;
+    let mut log = Vec::new();
+    // Every send fails at once.
+    for _ in 0..40 {
+        let out = e.delivery_failed(e.step, e.sends, &p, &r, now);
+        if out.is_empty() {
+            match e.next_due() {
+                Some(d) => {
+                    now = d;
+                    log.extend(e.tick(&p, &r, now));
+                }
+                None => break,
+            }
+        }
+        log.extend(out);
+    }
+    assert!(
+        !matches!(e.phase, Phase::Exhausted { .. }),
+        "never exhausted: {:?}",
+        e.phase
+    );
+    assert!(e.is_running());
+    let pages: Vec<&Notice> = notices(&log)
+        .into_iter()
+        .filter(|n| n.purpose == Purpose::Unreachable)
+        .collect();
+    assert_eq!(pages.len(), 1, "SRE is paged once");
+    assert_eq!(pages[0].tier, Tier::Sre);
+    let waits: Vec<Ts> = log
+        .iter()
+        .filter_map(|a| match a {
+            Action::Unreachable { retry_at, .. } => Some(*retry_at),
+            _ => None,
+        })
+        .collect();
+    assert!(waits.len() > 5);
+    let gaps: Vec<i64> = waits
+        .windows(2)
+        .map(|w| w[1].since(w[0]) / 60_000)
+        .collect();
+    assert_eq!(&gaps[..5], &[2, 4, 8, 16, 30], "backing off to 30 minutes");
+    assert!(gaps[5..].iter().all(|g| *g == 30));
+    // Someone finally acknowledges: the clock stops.
+    assert_eq!(e.acknowledge(now), vec![Action::Acknowledged]);
+    assert!(!e.is_running());
+}
+
 #[test]
 fn a_failed_delivery_escalates_at_once_and_stale_reports_are_ignored() {
     let (p, r) = (Policy::platform_default(), router());
@@ -390,8 +445,10 @@ proptest! {
         let mut ids = HashSet::new();
         let mut last_alert: Option<(u32, u32)> = None;
         let mut closed = false;
+        let mut unreachable = false;
         for (t, a) in &log {
             match a {
+                Action::Unreachable { .. } => unreachable = true,
                 Action::Notify(n) => {
                     prop_assert!(ids.insert(n.message_id.clone()), "repeated {}", n.message_id);
                     if n.purpose == Purpose::Alert {
@@ -403,7 +460,9 @@ proptest! {
                         if n.tier == Tier::DongOffice {
                             prop_assert!(r.is_office_open(*t));
                         }
-                        prop_assert!(n.attempt <= p.step(n.step).repeats + 1);
+                        // Beyond its repeats only an unreachable last step
+                        // is sent again.
+                        prop_assert!(unreachable || n.attempt <= p.step(n.step).repeats + 1);
                     }
                 }
                 Action::Acknowledged | Action::Stopped { .. } => closed = true,

@@ -93,6 +93,10 @@ fn text(n: &Notice, view: &pb::Incident) -> String {
             view.dong_code
         ),
         (Purpose::Notice, _) => format!("[돌봄] 가구 {hh} 플러그 신호 없음, 기기 점검 필요: {id}"),
+        (Purpose::Unreachable, _) => format!(
+            "[돌봄] 연락 실패: {} 단계 사건에 아무에게도 알림이 전달되지 않았습니다. 재시도 중, 확인 필요: {id}",
+            n.stage.korean()
+        ),
         (Purpose::Alert | Purpose::StageRaised, _) => format!(
             "[돌봄] {} 단계: 가구 {hh} (행정동 {}) 활동 없음. 확인 후 응답해 주세요: {id}",
             n.stage.korean(),
@@ -189,6 +193,18 @@ impl Core {
                 }
                 Action::Acknowledged => {
                     c.entry(format!("{id}/acknowledged"), EscalationAction::Acknowledged)
+                }
+                Action::Unreachable { step, retry_at } => {
+                    metrics::counter!(m::UNREACHABLE).increment(1);
+                    tracing::error!(incident_id = %id, step, retry_at = retry_at.millis(), "nobody on the policy could be reached; SRE paged, retrying with backoff");
+                    EscalationEntry {
+                        step,
+                        detail: format!("unreachable; retry at {}", retry_at.millis()),
+                        ..c.entry(
+                            format!("{id}/unreachable/{}", retry_at.millis()),
+                            EscalationAction::Escalated,
+                        )
+                    }
                 }
                 Action::Exhausted { step } => {
                     metrics::counter!(m::EXHAUSTED).increment(1);

@@ -12,6 +12,7 @@ pub const MESSAGES: &str = "dolbom_notify_messages_total";
 pub const HELD: &str = "dolbom_notify_held_total";
 pub const ESCALATED: &str = "dolbom_notify_escalated_total";
 pub const EXHAUSTED: &str = "dolbom_notify_exhausted_total";
+pub const UNREACHABLE: &str = "dolbom_notify_unreachable_total";
 pub const DELIVERY_SECONDS: &str = "dolbom_notify_delivery_seconds";
 pub const DELIVERY_ATTEMPTS: &str = "dolbom_notify_delivery_attempts_total";
 pub const ESCALATIONS_RUNNING: &str = "dolbom_notify_escalations_running";
@@ -95,5 +96,10 @@ pub fn describe() {
         REGISTRY_CHANGES,
         Unit::Count,
         "Registry changes (by operation)"
+    );
+    describe_counter!(
+        UNREACHABLE,
+        Unit::Count,
+        "Rounds in which an escalation's last step reached nobody (SRE paged on the first; the step is retried with backoff)"
     );
 }

@@ -1054,6 +1054,53 @@ async fn a_failing_sms_gateway_is_retried_then_escalates() {
     svc.stop().await;
 }
 
+/// Nobody on the policy can be reached (every number and endpoint fails):
+/// the ladder runs, then SRE is paged once and the last step is sent again
+/// after a backoff, instead of the escalation ending quietly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nobody_reachable_pages_sre_and_keeps_trying() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::generate("k1").unwrap();
+    let mut gw = Gateway::start().await;
+    for f in [
+        DONG_SMS,
+        CENTER_SMS,
+        EMERGENCY_SMS,
+        "DONG_OFFICE",
+        "CONTROL_CENTER",
+        "EMERGENCY",
+    ] {
+        gw.failing.lock().unwrap().insert(f.into());
+    }
+    let t0 = kst(2026, 11, 23, 10, 0);
+    let (clock, now) = manual_clock(t0);
+    let svc = Service::start(dir.path(), clock, &key, &gw.url).await;
+    let e = opened("hh-1", "11110", pb::Stage::Attention, t0);
+    svc.core.ingest(vec![e.clone()]).await.unwrap();
+    let page = format!("{}/unreachable", e.incident_id);
+    // Pages go out over the policy's notice channels (watch + webhook).
+    let seen = gw.until("/hook", &page).await;
+    assert_eq!(seen.last().unwrap().body["tier"], "SRE");
+    // The last step is tried again after its backoff, with a new message id.
+    now.store(t0.plus_minutes(2).millis(), Ordering::SeqCst);
+    assert!(svc.core.tick().await.unwrap() >= 1);
+    let last_step = svc.core.counts().await.unwrap();
+    assert!(last_step.running_escalations >= 1, "still running");
+    let retry = gw.next().await;
+    assert!(
+        retry
+            .idempotency_key
+            .starts_with(&format!("{}/s", e.incident_id))
+            && retry.idempotency_key != page,
+        "{retry:?}"
+    );
+    svc.core.history_flush().await;
+    let log = svc.history.escalation(&e.incident_id).await.unwrap();
+    assert!(log.iter().any(|x| x.detail.starts_with("unreachable")));
+    assert!(!log.iter().any(|x| x.detail == "exhausted"));
+    svc.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn holiday_and_night_routing_with_and_without_consent() {
     let dir = tempfile::tempdir().unwrap();
