@@ -51,6 +51,8 @@ struct Published {
     readings: u64,
     minutes: u64,
     sim_ms: i64,
+    /// Readings in the simulator's producer not yet acknowledged.
+    producer_queue: u64,
     /// The stall: wall ms when publishing paused and resumed, and the
     /// simulated time at which it happened.
     stall: Option<(i64, i64, i64)>,
@@ -226,6 +228,7 @@ pub async fn run(
                     .handed_over(s.end.millis(), started.elapsed().as_secs_f64());
                 p.readings += n;
                 p.sim_ms = s.end.since(start);
+                p.producer_queue = producer.in_flight_count().max(0) as u64;
             }
             shared.lock().expect("published").minutes += 1;
         }
@@ -270,7 +273,10 @@ pub async fn run(
                 let text = metrics.render();
                 let taken = counter(&text, dolbom_monitor::metrics::READINGS_ACCEPTED)
                     + counter(&text, dolbom_monitor::metrics::READINGS_REJECTED);
-                Some(p.readings as f64 - taken)
+                scenario::Lag {
+                    monitor: Some(p.readings as f64 - taken),
+                    producer_queue: Some(p.producer_queue as f64),
+                }
             });
             if last_progress.elapsed() > Duration::from_millis(250) {
                 last_progress = Instant::now();

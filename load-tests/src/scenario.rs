@@ -265,6 +265,16 @@ pub struct Sample {
     pub latency_max_ms: Option<f64>,
     /// Over Kafka: readings published but not yet taken by the monitor.
     pub monitor_lag: Option<f64>,
+    /// Over Kafka: of those, readings still in the simulator's producer
+    /// (not yet acknowledged by the broker); the rest wait in the broker.
+    pub producer_queue: Option<f64>,
+}
+
+/// What a Kafka run's lag sampler reports (see [`Sample`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Lag {
+    pub monitor: Option<f64>,
+    pub producer_queue: Option<f64>,
 }
 
 /// Throughput and latency over time, CPU and memory.
@@ -314,12 +324,12 @@ impl Meter {
 
     /// Takes a sample if a second has passed since the last one.
     pub fn tick(&mut self, readings: u64, sim: Ts) {
-        self.tick_with(readings, sim, || None);
+        self.tick_with(readings, sim, Lag::default);
     }
 
     /// As [`Meter::tick`], with the monitor's lag (asked for only when a
     /// sample is taken).
-    pub fn tick_with(&mut self, readings: u64, sim: Ts, lag: impl FnOnce() -> Option<f64>) {
+    pub fn tick_with(&mut self, readings: u64, sim: Ts, lag: impl FnOnce() -> Lag) {
         let now = self.elapsed();
         if now - self.last.0 < 1.0 {
             return;
@@ -329,13 +339,15 @@ impl Meter {
         let mut l = std::mem::take(&mut self.pending_latencies);
         l.sort_by(f64::total_cmp);
         self.peak_rss = self.peak_rss.max(crate::resident_bytes().unwrap_or(0));
+        let lag = lag();
         self.samples.push(Sample {
             wall_s: now,
             sim: sim.to_string(),
             readings_per_s: rate,
             latency_p50_ms: (!l.is_empty()).then(|| l[l.len() / 2] * 1000.0),
             latency_max_ms: l.last().map(|x| x * 1000.0),
-            monitor_lag: lag(),
+            monitor_lag: lag.monitor,
+            producer_queue: lag.producer_queue,
         });
     }
 

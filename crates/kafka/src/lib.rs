@@ -91,10 +91,14 @@ impl KafkaOptions {
         self.with_operator(Self::base(client_id, &self.brokers))
     }
 
+    /// Brokers and client id, and reconnect backoff capped at 1 s
+    /// (librdkafka's default cap is 10 s): after a network fault heals, an
+    /// incident waits at most about a second for its producer to reconnect.
     fn base(client_id: &str, brokers: &str) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", brokers)
-            .set("client.id", client_id);
+            .set("client.id", client_id)
+            .set("reconnect.backoff.max.ms", "1000");
         c
     }
 

@@ -27,6 +27,7 @@ use dolbom_escalation::{ChannelKind, Policy};
 use dolbom_history::{EmbeddedStore, HistoryStore, Retention};
 use dolbom_notify::channels::{verify_webhook, Recipient, RetryOptions};
 use dolbom_notify::options::MunicipalityPolicy;
+use dolbom_notify::webhook::Batch;
 use dolbom_notify::{NoPublisher, NotifyOptions};
 use dolbom_proto::v1 as pb;
 use std::collections::HashMap;
@@ -49,6 +50,9 @@ struct Args {
     /// Only the watch stream (no webhook per event).
     #[arg(long)]
     watch_only: bool,
+    /// Batched webhooks: several signed notifications per request.
+    #[arg(long)]
+    webhook_batch: bool,
     /// Run the webhook receiver inside the benchmark's own process (and
     /// runtime) instead of a separate process.
     #[arg(long)]
@@ -87,9 +91,24 @@ async fn hook(State(r): State<Receiver>, headers: HeaderMap, body: String) -> St
     if !verify_webhook(SECRET, ts, body.as_bytes(), sig) {
         return StatusCode::UNAUTHORIZED;
     }
-    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-    let id = v["incident_id"].as_str().unwrap_or("").to_string();
-    let _ = r.tx.send((id, at));
+    let incident = |body: &str| {
+        let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+        v["incident_id"].as_str().unwrap_or("").to_string()
+    };
+    if headers.contains_key("x-dolbom-batch") {
+        // A batch: every element verified on its own, as a receiver must.
+        let Ok(batch) = serde_json::from_str::<Batch>(&body) else {
+            return StatusCode::BAD_REQUEST;
+        };
+        if !batch.notifications.iter().all(|n| n.verify(SECRET)) {
+            return StatusCode::UNAUTHORIZED;
+        }
+        for n in &batch.notifications {
+            let _ = r.tx.send((incident(&n.body), at));
+        }
+    } else {
+        let _ = r.tx.send((incident(&body), at));
+    }
     StatusCode::NO_CONTENT
 }
 
@@ -191,6 +210,7 @@ async fn main() -> anyhow::Result<()> {
             tier: "DONG_OFFICE".into(),
             webhook_url: hook_url,
             webhook_secret: SECRET.into(),
+            webhook_batch: args.webhook_batch,
             ..Default::default()
         }],
         policies: vec![MunicipalityPolicy {

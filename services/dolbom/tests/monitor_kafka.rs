@@ -653,6 +653,23 @@ fn incident_events_the_broker_did_not_take_are_kept_and_resent() {
         "nothing reached the broker while cut"
     );
     proxy.heal();
+    let healed = Instant::now();
+    let attention: BTreeSet<String> = expected()
+        .into_iter()
+        .filter(|e| e.contains("OPENED"))
+        .collect();
+    let deadline = healed + Duration::from_secs(60);
+    loop {
+        let have: BTreeSet<String> = read_all(&proxy.addr, &t.incidents)
+            .into_iter()
+            .map(|e| e.event_id)
+            .collect();
+        if attention.is_subset(&have) || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let recovered_in = healed.elapsed();
     rt.block_on(produce_minutes(&p, &t, 12 * 60 + 30..14 * 60));
     assert_exactly_expected(&proxy.addr, &t, &[&m]);
     let log = m.log();
@@ -661,10 +678,11 @@ fn incident_events_the_broker_did_not_take_are_kept_and_resent() {
         "the failure was reported:\n{log}"
     );
     eprintln!(
-        "t4: {} failed deliveries logged, {} producer renewals, {} requests cut",
+        "t4: {} failed deliveries logged, {} producer renewals, {} requests cut; the kept OPENED events were on care.incidents {:.1} s after the network healed",
         log.matches("incident event not delivered;").count(),
         log.matches("incident producer replaced").count(),
-        proxy.cut_requests()
+        proxy.cut_requests(),
+        recovered_in.as_secs_f64()
     );
     m.terminate();
     drop(b);

@@ -1,5 +1,5 @@
 //! Delivery channels behind one trait: the SMS gateway (HTTP), signed
-//! webhooks, and the gRPC `WatchIncidents` stream.
+//! webhooks ([`crate::webhook`]), and the gRPC `WatchIncidents` stream.
 //!
 //! A [`Notification`] carries no personal data: the pseudonymous household
 //! id, the dong code, the stage and the incident id are enough for staff to
@@ -10,7 +10,6 @@
 use dolbom_domain::incident::{IncidentKind, Stage};
 use dolbom_domain::named::as_name;
 use dolbom_escalation::{ChannelKind, Purpose, Tier};
-use ring::hmac;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -75,6 +74,9 @@ pub struct Recipient {
     pub sms: Vec<String>,
     pub webhook_url: String,
     pub webhook_secret: String,
+    /// Send this endpoint's webhooks in batches (see [`crate::webhook`]):
+    /// several notifications per request, each still signed on its own.
+    pub webhook_batch: bool,
 }
 
 /// Looks up the recipients of (municipality, tier).
@@ -145,7 +147,7 @@ impl RetryOptions {
     }
 }
 
-fn classify(e: reqwest::Error) -> DeliveryError {
+pub(crate) fn classify(e: reqwest::Error) -> DeliveryError {
     DeliveryError::Retryable(if e.is_timeout() {
         "timeout".into()
     } else if e.is_connect() {
@@ -155,7 +157,7 @@ fn classify(e: reqwest::Error) -> DeliveryError {
     })
 }
 
-fn status_result(status: reqwest::StatusCode) -> Result<String, DeliveryError> {
+pub(crate) fn status_result(status: reqwest::StatusCode) -> Result<String, DeliveryError> {
     if status.is_success() {
         Ok(format!("http {}", status.as_u16()))
     } else if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
@@ -244,84 +246,7 @@ impl Channel for SmsGateway {
     }
 }
 
-/// The webhook channel: `POST` of the notification as JSON to the tier's
-/// `webhook_url`, signed with its `webhook_secret`:
-/// `X-Dolbom-Timestamp: {unix seconds}` and
-/// `X-Dolbom-Signature: v1={hex HMAC-SHA256(secret, "{timestamp}.{body}")}`,
-/// plus `Idempotency-Key: {message_id}`. Receivers check the signature and
-/// reject stale timestamps.
-pub struct Webhook {
-    client: reqwest::Client,
-    directory: Arc<Directory>,
-}
-
-impl Webhook {
-    pub fn new(retry: &RetryOptions, directory: Arc<Directory>) -> Self {
-        Webhook {
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_millis(retry.timeout_ms))
-                .build()
-                .expect("an HTTP client with a timeout"),
-            directory,
-        }
-    }
-}
-
-/// The `X-Dolbom-Signature` value of a webhook body.
-pub fn sign_webhook(secret: &str, timestamp: u64, body: &[u8]) -> String {
-    let key = hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes());
-    let mut ctx = hmac::Context::with_key(&key);
-    ctx.update(timestamp.to_string().as_bytes());
-    ctx.update(b".");
-    ctx.update(body);
-    format!("v1={}", hex::encode(ctx.sign().as_ref()))
-}
-
-/// Checks a webhook signature (for receivers and tests), in constant time.
-pub fn verify_webhook(secret: &str, timestamp: u64, body: &[u8], signature: &str) -> bool {
-    let Some(hex_sig) = signature.strip_prefix("v1=") else {
-        return false;
-    };
-    let Ok(sig) = hex::decode(hex_sig) else {
-        return false;
-    };
-    let key = hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes());
-    let mut msg = timestamp.to_string().into_bytes();
-    msg.push(b'.');
-    msg.extend_from_slice(body);
-    hmac::verify(&key, &msg, &sig).is_ok()
-}
-
-#[async_trait::async_trait]
-impl Channel for Webhook {
-    fn kind(&self) -> ChannelKind {
-        ChannelKind::Webhook
-    }
-
-    async fn deliver(&self, n: &Notification) -> Result<String, DeliveryError> {
-        let r = match self.directory.lookup(&n.municipality_code, n.tier) {
-            Some(r) if !r.webhook_url.is_empty() => r,
-            _ => return Err(DeliveryError::NoRecipient),
-        };
-        let body = serde_json::to_vec(n).map_err(|e| DeliveryError::Permanent(e.to_string()))?;
-        let ts = dolbom_auth::unix_now();
-        let resp = self
-            .client
-            .post(&r.webhook_url)
-            .header("Content-Type", "application/json")
-            .header("Idempotency-Key", &n.message_id)
-            .header("X-Dolbom-Timestamp", ts.to_string())
-            .header(
-                "X-Dolbom-Signature",
-                sign_webhook(&r.webhook_secret, ts, &body),
-            )
-            .body(body)
-            .send()
-            .await
-            .map_err(classify)?;
-        status_result(resp.status())
-    }
-}
+pub use crate::webhook::{sign_webhook, verify_webhook, Webhook};
 
 /// The `WatchIncidents` stream as a channel: subscribers pull incident
 /// events from the event log, so a message is delivered once the event is
@@ -342,21 +267,6 @@ impl Channel for WatchChannel {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn webhook_signatures_verify_and_bind_the_timestamp() {
-        let sig = sign_webhook("s3cret", 1_700_000_000, b"{\"a\":1}");
-        assert!(verify_webhook("s3cret", 1_700_000_000, b"{\"a\":1}", &sig));
-        assert!(!verify_webhook("s3cret", 1_700_000_001, b"{\"a\":1}", &sig));
-        assert!(!verify_webhook("other", 1_700_000_000, b"{\"a\":1}", &sig));
-        assert!(!verify_webhook("s3cret", 1_700_000_000, b"{\"a\":2}", &sig));
-        assert!(!verify_webhook(
-            "s3cret",
-            1_700_000_000,
-            b"{\"a\":1}",
-            "v1=zz"
-        ));
-    }
 
     #[test]
     fn backoff_grows_and_is_capped() {

@@ -49,6 +49,7 @@ pub mod registry;
 mod scope;
 pub mod service;
 pub mod store;
+pub mod webhook;
 
 pub use crate::core::{Core, CoreParts};
 pub use api::Api;

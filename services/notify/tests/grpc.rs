@@ -212,6 +212,7 @@ impl Service {
                 sms: vec![number.into()],
                 webhook_url: format!("{gateway}/hook"),
                 webhook_secret: "webhook-secret-123456".into(),
+                ..Default::default()
             });
         }
         opts.writer.linger_ms = 1;
