@@ -302,7 +302,17 @@ pub struct Shard {
     stats: ShardStats,
     effects: Vec<Effect>,
     due: Vec<u32>,
+    /// The consumer has read everything the partition holds (see
+    /// [`Shard::set_caught_up`]). Not snapshotted: a restored shard replays
+    /// first.
+    caught_up: bool,
 }
+
+/// How long after the partition's last input a caught-up partition keeps
+/// firing by the wall clock: every plug reports at least once a minute, so
+/// a healthy partition is never quieter than this; past it, only event time
+/// (and then the stall gate) moves firing.
+pub const QUIET_PARTITION_INPUT_MS: i64 = 65_000;
 
 fn hash_id(id: &str) -> u64 {
     xxhash_rust::xxh3::xxh3_64(id.as_bytes())
@@ -341,7 +351,20 @@ impl Shard {
             stats: ShardStats::default(),
             effects: Vec::new(),
             due: Vec::new(),
+            caught_up: false,
         }
+    }
+
+    /// Whether the consumer has read everything the partition holds (Kafka
+    /// reported the end of the partition and nothing was read since). On
+    /// the wall clock a caught-up, healthy partition fires deadlines by the
+    /// wall clock (less the allowed lateness) even when no later reading
+    /// arrives — a quiet partition of a few households must not wait for
+    /// its next reading — but never further than
+    /// [`QUIET_PARTITION_INPUT_MS`] past its last input, so missing input
+    /// still infers nothing and the stall gate still holds.
+    pub fn set_caught_up(&mut self, caught_up: bool) {
+        self.caught_up = caught_up;
     }
 
     pub fn partition(&self) -> i32 {
@@ -650,10 +673,23 @@ impl Shard {
     /// has passed. Call after each batch of records and on a regular tick.
     pub fn advance(&mut self, wall_now: Ts, out: &mut Vec<Output>) {
         self.check_health(wall_now, out);
-        let Some(event_max) = self.event_max else {
+        let lateness = self.opts.allowed_lateness_ms;
+        let by_wall = (self.opts.clock == ClockMode::Wall
+            && self.caught_up
+            && self.health.stalled.is_none()
+            && self.health.grace.is_none())
+        .then(|| {
+            let heard = self
+                .health
+                .last_input_wall
+                .plus_ms(QUIET_PARTITION_INPUT_MS);
+            wall_now.min(heard).plus_ms(-lateness)
+        });
+        let by_event = self.event_max.map(|e| e.plus_ms(-lateness));
+        let Some(mut limit) = by_event.max(by_wall) else {
             return;
         };
-        let mut limit = event_max.plus_ms(-self.opts.allowed_lateness_ms);
+        let event_max = self.event_max.unwrap_or(Ts::MIN);
         if let Some((frozen, _)) = self.health.stalled {
             limit = limit.min(frozen);
         } else if let Some((frozen, until)) = self.health.grace {

@@ -488,3 +488,49 @@ proptest! {
         prop_assert_eq!(restored.replay_pending(), 0);
     }
 }
+
+/// One quiet household on the wall clock, reporting unchanged values every
+/// minute until `last`; the shard advanced at `wall` afterwards.
+fn quiet_partition(last: Ts, caught_up: bool, wall: Ts) -> (Vec<String>, Vec<String>) {
+    let mut o = opts();
+    o.clock = ClockMode::Wall;
+    let mut s = Shard::new(0, o, router(), T0);
+    let mut before = Vec::new();
+    s.apply_config(cfg(0, "1111051500"), T0, &mut before)
+        .unwrap();
+    let mut t = T0;
+    let mut seq = 0;
+    while t <= last {
+        s.on_reading(&reading(0, t, seq, 5.0), t.plus_ms(100), &mut before)
+            .unwrap();
+        s.advance(t.plus_ms(100), &mut before);
+        t = t.plus_ms(MINUTE_MS);
+        seq += 1;
+    }
+    s.set_caught_up(caught_up);
+    let mut after = Vec::new();
+    s.advance(wall, &mut after);
+    (summary(&before), summary(&after))
+}
+
+/// A caught-up partition fires a deadline by the wall clock even when no
+/// later reading arrives (a pilot county of a few households must not wait
+/// a minute for its next reading); one that is not caught up, or whose
+/// input has been missing for longer than a plug's reporting interval,
+/// infers nothing from the missing data.
+#[test]
+fn a_caught_up_quiet_partition_fires_by_the_wall_clock_and_missing_input_does_not() {
+    let due = T0.plus_ms(12 * HOUR_MS);
+    let opened = |evs: &[String]| evs.iter().any(|e| e.contains("OPENED"));
+    // The last reading 30 s before the deadline; 300 ms after it, caught up.
+    let (before, after) = quiet_partition(due.plus_ms(-30_000), true, due.plus_ms(300));
+    assert!(!opened(&before), "{before:?}");
+    assert!(opened(&after), "fired by the wall clock: {after:?}");
+    // Not caught up (a backlog may hold the household's readings): wait.
+    let (_, after) = quiet_partition(due.plus_ms(-30_000), false, due.plus_ms(300));
+    assert!(!opened(&after), "{after:?}");
+    // Caught up but nothing heard for longer than a plug's reporting
+    // interval: the input is missing, not quiet.
+    let (_, after) = quiet_partition(due.plus_ms(-2 * MINUTE_MS), true, due.plus_ms(300));
+    assert!(!opened(&after), "{after:?}");
+}

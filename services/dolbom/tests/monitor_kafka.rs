@@ -121,42 +121,47 @@ impl Monitor {
     ) -> Monitor {
         let log = dir.join(format!("monitor-{instance}.log"));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_dolbom"));
-        cmd.args([
-            "monitor",
-            "--brokers",
-            brokers,
-            "--group-id",
-            &format!("{}-group", t.readings),
-            "--instance-id",
-            if dynamic { "" } else { instance },
-            "--partitions",
-            &PARTITIONS.to_string(),
-            "--snapshot-dir",
-            dir.join("snapshots").to_str().unwrap(),
-            "--snapshot-interval-secs",
-            "1",
-            "--clock",
-            "event",
-            "--stall-after-ms",
-            "600000",
-        ])
-        .args(extra_args)
-        .env("DOLBOM_TOPICS__READINGS", &t.readings)
-        .env("DOLBOM_TOPICS__HOUSEHOLDS", &t.households)
-        .env("DOLBOM_TOPICS__INCIDENTS", &t.incidents)
-        .env("DOLBOM_TOPICS__DEAD_LETTER", &t.dead_letter)
-        .env("DOLBOM_SESSION_TIMEOUT_MS", "6000")
-        .envs(
-            std::env::vars()
-                .filter(|(k, _)| k.starts_with("DOLBOM_TEST_ENV_"))
-                .map(|(k, v)| (k.replace("DOLBOM_TEST_ENV_", "DOLBOM_"), v)),
-        )
-        .env(
-            "DOLBOM_LOG",
-            std::env::var("DOLBOM_TEST_MONITOR_LOG").unwrap_or_else(|_| "info".into()),
-        )
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap());
+        // `--clock` in `extra_args` replaces the event clock.
+        let clock = if extra_args.contains(&"--clock") {
+            &[][..]
+        } else {
+            &["--clock", "event"][..]
+        };
+        cmd.arg("monitor")
+            .args(clock)
+            .args([
+                "--brokers",
+                brokers,
+                "--group-id",
+                &format!("{}-group", t.readings),
+                "--instance-id",
+                if dynamic { "" } else { instance },
+                "--partitions",
+                &PARTITIONS.to_string(),
+                "--snapshot-dir",
+                dir.join("snapshots").to_str().unwrap(),
+                "--snapshot-interval-secs",
+                "1",
+                "--stall-after-ms",
+                "600000",
+            ])
+            .args(extra_args)
+            .env("DOLBOM_TOPICS__READINGS", &t.readings)
+            .env("DOLBOM_TOPICS__HOUSEHOLDS", &t.households)
+            .env("DOLBOM_TOPICS__INCIDENTS", &t.incidents)
+            .env("DOLBOM_TOPICS__DEAD_LETTER", &t.dead_letter)
+            .env("DOLBOM_SESSION_TIMEOUT_MS", "6000")
+            .envs(
+                std::env::vars()
+                    .filter(|(k, _)| k.starts_with("DOLBOM_TEST_ENV_"))
+                    .map(|(k, v)| (k.replace("DOLBOM_TEST_ENV_", "DOLBOM_"), v)),
+            )
+            .env(
+                "DOLBOM_LOG",
+                std::env::var("DOLBOM_TEST_MONITOR_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
@@ -686,4 +691,122 @@ fn incident_events_the_broker_did_not_take_are_kept_and_resent() {
     );
     m.terminate();
     drop(b);
+}
+
+/// A pilot county: two households on a quiet topic, on the wall clock,
+/// reporting unchanged values every 20 s (at 7 s, 27 s, 47 s … after they
+/// were registered), with a 2-minute ATTENTION threshold. The deadline falls
+/// 7 s before the next reading: the monitor must fire it by the wall clock
+/// once it has read everything there is, not when the next reading moves
+/// event time past it.
+#[test]
+fn a_quiet_partition_fires_by_the_wall_clock_not_at_its_next_reading() {
+    let _turn = serial();
+    let test = "t5";
+    let Some(b) = broker(test) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let t = topics(test);
+    let m = Monitor::start_with(
+        &b.addr,
+        &t,
+        dir.path(),
+        "a",
+        true,
+        &[],
+        &["--clock", "wall"],
+    );
+    m.wait_positioned(PARTITIONS as usize);
+    let rt = runtime();
+    let p = producer(&b.addr);
+    let registered = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        * 1000;
+    let quiet = [0usize, 1];
+    rt.block_on(async {
+        for i in quiet {
+            let mut c = config(i);
+            c.registered_at = Some(dolbom_proto::prost_types::Timestamp {
+                seconds: registered / 1000,
+                nanos: 0,
+            });
+            c.thresholds = Some(pb::StageThresholds {
+                attention_minutes: 2,
+                caution_minutes: 3,
+                danger_minutes: 4,
+            });
+            c.offline_after_minutes = 1;
+            p.send(
+                FutureRecord::to(&t.households)
+                    .key(&hh(i))
+                    .payload(&c.encode_to_vec()),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+        }
+    });
+    let due = registered + 2 * MIN;
+    let mut seq = 0;
+    let opened = loop {
+        let at = registered + 7_000 + seq as i64 * 20_000;
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        let wait = at - now_ms;
+        if wait > 0 {
+            std::thread::sleep(Duration::from_millis(wait as u64));
+        }
+        rt.block_on(async {
+            for i in quiet {
+                let mut r = reading(i, 0, None);
+                r.observed_at_ms = at;
+                r.sequence = seq;
+                p.send(
+                    FutureRecord::to(&t.readings)
+                        .key(&hh(i))
+                        .payload(&r.encode_to_vec()),
+                    Duration::from_secs(10),
+                )
+                .await
+                .unwrap();
+            }
+        });
+        seq += 1;
+        let events = read_all(&b.addr, &t.incidents);
+        let opened: Vec<pb::IncidentEvent> = events
+            .into_iter()
+            .filter(|e| e.r#type == pb::IncidentEventType::Opened as i32)
+            .collect();
+        if opened.len() == quiet.len() || at > due + 60_000 {
+            break opened;
+        }
+    };
+    assert_eq!(opened.len(), quiet.len(), "both opened:\n{}", m.log());
+    let ms =
+        |t: &dolbom_proto::prost_types::Timestamp| t.seconds * 1000 + t.nanos as i64 / 1_000_000;
+    for e in &opened {
+        // The clocks start when the monitor applied the registration (at
+        // most a second after `registered`, which is rounded down).
+        let due_at = ms(e.due_at.as_ref().unwrap());
+        assert!(
+            (due..due + 2_000).contains(&due_at),
+            "ATTENTION 2 minutes after registration: {due_at} vs {due}"
+        );
+        let late = ms(e.emitted_at.as_ref().unwrap()) - due_at;
+        eprintln!(
+            "t5: {} emitted {late} ms after its due time",
+            e.household_id
+        );
+        // The next reading (5-7 s after the deadline) would have fired it
+        // without the wall clock.
+        assert!(
+            late < 4_000,
+            "fired by the next reading, not the wall clock ({late} ms late):\n{}",
+            m.log()
+        );
+    }
+    m.terminate();
 }

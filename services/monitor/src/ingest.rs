@@ -1,5 +1,6 @@
 //! The ingest loop: polls `plug.readings` from the group consumer, batches
-//! records per partition and hands them to the partitions' supervisors;
+//! records per partition and hands them to the partitions' supervisors,
+//! followed by `CaughtUp` when the consumer reached a partition's end;
 //! positions and resumes a partition when its restored shard asks
 //! ([`Control::Ready`]).
 
@@ -9,6 +10,7 @@ use crate::kafka::{GroupConsumer, Rec};
 use crate::metrics as m;
 use futures::FutureExt;
 use rdkafka::consumer::Consumer;
+use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::TopicPartitionList;
 use std::collections::HashMap;
@@ -36,28 +38,34 @@ impl Ingest {
     pub(crate) async fn run(mut self, shutdown: CancellationToken) -> u64 {
         let mut records = 0u64;
         let mut batches: HashMap<i32, Vec<Rec>> = HashMap::new();
+        let mut at_end: Vec<i32> = Vec::new();
         loop {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
                 Some(ctl) = self.control.recv() => self.position(ctl),
                 m = self.consumer.recv() => {
-                    let m = match m {
-                        Ok(m) => m,
+                    let mut n = 0;
+                    match m {
+                        Ok(m) => {
+                            batches.entry(m.partition()).or_default().push(Rec::from_message(&m));
+                            n += 1;
+                        }
+                        Err(KafkaError::PartitionEOF(p)) => at_end.push(p),
                         Err(e) => {
                             tracing::warn!(error = %e, "consume error");
                             continue;
                         }
-                    };
-                    batches.entry(m.partition()).or_default().push(Rec::from_message(&m));
-                    drop(m);
-                    let mut n = 1;
+                    }
                     while n < self.batch_size {
                         match self.consumer.recv().now_or_never() {
                             Some(Ok(m)) => {
+                                // A record after the end: not caught up after all.
+                                at_end.retain(|&p| p != m.partition());
                                 batches.entry(m.partition()).or_default().push(Rec::from_message(&m));
                                 n += 1;
                             }
+                            Some(Err(KafkaError::PartitionEOF(p))) => at_end.push(p),
                             _ => break,
                         }
                     }
@@ -66,6 +74,12 @@ impl Ingest {
                     for (p, batch) in batches.drain() {
                         if let Some(sup) = routes.get(&p) {
                             let _ = sup.cast(PartitionMsg::Readings { batch });
+                        }
+                    }
+                    // After the records that came before it.
+                    for p in at_end.drain(..) {
+                        if let Some(sup) = routes.get(&p) {
+                            let _ = sup.cast(PartitionMsg::CaughtUp);
                         }
                     }
                 }

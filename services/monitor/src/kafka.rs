@@ -180,7 +180,10 @@ pub(crate) fn group_consumer(
         .kafka
         .group_consumer(CLIENT_ID, &opts.group_id, &opts.assignment_strategy);
     // Offsets are committed by hand, only what a durable snapshot covers.
+    // End-of-partition events tell a shard it has read everything there is
+    // (see `Shard::set_caught_up`).
     c.set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "true")
         .set("session.timeout.ms", opts.session_timeout_ms.to_string())
         .set(
             "heartbeat.interval.ms",

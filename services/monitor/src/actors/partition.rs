@@ -21,6 +21,9 @@ pub enum PartitionMsg {
     },
     /// The ingest loop has positioned the partition where the shard asked.
     Seeked,
+    /// The consumer reached the end of the partition (after the records
+    /// handed over before this message).
+    CaughtUp,
     /// Snapshot, then stop the shard; reply with the readings offset covered.
     Stop {
         reply: RpcReplyPort<Option<i64>>,
@@ -96,6 +99,11 @@ impl Actor for PartitionSupervisor {
             PartitionMsg::Seeked => {
                 if let Some(s) = &st.shard {
                     let _ = s.cast(ShardMsg::Seeked);
+                }
+            }
+            PartitionMsg::CaughtUp => {
+                if let Some(s) = &st.shard {
+                    let _ = s.cast(ShardMsg::CaughtUp);
                 }
             }
             PartitionMsg::Stop { reply } => {

@@ -38,6 +38,8 @@ pub enum ShardMsg {
     },
     /// The ingest loop has positioned the partition: records may come.
     Seeked,
+    /// The consumer has read the partition to its end.
+    CaughtUp,
     Config {
         batch: Vec<Rec>,
     },
@@ -580,12 +582,22 @@ impl Actor for ShardActor {
         let now = Ts::now();
         match msg {
             ShardMsg::Seeked => st.accepting = true,
+            ShardMsg::CaughtUp => {
+                if st.accepting {
+                    st.shard.set_caught_up(true);
+                    st.shard.advance(now, &mut st.out);
+                    st.publish();
+                }
+            }
             ShardMsg::Readings { batch } => {
                 if !st.accepting {
                     metrics::counter!(m::RECORDS_DISCARDED_BEFORE_SEEK)
                         .increment(batch.len() as u64);
                     return Ok(());
                 }
+                // More was there to read: caught up again only when the
+                // consumer says so.
+                st.shard.set_caught_up(false);
                 st.readings(&batch, now);
                 st.shard.advance(now, &mut st.out);
                 st.publish();
