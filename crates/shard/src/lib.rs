@@ -11,7 +11,11 @@
 //!   With [`ClockMode::Wall`] (production) readings stamped beyond the wall
 //!   clock plus [`MAX_CLOCK_SKEW_MS`] are rejected, so a runaway plug cannot
 //!   push the partition's time; [`ClockMode::Event`] (replays, simulations,
-//!   tests) trusts event time alone.
+//!   tests) trusts event time alone. On the wall clock a partition the
+//!   monitor has read to its end ([`Shard::set_caught_up`]) also fires by
+//!   the wall clock (less the allowed lateness) while healthy, up to
+//!   [`QUIET_PARTITION_INPUT_MS`] past its last input, so a quiet partition
+//!   does not wait for its next reading.
 //! - **Stall inhibition.** If input stops for `stall_after_ms` of wall time
 //!   while households are hosted (or, in wall mode, event time lags the wall
 //!   clock by more than `max_event_lag_ms`), firing freezes: no inactivity is

@@ -14,6 +14,8 @@
 //!   idempotent producer to the same partition of `care.incidents`; a
 //!   snapshot is written only after every event before it was acknowledged,
 //!   and the readings offset is committed only after the snapshot is durable.
+//! - [`unacked::Unacked`] keeps a shard's emitted events until the broker
+//!   acknowledges them (re-sending after a failed delivery).
 //! - [`incident::IncidentActor`] follows one open incident through its
 //!   stages until it closes (its log lines and the open-incident gauge are
 //!   its job).
@@ -22,6 +24,7 @@ pub mod incident;
 pub mod partition;
 pub mod root;
 pub mod shard;
+pub mod unacked;
 
 use crate::kafka::{GroupConsumer, IncidentProducer, OffsetCommitter};
 use crate::options::MonitorOptions;

@@ -4,6 +4,7 @@
 
 use super::incident::{IncidentActor, IncidentArgs, IncidentMsg};
 use super::partition::PartitionMsg;
+use super::unacked::Unacked;
 use super::{Control, Deps};
 use crate::kafka::{self, Rec};
 use crate::metrics as m;
@@ -17,17 +18,11 @@ use dolbom_snapshots::ShardSnapshot;
 use prost::Message as _;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use rdkafka::consumer::CommitMode;
-use rdkafka::producer::DeliveryFuture;
 use rdkafka::Offset;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// How long a snapshot waits for the broker to acknowledge what the shard
-/// emitted before it gives up for this round (the events stay kept; the
-/// shard goes on processing and tries again at the next snapshot).
-const ACK_WAIT: Duration = Duration::from_secs(5);
 
 /// Incident actors started per shard tick (see [`ShardActor::spawn_incident_actors`]).
 const INCIDENT_ACTOR_SPAWNS_PER_TICK: usize = 256;
@@ -54,17 +49,6 @@ pub enum ShardMsg {
         id: String,
         actor: Option<ActorRef<IncidentMsg>>,
     },
-}
-
-/// An emitted incident event the broker has not acknowledged yet: kept
-/// until it has, and re-sent (with every event after it, to keep their
-/// order) when its delivery failed. A re-sent event may reach the topic
-/// twice; its id is deterministic and notify keeps one.
-struct Unacked {
-    ev: pb::IncidentEvent,
-    /// `None` until the producer took it (again); with the generation of
-    /// the producer that took it.
-    delivery: Option<(u64, DeliveryFuture)>,
 }
 
 /// An incident event as its actor follows it.
@@ -99,7 +83,7 @@ pub(crate) struct ShardState {
     /// Records are taken only once the ingest loop has positioned the partition.
     accepting: bool,
     /// Emitted events, in order, until the broker acknowledged them.
-    unacked: VecDeque<Unacked>,
+    unacked: Unacked,
     incidents: HashMap<String, Tracked>,
     /// Incident actors waiting to be started.
     to_spawn: VecDeque<IncidentArgs>,
@@ -226,10 +210,7 @@ impl ShardState {
                             .record(lag.max(0) as f64 / 1000.0);
                     }
                     self.track_incident(&ev);
-                    self.unacked.push_back(Unacked {
-                        ev: *ev,
-                        delivery: None,
-                    });
+                    self.unacked.push(*ev);
                 }
                 Output::AbsenceEndedEarly { household, .. } => {
                     metrics::counter!(m::ABSENCES_ENDED_EARLY).increment(1);
@@ -237,94 +218,7 @@ impl ShardState {
                 }
             }
         }
-        self.send_unsent();
-    }
-
-    /// Hands every event not yet with the producer to it, in order; stops
-    /// at the first refusal (tried again at the next tick) so the order on
-    /// the partition holds.
-    fn send_unsent(&mut self) {
-        for u in self.unacked.iter_mut().filter(|u| u.delivery.is_none()) {
-            match self.deps.producer.publish(self.partition, &u.ev) {
-                Ok(f) => u.delivery = Some(f),
-                Err(e) => {
-                    metrics::counter!(m::PUBLISH_FAILURES, "stage" => "enqueue").increment(1);
-                    tracing::error!(partition = self.partition, incident = %u.ev.incident_id, error = %e, "incident event not enqueued; kept and retried at the next tick");
-                    let generation = self.deps.producer.generation();
-                    self.renew_if_broken(generation, Some(&e));
-                    break;
-                }
-            }
-        }
-        metrics::gauge!(m::UNACKNOWLEDGED_EVENTS, "partition" => self.p_label.clone())
-            .set(self.unacked.len() as f64);
-    }
-
-    /// A producer whose identity broke (fenced, fatal, …) delivers nothing
-    /// again: it is replaced, and the kept events go out through the new
-    /// one. If no new producer can be made the monitor stops (a restart
-    /// replays from the last snapshot, which precedes every unacknowledged
-    /// event).
-    fn renew_if_broken(&self, generation: u64, e: Option<&rdkafka::error::KafkaError>) {
-        if !self.deps.producer.needs_renewal(generation, e) {
-            return;
-        }
-        if let Err(e) = self.deps.producer.renew(generation) {
-            self.deps
-                .fail(format!("incident producer could not be replaced: {e}"));
-        }
-    }
-
-    /// Waits for the broker to acknowledge every emitted event. On a failed
-    /// delivery that event and all after it are kept for re-sending and the
-    /// call fails: a snapshot must never say an unacknowledged event
-    /// happened.
-    async fn acknowledged(&mut self) -> Result<(), String> {
-        self.send_unsent();
-        let until = tokio::time::Instant::now() + ACK_WAIT;
-        while let Some(front) = self.unacked.front_mut() {
-            let Some((generation, f)) = front.delivery.as_mut() else {
-                return Err(format!(
-                    "{} incident events not yet taken by the producer",
-                    self.unacked.len()
-                ));
-            };
-            let Ok(delivered) = tokio::time::timeout_at(until, f).await else {
-                metrics::gauge!(m::UNACKNOWLEDGED_EVENTS, "partition" => self.p_label.clone())
-                    .set(self.unacked.len() as f64);
-                return Err(format!(
-                    "{} incident events not acknowledged by the broker within {ACK_WAIT:?}; kept",
-                    self.unacked.len()
-                ));
-            };
-            let generation = *generation;
-            front.delivery = None;
-            let error = match delivered {
-                Ok(Ok(d)) => {
-                    self.incidents_end = self.incidents_end.max(d.offset + 1);
-                    self.unacked.pop_front();
-                    continue;
-                }
-                Ok(Err((e, _))) => Some(e),
-                Err(_) => None,
-            };
-            let failure = error
-                .as_ref()
-                .map_or("the producer dropped the delivery".to_string(), |e| {
-                    e.to_string()
-                });
-            for u in self.unacked.iter_mut() {
-                u.delivery = None;
-            }
-            metrics::counter!(m::PUBLISH_FAILURES, "stage" => "delivery").increment(1);
-            tracing::error!(partition = self.partition, incidents = self.unacked.len(), error = %failure, "incident event not delivered; it and the events after it are kept and re-sent");
-            self.renew_if_broken(generation, error.as_ref());
-            metrics::gauge!(m::UNACKNOWLEDGED_EVENTS, "partition" => self.p_label.clone())
-                .set(self.unacked.len() as f64);
-            return Err(format!("incident event not delivered: {failure}"));
-        }
-        metrics::gauge!(m::UNACKNOWLEDGED_EVENTS, "partition" => self.p_label.clone()).set(0.0);
-        Ok(())
+        self.unacked.send(&self.deps);
     }
 
     /// Keeps one actor per open incident. Actors are started off the shard's
@@ -378,7 +272,9 @@ impl ShardState {
         let started = Instant::now();
         // Everything emitted so far must be acknowledged before the snapshot
         // says it happened.
-        self.acknowledged().await?;
+        if let Some(end) = self.unacked.acknowledged(&self.deps).await? {
+            self.incidents_end = self.incidents_end.max(end);
+        }
         let p = self.partition;
         let producer = self.deps.producer.clone();
         let readings_end = tokio::task::spawn_blocking(move || producer.readings_end(p))
@@ -520,7 +416,7 @@ impl Actor for ShardActor {
             households_offset,
             incidents_end,
             accepting: false,
-            unacked: VecDeque::new(),
+            unacked: Unacked::new(args.partition),
             incidents: HashMap::new(),
             to_spawn: VecDeque::new(),
             poisoned: args.poisoned,
