@@ -55,7 +55,21 @@ impl std::fmt::Debug for EmbeddedStore {
 fn open_conn(path: &Path) -> Result<Connection, HistoryError> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(30))?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // Switching a new file to WAL takes an exclusive lock and does not wait
+    // on the busy handler: two processes opening one fresh store at once
+    // retry here instead of failing.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        match conn.pragma_update(None, "journal_mode", "WAL") {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            r => break r?,
+        }
+    }
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     // 64 MiB of page cache, and checkpoints every 64 MiB of WAL rather than
@@ -186,18 +200,26 @@ impl EmbeddedStore {
     }
 }
 
+/// Applies pending migrations. The version is read inside an immediate
+/// (write-locked) transaction, so two processes opening one store at once
+/// (notify and the history ingest on one data directory) take turns: the
+/// second waits for the lock (busy timeout) and finds nothing to do.
 fn migrate(conn: &mut Connection) -> Result<(), HistoryError> {
-    let current: u32 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     for &(version, name, sql) in MIGRATIONS {
-        if version <= current {
-            continue;
-        }
         let fail = |e: rusqlite::Error| HistoryError::Migration {
             version,
             name: name.to_string(),
             reason: e.to_string(),
         };
-        let tx = conn.transaction().map_err(fail)?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(fail)?;
+        let current: u32 = tx
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(fail)?;
+        if version <= current {
+            continue;
+        }
         tx.execute_batch(sql).map_err(fail)?;
         tx.pragma_update(None, "user_version", version)
             .map_err(fail)?;
