@@ -121,14 +121,15 @@ impl Monitor {
     ) -> Monitor {
         let log = dir.join(format!("monitor-{instance}.log"));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_dolbom"));
-        // `--clock` in `extra_args` replaces the event clock.
-        let clock = if extra_args.contains(&"--clock") {
-            &[][..]
-        } else {
-            &["--clock", "event"][..]
-        };
+        // A flag in `extra_args` replaces its default here.
+        let mut defaults: Vec<&str> = Vec::new();
+        for (flag, value) in [("--clock", "event"), ("--stall-after-ms", "600000")] {
+            if !extra_args.contains(&flag) {
+                defaults.extend([flag, value]);
+            }
+        }
         cmd.arg("monitor")
-            .args(clock)
+            .args(defaults)
             .args([
                 "--brokers",
                 brokers,
@@ -142,8 +143,6 @@ impl Monitor {
                 dir.join("snapshots").to_str().unwrap(),
                 "--snapshot-interval-secs",
                 "1",
-                "--stall-after-ms",
-                "600000",
             ])
             .args(extra_args)
             .env("DOLBOM_TOPICS__READINGS", &t.readings)
@@ -808,5 +807,199 @@ fn a_quiet_partition_fires_by_the_wall_clock_not_at_its_next_reading() {
             m.log()
         );
     }
+    m.terminate();
+}
+
+/// A webhook receiver on loopback: every request's body, as JSON.
+fn webhook_receiver() -> (String, std::sync::mpsc::Receiver<serde_json::Value>) {
+    use std::io::{BufRead, BufReader, Read};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for conn in l.incoming().flatten() {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(conn.try_clone().unwrap());
+                let mut w = conn;
+                loop {
+                    let mut len = 0usize;
+                    let mut line = String::new();
+                    // Request line and headers.
+                    loop {
+                        line.clear();
+                        if r.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let l = line.trim_end();
+                        if l.is_empty() {
+                            break;
+                        }
+                        if let Some(v) = l.to_ascii_lowercase().strip_prefix("content-length:") {
+                            len = v.trim().parse().unwrap_or(0);
+                        }
+                    }
+                    let mut body = vec![0u8; len];
+                    if r.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    if let Ok(v) = serde_json::from_slice(&body) {
+                        let _ = tx.send(v);
+                    }
+                    if w.write_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (url, rx)
+}
+
+/// A pipeline stall reaches SRE end to end: the monitor (wall clock,
+/// `stall_after` 3 s) stops hearing from its partitions, publishes
+/// PIPELINE_STALL to `care.incidents`, and `dolbom notify` — a real process
+/// reading that topic — delivers it to the SRE recipient's webhook.
+#[test]
+fn a_pipeline_stall_reaches_the_sre_webhook_end_to_end() {
+    let _turn = serial();
+    let test = "t6";
+    let Some(b) = broker(test) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let t = topics(test);
+    let m = Monitor::start_with(
+        &b.addr,
+        &t,
+        dir.path(),
+        "a",
+        true,
+        &[],
+        &["--clock", "wall", "--stall-after-ms", "3000"],
+    );
+    m.wait_positioned(PARTITIONS as usize);
+
+    // notify, as deployed: keys from `dolbom token keygen`, recipients for
+    // every tier (SRE's webhook is the receiver).
+    let (hook, received) = webhook_receiver();
+    let keys = Command::new(env!("CARGO_BIN_EXE_dolbom"))
+        .args(["token", "keygen", "--kid", "t6", "--out"])
+        .arg(dir.path().join("signing.key"))
+        .output()
+        .unwrap();
+    assert!(keys.status.success(), "{keys:?}");
+    std::fs::write(dir.path().join("public.keys"), &keys.stdout).unwrap();
+    let mut toml = format!(
+        "listen = \"127.0.0.1:0\"\nbrokers = \"{}\"\ngroup_id = \"t6-notify\"\nincidents_topic = \"{}\"\nhouseholds_topic = \"{}\"\ndata_dir = \"{}\"\npublic_keys_file = \"{}\"\ncreate_contact_key = true\n[sms]\nendpoint = \"{hook}/sms\"\n",
+        b.addr,
+        t.incidents,
+        t.households,
+        dir.path().join("notify").display(),
+        dir.path().join("public.keys").display(),
+    );
+    for tier in [
+        "DONG_OFFICE",
+        "CONTROL_CENTER",
+        "EMERGENCY",
+        "MAINTENANCE",
+        "SRE",
+    ] {
+        toml.push_str(&format!(
+            "[[recipients]]\nmunicipality = \"*\"\ntier = \"{tier}\"\nsms = [\"0200000000\"]\nwebhook_url = \"{hook}/{tier}\"\nwebhook_secret = \"t6-webhook-secret-0123\"\n"
+        ));
+    }
+    std::fs::write(dir.path().join("notify.toml"), toml).unwrap();
+    let notify_log = dir.path().join("notify.log");
+    let mut notify = Command::new(env!("CARGO_BIN_EXE_dolbom"))
+        .arg("notify")
+        .arg("--config")
+        .arg(dir.path().join("notify.toml"))
+        .env("DOLBOM_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&notify_log).unwrap())
+        .spawn()
+        .unwrap();
+
+    // Households and a few seconds of readings, then nothing.
+    let rt = runtime();
+    let p = producer(&b.addr);
+    let now_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+    };
+    let registered = now_ms() / 1000 * 1000;
+    rt.block_on(async {
+        for i in 0..HOUSEHOLDS {
+            let mut c = config(i);
+            c.registered_at = Some(dolbom_proto::prost_types::Timestamp {
+                seconds: registered / 1000,
+                nanos: 0,
+            });
+            p.send(
+                FutureRecord::to(&t.households)
+                    .key(&hh(i))
+                    .payload(&c.encode_to_vec()),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+        }
+        for s in 0..3 {
+            for i in 0..HOUSEHOLDS {
+                let mut r = reading(i, 0, None);
+                r.observed_at_ms = now_ms();
+                r.sequence = s;
+                p.send(
+                    FutureRecord::to(&t.readings)
+                        .key(&hh(i))
+                        .payload(&r.encode_to_vec()),
+                    Duration::from_secs(10),
+                )
+                .await
+                .unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    });
+    let stopped = Instant::now();
+    // Within stall_after + 1 minute, SRE hears of it.
+    let deadline = stopped + Duration::from_secs(63);
+    let page = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match received.recv_timeout(left) {
+            Ok(v) if v["tier"] == "SRE" && v["kind"] == "PIPELINE_STALL" => break v,
+            Ok(_) => continue,
+            Err(_) => {
+                let _ = notify.kill();
+                panic!(
+                    "no PIPELINE_STALL reached SRE within stall_after + 1 minute\nmonitor:\n{}\nnotify:\n{}",
+                    m.log(),
+                    std::fs::read_to_string(&notify_log).unwrap_or_default()
+                );
+            }
+        }
+    };
+    eprintln!(
+        "t6: SRE webhook {:.1} s after the input stopped: {}",
+        stopped.elapsed().as_secs_f64(),
+        page["incident_id"]
+    );
+    assert!(page["incident_id"]
+        .as_str()
+        .unwrap()
+        .starts_with("STALL:partition-"));
+    // Nothing was inferred about a household from the missing input.
+    let events = read_all(&b.addr, &t.incidents);
+    assert!(
+        events
+            .iter()
+            .all(|e| e.kind == pb::IncidentKind::PipelineStall as i32),
+        "only stall incidents: {events:?}"
+    );
+    let _ = notify.kill();
+    let _ = notify.wait();
     m.terminate();
 }
