@@ -310,6 +310,31 @@ pub struct Shard {
     /// [`Shard::set_caught_up`]). Not snapshotted: a restored shard replays
     /// first.
     caught_up: bool,
+    /// Wall time as the shard lives it, for judging silence; not
+    /// snapshotted (a restored shard starts counting afresh).
+    elapsed: Elapsed,
+    /// `elapsed` when input last arrived.
+    last_input_elapsed: i64,
+}
+
+/// Time elapsed on the wall clock, never backwards: a monitor clock that
+/// jumps back must not hide a silence (measured as the difference of two
+/// wall readings, a jump back of 15 minutes would hide 15 minutes of
+/// missing input).
+#[derive(Clone, Copy, Debug)]
+struct Elapsed {
+    last_wall: Option<Ts>,
+    ms: i64,
+}
+
+impl Elapsed {
+    fn at(&mut self, wall: Ts) -> i64 {
+        if let Some(last) = self.last_wall {
+            self.ms += wall.since(last).max(0);
+        }
+        self.last_wall = Some(wall);
+        self.ms
+    }
 }
 
 /// How long after the partition's last input a caught-up partition keeps
@@ -356,6 +381,11 @@ impl Shard {
             effects: Vec::new(),
             due: Vec::new(),
             caught_up: false,
+            elapsed: Elapsed {
+                last_wall: Some(wall_now),
+                ms: 0,
+            },
+            last_input_elapsed: 0,
         }
     }
 
@@ -603,6 +633,7 @@ impl Shard {
     /// Marks that input arrived (any record, accepted or not): the pipeline is alive.
     pub fn note_input(&mut self, wall_now: Ts) {
         self.health.last_input_wall = self.health.last_input_wall.max(wall_now);
+        self.last_input_elapsed = self.elapsed.at(wall_now);
     }
 
     /// A `plug.readings` record. `key` is the record key (the household id),
@@ -637,16 +668,19 @@ impl Shard {
         wall_now: Ts,
         out: &mut Vec<Output>,
     ) -> Result<ReadingOutcome, Rejection> {
-        self.note_input(wall_now);
-        if r.household_id.is_empty() {
-            return Err(Rejection::MissingHousehold);
-        }
         let observed = Ts(r.observed_at_ms);
         if self.opts.clock == ClockMode::Wall && observed.since(wall_now) > MAX_CLOCK_SKEW_MS {
+            // Not input: if every reading is "from the future" (the
+            // monitor's own clock went back), the partition stalls and SRE
+            // hears of it, instead of silently firing nothing.
             return Err(ReadingError::FromTheFuture {
                 ahead_ms: observed.since(wall_now),
             }
             .into());
+        }
+        self.note_input(wall_now);
+        if r.household_id.is_empty() {
+            return Err(Rejection::MissingHousehold);
         }
         let slot = self
             .lookup(&r.household_id)
@@ -711,8 +745,8 @@ impl Shard {
     }
 
     fn check_health(&mut self, wall_now: Ts, out: &mut Vec<Output>) {
-        let idle = self.households > 0
-            && wall_now.since(self.health.last_input_wall) > self.opts.stall_after_ms;
+        let silent_ms = self.elapsed.at(wall_now) - self.last_input_elapsed;
+        let idle = self.households > 0 && silent_ms > self.opts.stall_after_ms;
         let lagging = self.opts.clock == ClockMode::Wall
             && self.opts.max_event_lag_ms > 0
             && self

@@ -534,3 +534,32 @@ fn a_caught_up_quiet_partition_fires_by_the_wall_clock_and_missing_input_does_no
     let (_, after) = quiet_partition(due.plus_ms(-2 * MINUTE_MS), true, due.plus_ms(300));
     assert!(!opened(&after), "{after:?}");
 }
+
+/// The monitor's own clock jumps 15 minutes back: every reading now looks
+/// "from the future" and is rejected. Rejected that way they are not input,
+/// so the partition stalls and SRE hears of it, instead of the monitor
+/// going quietly blind (before, they counted as input and nothing fired).
+#[test]
+fn a_monitor_clock_behind_its_plugs_is_a_stall_not_silence() {
+    let mut o = opts();
+    o.clock = ClockMode::Wall;
+    o.stall_after_ms = 2 * MINUTE_MS;
+    let mut s = Shard::new(0, o, router(), T0);
+    let mut out = Vec::new();
+    s.apply_config(cfg(0, "1111051500"), T0, &mut out).unwrap();
+    s.on_reading(&reading(0, T0, 0, 5.0), T0, &mut out).unwrap();
+    let behind = 15 * MINUTE_MS;
+    for m in 1..10 {
+        let t = T0.plus_ms(m * MINUTE_MS);
+        let wall = t.plus_ms(-behind);
+        let e = s.on_reading(&reading(0, t, m as u64, 5.0), wall, &mut out);
+        assert_eq!(e.unwrap_err().label(), "future_timestamp");
+        s.advance(wall, &mut out);
+    }
+    assert!(s.is_stalled(), "the partition hears nothing it can use");
+    let stalls = events(&out)
+        .iter()
+        .filter(|e| e.kind == pb::IncidentKind::PipelineStall as i32)
+        .count();
+    assert_eq!(stalls, 1);
+}

@@ -42,6 +42,8 @@ pub struct Rec {
     pub offset: i64,
     pub key: Option<Vec<u8>>,
     pub payload: Option<Vec<u8>>,
+    /// The record's Kafka timestamp (ms), if it has one.
+    pub timestamp_ms: Option<i64>,
 }
 
 impl Rec {
@@ -50,6 +52,7 @@ impl Rec {
             offset: m.offset(),
             key: m.key().map(<[u8]>::to_vec),
             payload: m.payload().map(<[u8]>::to_vec),
+            timestamp_ms: m.timestamp().to_millis(),
         }
     }
 }

@@ -29,6 +29,7 @@ pub const ASSIGNED_PARTITIONS: &str = "dolbom_monitor_assigned_partitions";
 pub const PUBLISH_FAILURES: &str = "dolbom_monitor_publish_failures_total";
 pub const UNACKNOWLEDGED_EVENTS: &str = "dolbom_monitor_unacknowledged_incident_events";
 pub const PRODUCER_RENEWALS: &str = "dolbom_monitor_producer_renewals_total";
+pub const CLOCK_OFFSET_SECONDS: &str = "dolbom_monitor_clock_offset_seconds";
 
 /// Describes this crate's metrics (call once the exporter is installed).
 pub fn describe() {
@@ -147,5 +148,10 @@ pub fn describe() {
         PRODUCER_RENEWALS,
         Unit::Count,
         "Incident producers replaced after an error that broke the old one (fenced, unknown producer id, sequence error, fatal); what it held is re-sent"
+    );
+    describe_gauge!(
+        CLOCK_OFFSET_SECONDS,
+        Unit::Seconds,
+        "The monitor's clock minus the newest Kafka record timestamp of the last readings batch (by partition): lag plus clock disagreement; minutes of negative offset mean the monitor's clock is behind"
     );
 }

@@ -168,6 +168,13 @@ impl ShardState {
         }
         self.inflight.store(-1, Ordering::SeqCst);
         metrics::counter!(m::READINGS_ACCEPTED).increment(accepted);
+        // The monitor's clock against Kafka's record timestamps (the
+        // broker's clock with LogAppendTime, the producer's with
+        // CreateTime): a clock that jumped shows here before it harms.
+        if let Some(newest) = batch.iter().filter_map(|r| r.timestamp_ms).max() {
+            metrics::gauge!(m::CLOCK_OFFSET_SECONDS, "partition" => self.p_label.clone())
+                .set(now.millis().saturating_sub(newest) as f64 / 1000.0);
+        }
     }
 
     /// Applies a batch of `care.households` records.
