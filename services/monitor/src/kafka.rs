@@ -4,6 +4,9 @@
 //! [`OffsetCommitter`], topic checks, the blocking reads a shard does when it
 //! restores ([`read_to_end`]) and the [`follow_changelog`] task.
 //!
+//! They stay in one file (about 600 lines) so that librdkafka is configured
+//! and called in one place of the monitor.
+//!
 //! Data flow: librdkafka's rebalance callback → [`Rebalance`] on a channel →
 //! whoever runs the supervision tree; on revocation the callback blocks until
 //! the event's acknowledgement brings the offsets the revoked shards
