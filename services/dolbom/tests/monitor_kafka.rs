@@ -295,6 +295,43 @@ async fn produce_minutes(p: &FutureProducer, t: &Topics, minutes: std::ops::Rang
     }
 }
 
+/// Milliseconds since the Unix epoch on this machine's clock.
+fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// Registers `households` with `registered_at` (and `thresholds`, if any).
+async fn produce_registered(
+    p: &FutureProducer,
+    t: &Topics,
+    households: impl IntoIterator<Item = usize>,
+    registered_ms: i64,
+    thresholds: Option<pb::StageThresholds>,
+) {
+    for i in households {
+        let mut c = config(i);
+        c.registered_at = Some(dolbom_proto::prost_types::Timestamp {
+            seconds: registered_ms / 1000,
+            nanos: 0,
+        });
+        if thresholds.is_some() {
+            c.thresholds = thresholds;
+            c.offline_after_minutes = 1;
+        }
+        p.send(
+            FutureRecord::to(&t.households)
+                .key(&hh(i))
+                .payload(&c.encode_to_vec()),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    }
+}
+
 /// The events the scripted stream must produce by minute 14 h, and nothing else.
 fn expected() -> BTreeSet<String> {
     let mut e = BTreeSet::new();
@@ -717,44 +754,25 @@ fn a_quiet_partition_fires_by_the_wall_clock_not_at_its_next_reading() {
     m.wait_positioned(PARTITIONS as usize);
     let rt = runtime();
     let p = producer(&b.addr);
-    let registered = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-        * 1000;
+    let registered = wall_ms() / 1000 * 1000;
     let quiet = [0usize, 1];
-    rt.block_on(async {
-        for i in quiet {
-            let mut c = config(i);
-            c.registered_at = Some(dolbom_proto::prost_types::Timestamp {
-                seconds: registered / 1000,
-                nanos: 0,
-            });
-            c.thresholds = Some(pb::StageThresholds {
-                attention_minutes: 2,
-                caution_minutes: 3,
-                danger_minutes: 4,
-            });
-            c.offline_after_minutes = 1;
-            p.send(
-                FutureRecord::to(&t.households)
-                    .key(&hh(i))
-                    .payload(&c.encode_to_vec()),
-                Duration::from_secs(10),
-            )
-            .await
-            .unwrap();
-        }
-    });
+    let thresholds = pb::StageThresholds {
+        attention_minutes: 2,
+        caution_minutes: 3,
+        danger_minutes: 4,
+    };
+    rt.block_on(produce_registered(
+        &p,
+        &t,
+        quiet,
+        registered,
+        Some(thresholds),
+    ));
     let due = registered + 2 * MIN;
     let mut seq = 0;
     let opened = loop {
         let at = registered + 7_000 + seq as i64 * 20_000;
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as i64;
-        let wait = at - now_ms;
+        let wait = at - wall_ms();
         if wait > 0 {
             std::thread::sleep(Duration::from_millis(wait as u64));
         }
@@ -924,33 +942,13 @@ fn a_pipeline_stall_reaches_the_sre_webhook_end_to_end() {
     // Households and a few seconds of readings, then nothing.
     let rt = runtime();
     let p = producer(&b.addr);
-    let now_ms = || {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as i64
-    };
-    let registered = now_ms() / 1000 * 1000;
+    let registered = wall_ms() / 1000 * 1000;
     rt.block_on(async {
-        for i in 0..HOUSEHOLDS {
-            let mut c = config(i);
-            c.registered_at = Some(dolbom_proto::prost_types::Timestamp {
-                seconds: registered / 1000,
-                nanos: 0,
-            });
-            p.send(
-                FutureRecord::to(&t.households)
-                    .key(&hh(i))
-                    .payload(&c.encode_to_vec()),
-                Duration::from_secs(10),
-            )
-            .await
-            .unwrap();
-        }
+        produce_registered(&p, &t, 0..HOUSEHOLDS, registered, None).await;
         for s in 0..3 {
             for i in 0..HOUSEHOLDS {
                 let mut r = reading(i, 0, None);
-                r.observed_at_ms = now_ms();
+                r.observed_at_ms = wall_ms();
                 r.sequence = s;
                 p.send(
                     FutureRecord::to(&t.readings)

@@ -207,7 +207,9 @@ impl NotifyOptions {
     /// by `"*"` recipients; a municipality's own policy by its own or `"*"`.
     fn check_reachable(&self) -> Result<(), NotifyError> {
         let dir = crate::channels::Directory::new(&self.recipients);
-        let uses_sms = self.policy_map().values().any(|p| {
+        let mut policies: Vec<(String, Policy)> = self.policy_map().into_iter().collect();
+        policies.sort_by(|a, b| a.0.cmp(&b.0));
+        let uses_sms = policies.iter().any(|(_, p)| {
             p.notice_channels
                 .contains(&dolbom_escalation::ChannelKind::Sms)
                 || p.steps
@@ -220,8 +222,6 @@ impl NotifyOptions {
                 "a policy sends SMS but no SMS gateway is configured",
             ));
         }
-        let mut policies: Vec<(String, Policy)> = self.policy_map().into_iter().collect();
-        policies.sort_by(|a, b| a.0.cmp(&b.0));
         for (m, p) in &policies {
             let steps = p.steps.iter().map(|s| (s.tier, &s.channels));
             let notices = [Tier::Maintenance, Tier::Sre].map(|t| (t, &p.notice_channels));
