@@ -8,10 +8,14 @@
 //! - **One timer wheel** ([`TimerWheel`]) for all its households' deadlines.
 //! - **The partition's watermark.** Event time is the newest `observed_at` of
 //!   an accepted reading; deadlines fire up to `watermark - allowed_lateness`.
-//!   With [`ClockMode::Wall`] (production) readings stamped beyond the wall
-//!   clock plus [`MAX_CLOCK_SKEW_MS`] are rejected, so a runaway plug cannot
-//!   push the partition's time; [`ClockMode::Event`] (replays, simulations,
-//!   tests) trusts event time alone. On the wall clock a partition the
+//!   With [`ClockMode::Wall`] (production) a plug whose clock runs ahead
+//!   neither pushes the partition's time nor is dropped: a reading stamped
+//!   after its record was sent counts at the send time (the Kafka record
+//!   timestamp; without one, at most the monitor's clock). Only a record sent
+//!   more than [`MAX_CLOCK_SKEW_MS`] in the monitor's future is rejected: then
+//!   the monitor's own clock is behind, its partitions stall and SRE hears of
+//!   it. [`ClockMode::Event`] (replays, simulations, tests) trusts event time
+//!   alone. On the wall clock a partition the
 //!   monitor has read to its end ([`Shard::set_caught_up`]) also fires by
 //!   the wall clock (less the allowed lateness) while healthy, up to
 //!   [`QUIET_PARTITION_INPUT_MS`] past its last input, so a quiet partition
@@ -209,7 +213,14 @@ pub struct ShardStats {
     /// Household events absorbed by an area outage.
     pub absorbed_by_area: u64,
     pub stalls: u64,
+    /// Readings stamped after they were sent (a plug whose clock runs ahead)
+    /// by more than [`RETIME_REPORT_MS`], counted at their send time instead.
+    pub readings_retimed: u64,
 }
+
+/// A reading stamped this far or less after its send time is re-timed
+/// silently (clocks differ by milliseconds); beyond it, it is counted.
+pub const RETIME_REPORT_MS: i64 = 1_000;
 
 const NEVER: Ts = Ts::MAX;
 fn never() -> Ts {
@@ -637,11 +648,13 @@ impl Shard {
     }
 
     /// A `plug.readings` record. `key` is the record key (the household id),
-    /// when there is one.
+    /// when there is one; `sent_at` the record's Kafka timestamp, when it has
+    /// one (see [`Shard::on_reading_sent`]).
     pub fn on_reading_bytes(
         &mut self,
         key: Option<&[u8]>,
         payload: &[u8],
+        sent_at: Option<Ts>,
         wall_now: Ts,
         out: &mut Vec<Output>,
     ) -> Result<ReadingOutcome, Rejection> {
@@ -658,18 +671,58 @@ impl Shard {
                 });
             }
         }
-        self.on_reading(&r, wall_now, out)
+        self.on_reading_sent(&r, sent_at, wall_now, out)
     }
 
-    /// One decoded reading.
+    /// One decoded reading without a send time.
     pub fn on_reading(
         &mut self,
         r: &pb::PlugReading,
         wall_now: Ts,
         out: &mut Vec<Output>,
     ) -> Result<ReadingOutcome, Rejection> {
-        let observed = Ts(r.observed_at_ms);
-        if self.opts.clock == ClockMode::Wall && observed.since(wall_now) > MAX_CLOCK_SKEW_MS {
+        self.on_reading_sent(r, None, wall_now, out)
+    }
+
+    /// When a reading counts on the wall clock. A plug's clock is cheap and
+    /// drifts; one running ahead must neither push the partition's watermark
+    /// (firing its neighbours' deadlines early) nor be dropped (its home would
+    /// look offline). A reading cannot have been observed after it was sent,
+    /// so one stamped after `sent_at` (the record's Kafka timestamp: the
+    /// broker's clock with LogAppendTime, the gateway's with CreateTime)
+    /// counts at `sent_at`. Without a send time, one stamped up to
+    /// [`MAX_CLOCK_SKEW_MS`] ahead of the monitor's clock counts at the
+    /// monitor's clock. The decision uses the record alone where it can, so a
+    /// replay decides the same (incident ids stay the same). Returns the time
+    /// and how far the stamp was ahead.
+    fn reading_time(observed: Ts, sent_at: Option<Ts>, wall_now: Ts) -> (Ts, i64) {
+        match sent_at {
+            Some(sent) if observed > sent => (sent, observed.since(sent)),
+            Some(_) => (observed, 0),
+            None if observed > wall_now && observed.since(wall_now) <= MAX_CLOCK_SKEW_MS => {
+                (wall_now, observed.since(wall_now))
+            }
+            None => (observed, 0),
+        }
+    }
+
+    /// One decoded reading; `sent_at` is when it was sent, if known.
+    pub fn on_reading_sent(
+        &mut self,
+        r: &pb::PlugReading,
+        sent_at: Option<Ts>,
+        wall_now: Ts,
+        out: &mut Vec<Output>,
+    ) -> Result<ReadingOutcome, Rejection> {
+        let mut observed = Ts(r.observed_at_ms);
+        let wall = self.opts.clock == ClockMode::Wall;
+        let mut retimed_by = 0;
+        if wall {
+            (observed, retimed_by) = Self::reading_time(observed, sent_at, wall_now);
+        }
+        // Still ahead of the monitor's clock: the record itself was sent in
+        // the monitor's future, so it is the monitor's clock that is behind.
+        if wall && observed.since(wall_now) > MAX_CLOCK_SKEW_MS {
             // Not input: if every reading is "from the future" (the
             // monitor's own clock went back), the partition stalls and SRE
             // hears of it, instead of silently firing nothing.
@@ -685,6 +738,9 @@ impl Shard {
         let slot = self
             .lookup(&r.household_id)
             .ok_or_else(|| Rejection::UnknownHousehold(r.household_id.clone()))?;
+        if retimed_by > RETIME_REPORT_MS {
+            self.stats.readings_retimed += 1;
+        }
         let watts = r.watts.or(r.current_amps.map(|a| a * 220.0));
         let reading = Reading {
             device_id: &r.device_id,

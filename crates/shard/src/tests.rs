@@ -130,17 +130,17 @@ fn rejections_name_their_reason_and_change_nothing() {
     let mut s = two_households();
     let mut out = Vec::new();
     let e = s
-        .on_reading_bytes(Some(b"hh-0"), b"\xff\xff\xff", WALL0, &mut out)
+        .on_reading_bytes(Some(b"hh-0"), b"\xff\xff\xff", None, WALL0, &mut out)
         .unwrap_err();
     assert_eq!(e.label(), "malformed");
     let bytes = reading(7, T0, 1, 1.0).encode_to_vec();
     let e = s
-        .on_reading_bytes(Some(b"hh-7"), &bytes, WALL0, &mut out)
+        .on_reading_bytes(Some(b"hh-7"), &bytes, None, WALL0, &mut out)
         .unwrap_err();
     assert_eq!(e, Rejection::UnknownHousehold("hh-7".into()));
     let bytes = reading(0, T0, 1, 1.0).encode_to_vec();
     let e = s
-        .on_reading_bytes(Some(b"hh-1"), &bytes, WALL0, &mut out)
+        .on_reading_bytes(Some(b"hh-1"), &bytes, None, WALL0, &mut out)
         .unwrap_err();
     assert_eq!(e.label(), "key_mismatch");
     let mut r = reading(0, T0, 1, 1.0);
@@ -189,9 +189,11 @@ fn wall_mode_rejects_readings_from_the_future() {
     let e = s.on_reading(&r, T0, &mut out).unwrap_err();
     assert_eq!(e.label(), "future_timestamp");
     assert!(s.watermark().is_none(), "a runaway plug must not move time");
+    // A second ahead is within any plug's skew: heard, but counted at the
+    // monitor's clock, so it cannot move the partition's time ahead either.
     s.on_reading(&reading(0, T0.plus_ms(1000), 2, 1.0), T0, &mut out)
         .unwrap();
-    assert_eq!(s.watermark(), Some(T0.plus_ms(1000)));
+    assert_eq!(s.watermark(), Some(T0));
 }
 
 /// Ten households in one dong report every minute; at `cut` eight of them
@@ -562,4 +564,102 @@ fn a_monitor_clock_behind_its_plugs_is_a_stall_not_silence() {
         .filter(|e| e.kind == pb::IncidentKind::PipelineStall as i32)
         .count();
     assert_eq!(stalls, 1);
+}
+
+/// Three homes on the wall clock; each minute every plug reports and its
+/// record is sent at the true time. Home 0 is quiet (online, no activity);
+/// home 1's plug clock runs 4 minutes ahead, home 2's 10 minutes ahead, both
+/// busy. `replay_offset` delays the monitor's clock (a replay after a crash).
+/// Returns every event with the wall time it was emitted at.
+fn skewed_plugs(replay_offset: i64) -> (Vec<(Ts, pb::IncidentEvent)>, Shard) {
+    let mut o = opts();
+    o.clock = ClockMode::Wall;
+    // (How far a replay may lag the wall clock is another check's business.)
+    o.max_event_lag_ms = 0;
+    let mut s = Shard::new(0, o, router(), T0);
+    let mut out = Vec::new();
+    for i in 0..3 {
+        let mut c = cfg(i, "1111051500");
+        c.thresholds.attention_minutes = 60;
+        s.apply_config(c, T0, &mut out).unwrap();
+    }
+    let mut seen = Vec::new();
+    for m in 0..90 {
+        let sent = T0.plus_ms(m * MINUTE_MS);
+        let wall = sent.plus_ms(replay_offset);
+        for (i, ahead_min) in [(0, 0), (1, 4), (2, 10)] {
+            let w = if i > 0 && m % 2 == 0 { 100.0 } else { 5.0 };
+            let stamped = sent.plus_ms(ahead_min * MINUTE_MS);
+            let r = reading(i, stamped, m as u64 + 1, w);
+            s.on_reading_sent(&r, Some(sent), wall, &mut out)
+                .expect("a plug whose clock runs ahead is still heard");
+        }
+        s.advance(wall, &mut out);
+        for e in events(&out) {
+            seen.push((wall, e.clone()));
+        }
+        out.clear();
+    }
+    (seen, s)
+}
+
+/// Issue 14, path 5: plugs' clocks are cheap and drift. A plug ahead of the
+/// others must not move the partition's watermark (its neighbours' deadlines
+/// would fire early: false ATTENTIONs), and a plug more than 5 minutes ahead
+/// must not be dropped (its home would look offline). A replay decides the
+/// same, so incident ids do not change.
+#[test]
+fn a_plug_clock_ahead_harms_neither_its_home_nor_its_neighbours() {
+    let (seen, s) = skewed_plugs(0);
+    let quiet: Vec<_> = seen
+        .iter()
+        .filter(|(_, e)| e.household_id == "hh-0")
+        .collect();
+    assert_eq!(quiet.len(), 1, "home 0 goes quiet once: {quiet:?}");
+    let (emitted, e) = quiet[0];
+    assert_eq!(e.r#type, pb::IncidentEventType::Opened as i32);
+    let due = convert::ts(e.due_at.as_ref().unwrap());
+    assert!(
+        *emitted >= due,
+        "ATTENTION fired {} ms before it was due",
+        due.since(*emitted)
+    );
+    assert!(
+        seen.iter().all(|(_, e)| e.household_id == "hh-0"),
+        "the skewed homes are active and online: {seen:?}"
+    );
+    // Every reading of homes 1 and 2 was re-timed to its send time.
+    assert_eq!(s.stats().readings_retimed, 2 * 90);
+    assert!(s.watermark().unwrap() <= T0.plus_ms(89 * MINUTE_MS));
+
+    let (replayed, _) = skewed_plugs(6 * HOUR_MS);
+    let ids = |v: &[(Ts, pb::IncidentEvent)]| {
+        v.iter()
+            .map(|(_, e)| e.event_id.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(&seen), ids(&replayed));
+}
+
+/// The other side of the same check: when the records themselves were sent
+/// far in the monitor's future, it is the monitor's clock that is behind.
+/// Those readings are rejected (not input), so the partition stalls and SRE
+/// hears of it.
+#[test]
+fn records_sent_in_the_monitors_future_stall_the_partition() {
+    let mut o = opts();
+    o.clock = ClockMode::Wall;
+    o.stall_after_ms = 2 * MINUTE_MS;
+    let mut s = Shard::new(0, o, router(), T0);
+    let mut out = Vec::new();
+    s.apply_config(cfg(0, "1111051500"), T0, &mut out).unwrap();
+    let behind = 15 * MINUTE_MS;
+    for m in 1..10 {
+        let t = T0.plus_ms(m * MINUTE_MS);
+        let wall = t.plus_ms(-behind);
+        let e = s.on_reading_sent(&reading(0, t, m as u64, 5.0), Some(t), wall, &mut out);
+        assert_eq!(e.unwrap_err().label(), "future_timestamp");
+        s.advance(wall, &mut out);
+    }
+    assert!(s.is_stalled());
 }
