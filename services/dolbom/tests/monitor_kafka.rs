@@ -1001,3 +1001,132 @@ fn a_pipeline_stall_reaches_the_sre_webhook_end_to_end() {
     let _ = notify.wait();
     m.terminate();
 }
+
+/// Household events only (a partition's own PIPELINE_STALL is not one).
+fn household_counts(events: &[pb::IncidentEvent]) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for e in events
+        .iter()
+        .filter(|e| e.kind != pb::IncidentKind::PipelineStall as i32)
+    {
+        *counts.entry(e.event_id.clone()).or_default() += 1;
+    }
+    counts
+}
+
+/// Issue 14, paths 2 and 8: a partition whose snapshot is gone (a wiped
+/// store, or one not shared with the monitor that had the partition) while
+/// the group has committed offsets must not start empty and quietly — its
+/// households' quiet clocks would restart and their incident ids change. The
+/// restore is refused, retried, and the partition reported down to SRE (one
+/// PIPELINE_STALL per partition, from its supervisor, since no shard runs).
+/// When the snapshots come back, the partitions start, the outage recovers
+/// and the script's incidents come out exactly once.
+#[test]
+fn a_partition_whose_snapshot_is_lost_is_refused_and_reported_down() {
+    let _turn = serial();
+    let test = "t7";
+    let Some(b) = broker(test) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let t = topics(test);
+    let env = [
+        ("DOLBOM_SNAPSHOT_STORE", "file"),
+        ("DOLBOM_SUPERVISION__HEALTHY_AFTER_MS", "1500"),
+        ("DOLBOM_SUPERVISION__MAX_RESTART_BACKOFF_MS", "400"),
+    ];
+    let m = Monitor::start(&b.addr, &t, dir.path(), "a", true, &env);
+    m.wait_positioned(PARTITIONS as usize);
+    let rt = runtime();
+    let p = producer(&b.addr);
+    rt.block_on(async {
+        produce_configs(&p, &t).await;
+        produce_minutes(&p, &t, 0..6 * 60).await;
+    });
+    // Let every partition snapshot and commit past its readings, then drain.
+    std::thread::sleep(Duration::from_secs(4));
+    m.terminate();
+    let snaps = dir.path().join("snapshots");
+    let kept = dir.path().join("kept");
+    std::fs::rename(&snaps, &kept).unwrap();
+    std::fs::create_dir(&snaps).unwrap();
+
+    let m2 = Monitor::start(&b.addr, &t, dir.path(), "a", true, &env);
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(60);
+    let down = |events: &[pb::IncidentEvent], ty: pb::IncidentEventType| -> BTreeSet<String> {
+        events
+            .iter()
+            .filter(|e| e.kind == pb::IncidentKind::PipelineStall as i32 && e.r#type == ty as i32)
+            .map(|e| e.incident_id.clone())
+            .collect()
+    };
+    loop {
+        let events = read_all(&b.addr, &t.incidents);
+        if down(&events, pb::IncidentEventType::Opened).len() == PARTITIONS as usize {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "partitions without their snapshots were not reported down:\n{}",
+            m2.log()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    eprintln!(
+        "t7: every partition reported down {} ms after the monitor started",
+        started.elapsed().as_millis()
+    );
+    let log = m2.log();
+    assert!(log.contains("no snapshot"), "{log}");
+    assert!(log.contains("partition down"), "{log}");
+    assert!(
+        !log.contains("shard restored"),
+        "nothing starts empty:\n{log}"
+    );
+    // Every stall is a platform incident for SRE, one per partition.
+    let events = read_all(&b.addr, &t.incidents);
+    for e in events
+        .iter()
+        .filter(|e| e.kind == pb::IncidentKind::PipelineStall as i32)
+    {
+        assert!(e.municipality_code.is_empty());
+        assert!(e.incident_id.contains("-down:"), "{}", e.incident_id);
+    }
+
+    // The snapshots come back (the store is reachable again).
+    for f in std::fs::read_dir(&kept).unwrap() {
+        let f = f.unwrap();
+        std::fs::rename(f.path(), snaps.join(f.file_name())).unwrap();
+    }
+    let back = Instant::now();
+    rt.block_on(async {
+        produce_minutes(&p, &t, 6 * 60..14 * 60).await;
+        p.flush(Duration::from_secs(10)).unwrap();
+    });
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let want: BTreeMap<String, usize> = expected().into_iter().map(|w| (w, 1)).collect();
+    loop {
+        let events = read_all(&b.addr, &t.incidents);
+        let opened = down(&events, pb::IncidentEventType::Opened);
+        let recovered = down(&events, pb::IncidentEventType::Recovered);
+        if household_counts(&events) == want && opened == recovered {
+            eprintln!(
+                "t7: outage recovered and the script's incidents out {} ms after the snapshots came back",
+                back.elapsed().as_millis()
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after the snapshots came back: households {:?}, stalls opened {opened:?}, recovered {recovered:?}\n{}",
+            household_counts(&events),
+            m2.log()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(m2.log().contains("from_snapshot=true"), "{}", m2.log());
+    // Give a would-be duplicate time to show up.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(household_counts(&read_all(&b.addr, &t.incidents)), want);
+    m2.terminate();
+}

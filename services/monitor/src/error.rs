@@ -27,6 +27,8 @@ pub enum MonitorError {
     Metrics(#[from] dolbom_prometheus::ExporterError),
     #[error("stopped on a fatal error: {0}")]
     Fatal(String),
+    #[error("partition {partition} has a committed offset ({committed}) but no snapshot: its state is lost (a wiped or unshared snapshot store); refusing to start it empty (allow_missing_snapshot overrides)")]
+    MissingSnapshot { partition: i32, committed: i64 },
     #[error("actor system: {0}")]
     Actors(String),
 }

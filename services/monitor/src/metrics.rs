@@ -6,6 +6,7 @@ use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
 
 pub const READINGS_ACCEPTED: &str = "dolbom_monitor_readings_accepted_total";
 pub const READINGS_REJECTED: &str = "dolbom_monitor_readings_rejected_total";
+pub const READINGS_RETIMED: &str = "dolbom_monitor_readings_retimed_total";
 pub const CONFIGS_REJECTED: &str = "dolbom_monitor_configs_rejected_total";
 pub const DEAD_LETTERED: &str = "dolbom_monitor_dead_lettered_total";
 pub const RECORDS_DISCARDED_BEFORE_SEEK: &str =
@@ -30,6 +31,8 @@ pub const PUBLISH_FAILURES: &str = "dolbom_monitor_publish_failures_total";
 pub const UNACKNOWLEDGED_EVENTS: &str = "dolbom_monitor_unacknowledged_incident_events";
 pub const PRODUCER_RENEWALS: &str = "dolbom_monitor_producer_renewals_total";
 pub const CLOCK_OFFSET_SECONDS: &str = "dolbom_monitor_clock_offset_seconds";
+pub const PARTITIONS_DOWN: &str = "dolbom_monitor_partitions_down";
+pub const MISSING_SNAPSHOTS: &str = "dolbom_monitor_missing_snapshots_total";
 
 /// Describes this crate's metrics (call once the exporter is installed).
 pub fn describe() {
@@ -42,6 +45,11 @@ pub fn describe() {
         READINGS_REJECTED,
         Unit::Count,
         "Readings a shard refused (by reason: malformed, unknown_household, from_the_future, …)"
+    );
+    describe_counter!(
+        READINGS_RETIMED,
+        Unit::Count,
+        "Readings stamped more than a second after their record was sent (a plug clock running ahead), counted at their send time"
     );
     describe_counter!(
         CONFIGS_REJECTED,
@@ -128,6 +136,16 @@ pub fn describe() {
         SHARD_RESTARTS,
         Unit::Count,
         "Shard actors restarted by their partition supervisor (by partition)"
+    );
+    describe_gauge!(
+        PARTITIONS_DOWN,
+        Unit::Count,
+        "1 while an assigned partition has no shard that can run (failed starts or repeated failures; PIPELINE_STALL raised), by partition"
+    );
+    describe_counter!(
+        MISSING_SNAPSHOTS,
+        Unit::Count,
+        "Restores refused: a committed offset but no snapshot (a wiped or unshared snapshot store)"
     );
     describe_gauge!(
         ASSIGNED_PARTITIONS,

@@ -28,6 +28,32 @@ impl Default for Topics {
     }
 }
 
+/// How a partition whose shard cannot run is retried and reported.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SupervisionOptions {
+    /// Failed starts in a row (a restore that fails, a shard that fails
+    /// again before it ran healthy) after which the partition is reported
+    /// down: one PIPELINE_STALL incident to SRE and
+    /// `dolbom_monitor_partitions_down`. It keeps being retried.
+    pub down_after_failures: u32,
+    /// A shard that has run this long is healthy: its failures are forgotten
+    /// and a reported outage recovers.
+    pub healthy_after_ms: u64,
+    /// Longest wait between two restarts (the wait doubles from 200 ms).
+    pub max_restart_backoff_ms: u64,
+}
+
+impl Default for SupervisionOptions {
+    fn default() -> Self {
+        Self {
+            down_after_failures: 3,
+            healthy_after_ms: 60_000,
+            max_restart_backoff_ms: 30_000,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct MonitorOptions {
@@ -74,6 +100,14 @@ pub struct MonitorOptions {
     /// Extra election/temporary holidays (same format as the shipped file).
     pub holidays_file: Option<PathBuf>,
     pub shard: ShardOptions,
+    pub supervision: SupervisionOptions,
+    /// A partition with a committed offset but no snapshot lost its state
+    /// (the snapshot store was wiped, or is not shared with the monitor that
+    /// had the partition before). Off (the default): the partition is refused
+    /// and reported down until its snapshot is back. On: it starts empty at
+    /// the committed offset, its households' quiet clocks restart and their
+    /// incident ids change. For disaster recovery only.
+    pub allow_missing_snapshot: bool,
     /// Chaos testing only: a reading from this device id makes its shard
     /// panic, to exercise supervision, restore and dead-lettering.
     pub fault_injection_device: String,
@@ -100,6 +134,8 @@ impl Default for MonitorOptions {
             metrics_listen: String::new(),
             holidays_file: None,
             shard: ShardOptions::default(),
+            supervision: SupervisionOptions::default(),
+            allow_missing_snapshot: false,
             fault_injection_device: String::new(),
         }
     }
@@ -129,6 +165,16 @@ impl dolbom_options::Options for MonitorOptions {
             if let Err(e) = self.scylla.validate() {
                 return bad("scylla", &e.to_string());
             }
+        }
+        let sv = &self.supervision;
+        if sv.down_after_failures == 0 {
+            return bad("supervision.down_after_failures", "must be at least 1");
+        }
+        if sv.healthy_after_ms == 0 {
+            return bad("supervision.healthy_after_ms", "must be positive");
+        }
+        if sv.max_restart_backoff_ms < 200 {
+            return bad("supervision.max_restart_backoff_ms", "must be at least 200");
         }
         if self.snapshot_interval_secs == 0 {
             return bad("snapshot_interval_secs", "must be at least 1");

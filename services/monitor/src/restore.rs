@@ -70,6 +70,15 @@ pub(crate) async fn restore(src: &Sources, p: i32) -> Result<Restored, MonitorEr
                 let mut shard = Shard::new(p, opts.shard.clone(), router, now);
                 shard.expect_replay(published);
                 let committed = kafka::committed(&consumer, &opts.topics.readings, p)?;
+                // Offsets are committed only after a durable snapshot: a
+                // committed offset without one means the state was lost.
+                if let Some(c) = committed.filter(|_| !opts.allow_missing_snapshot) {
+                    metrics::counter!(m::MISSING_SNAPSHOTS).increment(1);
+                    return Err(MonitorError::MissingSnapshot {
+                        partition: p,
+                        committed: c,
+                    });
+                }
                 (shard, Offset::Beginning, committed)
             }
         };

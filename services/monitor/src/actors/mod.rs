@@ -82,6 +82,38 @@ impl Deps {
         self.stop.cancel();
     }
 
+    /// Publishes an event no shard raises (a supervisor's report that its
+    /// partition is down) to partition `p` of `care.incidents`, retrying
+    /// every second until the broker takes it or the monitor stops. Its id
+    /// is deterministic, so a retry that did land twice is one event to
+    /// notify.
+    pub(crate) fn publish_platform(self: Arc<Self>, p: i32, ev: dolbom_proto::v1::IncidentEvent) {
+        tokio::spawn(async move {
+            loop {
+                let sent = match self.producer.publish(p, &ev) {
+                    Ok((_, delivery)) => match delivery.await {
+                        Ok(Ok(_)) => Ok(()),
+                        Ok(Err((e, _))) => Err(e.to_string()),
+                        Err(_) => Err("delivery cancelled".into()),
+                    },
+                    Err(e) => Err(e.to_string()),
+                };
+                match sent {
+                    Ok(()) => return,
+                    Err(e) => {
+                        metrics::counter!(crate::metrics::PUBLISH_FAILURES, "stage" => "platform")
+                            .increment(1);
+                        tracing::warn!(partition = p, event_id = %ev.event_id, error = %e, "platform incident not published yet; retrying");
+                    }
+                }
+                tokio::select! {
+                    _ = self.stop.cancelled() => return,
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                }
+            }
+        });
+    }
+
     /// What a shard restores from.
     pub(crate) fn sources(&self) -> Sources {
         Sources {

@@ -1,11 +1,22 @@
 //! One assigned partition's supervisor: forwards record batches to its
 //! shard, and restarts the shard from its last snapshot when it fails,
 //! dead-lettering the record that was in flight.
+//!
+//! A partition must never go quietly blind. A shard that cannot start (its
+//! restore fails: the snapshot store is down, or the snapshot is missing) or
+//! keeps failing before it ran healthy is retried with a doubling backoff,
+//! forever; after `supervision.down_after_failures` failures in a row the
+//! partition is reported down — one PIPELINE_STALL incident for SRE (sent by
+//! the supervisor itself, since no shard runs to raise it) and
+//! `dolbom_monitor_partitions_down` — and once a shard has run for
+//! `supervision.healthy_after_ms` the incident recovers.
 
 use super::shard::{ShardActor, ShardArgs, ShardMsg};
 use super::Deps;
 use crate::kafka::Rec;
 use crate::metrics as m;
+use dolbom_domain::convert::{platform_event, PlatformIncident};
+use dolbom_domain::{EventType, IncidentKind, Route, Ts};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -28,6 +39,12 @@ pub enum PartitionMsg {
     Stop {
         reply: RpcReplyPort<Option<i64>>,
     },
+    /// Try to start the shard again (after a failure and its backoff).
+    Restart,
+    /// The shard started as `start` has run `healthy_after_ms`.
+    Healthy {
+        start: u64,
+    },
 }
 
 pub(crate) struct PartitionSupervisor;
@@ -41,6 +58,16 @@ pub(crate) struct SupervisorState {
     /// Offsets whose record made a shard fail: dead-lettered on replay.
     poisoned: BTreeSet<i64>,
     restarts: u32,
+    /// Failures since the shard last ran healthy.
+    failures: u32,
+    /// Counts shard starts (tells a stale `Healthy` from a current one).
+    starts: u64,
+    /// Since when the partition has had no healthy shard, once it failed.
+    down_since: Option<Ts>,
+    /// The PIPELINE_STALL incident raised for that outage, if any.
+    reported: bool,
+    /// Stopping for good: no more restarts.
+    stopping: bool,
 }
 
 impl PartitionSupervisor {
@@ -59,6 +86,75 @@ impl PartitionSupervisor {
         st.shard = Some(shard);
         Ok(())
     }
+
+    /// Starts the shard; a failure is counted, reported once it repeats,
+    /// and retried after a backoff. Never fails the supervisor.
+    async fn try_start(myself: &ActorRef<PartitionMsg>, st: &mut SupervisorState) {
+        if st.stopping {
+            return;
+        }
+        match Self::start_shard(myself, st).await {
+            Ok(()) => {
+                st.starts += 1;
+                let start = st.starts;
+                let healthy = Duration::from_millis(st.deps.opts.supervision.healthy_after_ms);
+                myself.send_after(healthy, move || PartitionMsg::Healthy { start });
+            }
+            Err(e) => {
+                tracing::error!(partition = st.partition, error = %e, failures = st.failures + 1, "shard could not start; retrying");
+                Self::failed(myself, st);
+            }
+        }
+    }
+
+    /// The shard could not start: count it, then [`Self::retry_later`].
+    fn failed(myself: &ActorRef<PartitionMsg>, st: &mut SupervisorState) {
+        st.failures += 1;
+        st.down_since.get_or_insert_with(Ts::now);
+        Self::retry_later(myself, st);
+    }
+
+    /// Reports the partition down once its failures repeat, and tries again
+    /// after a backoff that doubles per failure.
+    fn retry_later(myself: &ActorRef<PartitionMsg>, st: &mut SupervisorState) {
+        let sv = &st.deps.opts.supervision;
+        let since = st.down_since.unwrap_or_else(Ts::now);
+        if st.failures >= sv.down_after_failures && !st.reported {
+            st.reported = true;
+            tracing::error!(
+                partition = st.partition,
+                failures = st.failures,
+                "partition down: no shard can run; PIPELINE_STALL raised for SRE"
+            );
+            metrics::gauge!(m::PARTITIONS_DOWN, "partition" => st.partition.to_string()).set(1.0);
+            st.deps
+                .clone()
+                .publish_platform(st.partition, stall(st.partition, EventType::Opened, since));
+        }
+        let backoff = (200u64 << st.failures.min(16)).min(sv.max_restart_backoff_ms);
+        myself.send_after(Duration::from_millis(backoff), || PartitionMsg::Restart);
+    }
+}
+
+/// The PIPELINE_STALL event of partition `p` being down since `since`.
+fn stall(p: i32, event: EventType, since: Ts) -> dolbom_proto::v1::IncidentEvent {
+    let now = Ts::now();
+    platform_event(&PlatformIncident {
+        kind: IncidentKind::PipelineStall,
+        subject: &format!("partition-{p}-down"),
+        event,
+        episode_start: since,
+        due_at: if event == EventType::Opened {
+            since
+        } else {
+            now
+        },
+        emitted_at: now,
+        route: Route::Sre,
+        municipality: None,
+        dong: None,
+        affected_households: 0,
+    })
 }
 
 impl Actor for PartitionSupervisor {
@@ -78,18 +174,44 @@ impl Actor for PartitionSupervisor {
             inflight: Arc::new(AtomicI64::new(-1)),
             poisoned: BTreeSet::new(),
             restarts: 0,
+            failures: 0,
+            starts: 0,
+            down_since: None,
+            reported: false,
+            stopping: false,
         };
-        Self::start_shard(&myself, &mut st).await?;
+        Self::try_start(&myself, &mut st).await;
         Ok(st)
     }
 
     async fn handle(
         &self,
-        _myself: ActorRef<PartitionMsg>,
+        myself: ActorRef<PartitionMsg>,
         msg: PartitionMsg,
         st: &mut SupervisorState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
+            PartitionMsg::Restart => {
+                if st.shard.is_none() {
+                    Self::try_start(&myself, st).await;
+                }
+            }
+            PartitionMsg::Healthy { start } => {
+                if start == st.starts && st.shard.is_some() {
+                    st.failures = 0;
+                    if let Some(since) = st.down_since.take() {
+                        if std::mem::take(&mut st.reported) {
+                            tracing::info!(partition = st.partition, "partition up again");
+                            metrics::gauge!(m::PARTITIONS_DOWN, "partition" => st.partition.to_string())
+                                .set(0.0);
+                            st.deps.clone().publish_platform(
+                                st.partition,
+                                stall(st.partition, EventType::Recovered, since),
+                            );
+                        }
+                    }
+                }
+            }
             PartitionMsg::Readings { batch } => {
                 // While a shard restarts, records are dropped: it replays them.
                 if let Some(s) = &st.shard {
@@ -107,6 +229,19 @@ impl Actor for PartitionSupervisor {
                 }
             }
             PartitionMsg::Stop { reply } => {
+                st.stopping = true;
+                // Handed over (or shutting down): this monitor's outage of
+                // the partition ends here; a new owner that cannot run it
+                // either reports its own.
+                if let Some(since) = st.down_since.take().filter(|_| st.reported) {
+                    st.reported = false;
+                    metrics::gauge!(m::PARTITIONS_DOWN, "partition" => st.partition.to_string())
+                        .set(0.0);
+                    st.deps.clone().publish_platform(
+                        st.partition,
+                        stall(st.partition, EventType::Recovered, since),
+                    );
+                }
                 let off = match st.shard.take() {
                     Some(s) => {
                         let r = ractor::call_t!(
@@ -166,10 +301,18 @@ impl Actor for PartitionSupervisor {
             if offset >= 0 {
                 st.poisoned.insert(offset);
             }
-            if st.restarts > 1 {
-                tokio::time::sleep(Duration::from_millis(200 * st.restarts.min(25) as u64)).await;
+            // The first failure of a healthy shard restarts it at once (a
+            // poisoned record, dead-lettered on replay); one that keeps
+            // failing before it ran healthy (a panic outside record
+            // handling) backs off and is reported, instead of looping
+            // quietly.
+            st.failures += 1;
+            st.down_since.get_or_insert_with(Ts::now);
+            if st.failures == 1 {
+                Self::try_start(&myself, st).await;
+            } else {
+                Self::retry_later(&myself, st);
             }
-            Self::start_shard(&myself, st).await?;
         }
         Ok(())
     }

@@ -1,11 +1,12 @@
 //! The root of the supervision tree: one partition supervisor per assigned
-//! partition; revocations snapshot and stop them and report the offsets to
-//! commit.
+//! partition (a supervisor that dies is replaced while its partition stays
+//! assigned); revocations snapshot and stop them in parallel and report the
+//! offsets to commit.
 
 use super::partition::{PartitionMsg, PartitionSupervisor};
 use super::Deps;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +16,9 @@ const STOP_TIMEOUT_MS: u64 = 25_000;
 pub enum RootMsg {
     /// Start supervisors for these newly assigned partitions.
     Assign { partitions: Vec<i32> },
+    /// Start a supervisor again for a partition whose supervisor failed (or
+    /// did not start), if it is still assigned here.
+    Respawn { partition: i32 },
     /// Snapshot and stop these partitions; reply with the offsets to commit.
     Revoke {
         partitions: Vec<i32>,
@@ -27,6 +31,70 @@ pub(crate) struct Root;
 pub(crate) struct RootState {
     deps: Arc<Deps>,
     partitions: HashMap<i32, ActorRef<PartitionMsg>>,
+    /// What the group assigned here (a respawn outside it is stale).
+    assigned: HashSet<i32>,
+}
+
+impl Root {
+    /// Starts supervisors for the partitions that have none; they restore in
+    /// parallel. One that cannot start is tried again a second later.
+    async fn spawn(myself: &ActorRef<RootMsg>, st: &mut RootState, partitions: Vec<i32>) {
+        let fresh: Vec<i32> = partitions
+            .into_iter()
+            .filter(|p| !st.partitions.contains_key(p))
+            .collect();
+        let spawns = fresh.iter().map(|&p| {
+            Actor::spawn_linked(
+                None,
+                PartitionSupervisor,
+                (p, st.deps.clone()),
+                myself.get_cell(),
+            )
+        });
+        for (&partition, r) in fresh.iter().zip(futures::future::join_all(spawns).await) {
+            match r {
+                Ok((sup, _)) => {
+                    st.partitions.insert(partition, sup);
+                }
+                Err(e) => {
+                    tracing::error!(partition, error = %e, "partition failed to start; retrying");
+                    myself.send_after(Duration::from_secs(1), move || RootMsg::Respawn {
+                        partition,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Snapshots and stops the partitions, all at once (each within
+    /// [`STOP_TIMEOUT_MS`], so a revocation of many partitions still fits
+    /// the rebalance callback); returns the offsets to commit.
+    async fn revoke(st: &mut RootState, partitions: Vec<i32>) -> Vec<(i32, i64)> {
+        let mut stopping = Vec::new();
+        for p in partitions {
+            st.assigned.remove(&p);
+            st.deps.routes.write().expect("routes").remove(&p);
+            if let Some(sup) = st.partitions.remove(&p) {
+                stopping.push((p, sup));
+            }
+        }
+        let stops = stopping.iter().map(|(p, sup)| async move {
+            let r = ractor::call_t!(sup, |reply| PartitionMsg::Stop { reply }, STOP_TIMEOUT_MS);
+            sup.stop(None);
+            match r {
+                Ok(off) => off.map(|o| (*p, o)),
+                Err(e) => {
+                    tracing::error!(partition = p, error = %e, "partition did not stop cleanly");
+                    None
+                }
+            }
+        });
+        futures::future::join_all(stops)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
+    }
 }
 
 impl Actor for Root {
@@ -42,6 +110,7 @@ impl Actor for Root {
         Ok(RootState {
             deps,
             partitions: HashMap::new(),
+            assigned: HashSet::new(),
         })
     }
 
@@ -53,55 +122,16 @@ impl Actor for Root {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             RootMsg::Assign { partitions } => {
-                // Partitions restore in parallel.
-                let fresh: Vec<i32> = partitions
-                    .into_iter()
-                    .filter(|p| !st.partitions.contains_key(p))
-                    .collect();
-                let spawns = fresh.iter().map(|&p| {
-                    Actor::spawn_linked(
-                        None,
-                        PartitionSupervisor,
-                        (p, st.deps.clone()),
-                        myself.get_cell(),
-                    )
-                });
-                for (p, r) in fresh.iter().zip(futures::future::join_all(spawns).await) {
-                    match r {
-                        Ok((sup, _)) => {
-                            st.partitions.insert(*p, sup);
-                        }
-                        Err(e) => {
-                            tracing::error!(partition = p, error = %e, "partition failed to start; retrying");
-                            let p = *p;
-                            myself.send_after(Duration::from_secs(1), move || RootMsg::Assign {
-                                partitions: vec![p],
-                            });
-                        }
-                    }
+                st.assigned.extend(&partitions);
+                Self::spawn(&myself, st, partitions).await;
+            }
+            RootMsg::Respawn { partition } => {
+                if st.assigned.contains(&partition) {
+                    Self::spawn(&myself, st, vec![partition]).await;
                 }
             }
             RootMsg::Revoke { partitions, reply } => {
-                let mut offsets = Vec::new();
-                for p in partitions {
-                    st.deps.routes.write().expect("routes").remove(&p);
-                    let Some(sup) = st.partitions.remove(&p) else {
-                        continue;
-                    };
-                    match ractor::call_t!(
-                        sup,
-                        |reply| PartitionMsg::Stop { reply },
-                        STOP_TIMEOUT_MS
-                    ) {
-                        Ok(Some(off)) => offsets.push((p, off)),
-                        Ok(None) => {}
-                        Err(e) => {
-                            tracing::error!(partition = p, error = %e, "partition did not stop cleanly")
-                        }
-                    }
-                    sup.stop(None);
-                }
-                let _ = reply.send(offsets);
+                let _ = reply.send(Self::revoke(st, partitions).await);
             }
         }
         Ok(())
@@ -109,12 +139,26 @@ impl Actor for Root {
 
     async fn handle_supervisor_evt(
         &self,
-        _myself: ActorRef<RootMsg>,
+        myself: ActorRef<RootMsg>,
         ev: SupervisionEvent,
-        _st: &mut RootState,
+        st: &mut RootState,
     ) -> Result<(), ActorProcessingErr> {
         if let SupervisionEvent::ActorFailed(who, err) = ev {
-            tracing::error!(actor = ?who.get_id(), error = %err, "partition supervisor failed");
+            // A supervisor that died would leave its partition unhosted
+            // with nobody to raise a stall: start a new one while the
+            // partition is still assigned here.
+            let gone = st
+                .partitions
+                .iter()
+                .find(|(_, sup)| sup.get_id() == who.get_id())
+                .map(|(&p, _)| p);
+            tracing::error!(actor = ?who.get_id(), partition = ?gone, error = %err, "partition supervisor failed; starting a new one");
+            if let Some(p) = gone {
+                st.partitions.remove(&p);
+                myself.send_after(Duration::from_secs(1), move || RootMsg::Respawn {
+                    partition: p,
+                });
+            }
         }
         Ok(())
     }

@@ -91,6 +91,8 @@ pub(crate) struct ShardState {
     inflight: Arc<AtomicI64>,
     changelog: Option<tokio::task::JoinHandle<()>>,
     out: Vec<Output>,
+    /// The shard's re-timed reading count already added to the metric.
+    retimed_seen: u64,
 }
 
 fn dead_letter_worthy(r: &Rejection) -> bool {
@@ -149,10 +151,14 @@ impl ShardState {
                     }
                 }
             }
-            match self
-                .shard
-                .on_reading_bytes(rec.key.as_deref(), payload, now, &mut self.out)
-            {
+            let sent_at = rec.timestamp_ms.map(Ts);
+            match self.shard.on_reading_bytes(
+                rec.key.as_deref(),
+                payload,
+                sent_at,
+                now,
+                &mut self.out,
+            ) {
                 Ok(_) => accepted += 1,
                 Err(e) => {
                     metrics::counter!(m::READINGS_REJECTED, "reason" => e.label()).increment(1);
@@ -168,6 +174,9 @@ impl ShardState {
         }
         self.inflight.store(-1, Ordering::SeqCst);
         metrics::counter!(m::READINGS_ACCEPTED).increment(accepted);
+        let retimed = self.shard.stats().readings_retimed;
+        metrics::counter!(m::READINGS_RETIMED).increment(retimed.saturating_sub(self.retimed_seen));
+        self.retimed_seen = retimed;
         // The monitor's clock against Kafka's record timestamps (the
         // broker's clock with LogAppendTime, the producer's with
         // CreateTime): a clock that jumped shows here before it harms.
@@ -399,7 +408,11 @@ impl Actor for ShardActor {
             households_offset,
             incidents_end,
             ..
-        } = restore::restore(&args.deps.sources(), args.partition).await?;
+        } = restore::restore(&args.deps.sources(), args.partition)
+            .await
+            .inspect_err(|e| {
+                tracing::error!(partition = args.partition, error = %e, "restore failed");
+            })?;
         let (alive, tell) = (myself.clone(), myself.clone());
         let changelog = kafka::follow_changelog(
             &args.deps.opts,
@@ -430,6 +443,7 @@ impl Actor for ShardActor {
             inflight: args.inflight,
             changelog: Some(changelog),
             out: Vec::new(),
+            retimed_seen: 0,
         };
         // Open incidents restored from the snapshot get their actors back.
         let open: Vec<IncidentArgs> = st
