@@ -35,12 +35,13 @@ fn wall_ms() -> i64 {
     dolbom_domain::Ts::now().millis()
 }
 
-/// An incident event the monitor published (notify's acknowledgements and
-/// resolutions share the topic and are not judged); `None` for anything else.
+/// An incident event the monitor published (notify's acknowledgements,
+/// resolutions and reopenings share the topic and are not judged); `None` for anything else.
 fn monitor_event(payload: &[u8]) -> Option<pb::IncidentEvent> {
     let ev = pb::IncidentEvent::decode(payload).ok()?;
     let by_people = ev.r#type == pb::IncidentEventType::Acknowledged as i32
-        || ev.r#type == pb::IncidentEventType::Resolved as i32;
+        || ev.r#type == pb::IncidentEventType::Resolved as i32
+        || ev.r#type == pb::IncidentEventType::Reopened as i32;
     (!by_people).then_some(ev)
 }
 

@@ -200,6 +200,19 @@ impl Outcome {
     pub fn name(self) -> &'static str {
         Named::name(self)
     }
+
+    /// Whether, after this outcome, the person is expected to be living at
+    /// home, so that a home that stays quiet must be raised again. Not when
+    /// the person was taken away (emergency, hospital) or has died: their
+    /// home is expected to be quiet. A resolution with any other outcome —
+    /// reached by phone, no answer, visited, a false alarm, a device fault —
+    /// says nothing about the hours that follow.
+    pub fn expects_activity(self) -> bool {
+        !matches!(
+            self,
+            Outcome::EmergencyDispatched | Outcome::Hospitalised | Outcome::Deceased
+        )
+    }
 }
 
 /// Who should look at an incident now.

@@ -14,6 +14,13 @@
 //!   consented, otherwise held until the office opens; emergency services are
 //!   never held.
 //!
+//! A person's resolution of a welfare incident whose home is still quiet
+//! (the person was reached and fine) does not end the escalation for good:
+//! it rests in [`Phase::Resolved`], and if the home stays quiet for the
+//! policy's `recheck_minutes`, or the monitor raises the stage, it opens again
+//! in a new round (message ids carry the round, so nothing is deduplicated
+//! away). Activity coming back, or a suppression, ends it.
+//!
 //! Data flow: the notify service opens an [`Escalation`] for the first event
 //! of an incident, feeds it stage raises, acknowledgements, resolutions,
 //! recoveries, delivery failures and ticks, persists it after every call, and
@@ -27,10 +34,12 @@ mod machine;
 mod policy;
 
 pub use machine::{
-    route_tier, Action, Escalation, EscalationCause, Notice, Opening, Phase, Purpose, StopReason,
+    route_tier, Action, Escalation, EscalationCause, Notice, Opening, Phase, Purpose, ReopenCause,
+    StopReason,
 };
 pub use policy::{
-    ChannelKind, Policy, PolicyError, Step, Tier, MAX_REPEATS, MAX_STEPS, MAX_WAIT_MINUTES,
+    ChannelKind, Policy, PolicyError, Step, Tier, DEFAULT_RECHECK_MINUTES, MAX_RECHECK_MINUTES,
+    MAX_REPEATS, MAX_STEPS, MAX_WAIT_MINUTES,
 };
 
 #[cfg(test)]

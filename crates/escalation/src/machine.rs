@@ -25,6 +25,11 @@ pub enum Phase {
     /// the step is sent again at `retry_at` (backing off), until someone is
     /// reached and acknowledges, or the incident ends. Never a quiet end.
     Unreachable { retry_at: Ts },
+    /// A person resolved it while the home was still quiet, and the person
+    /// was found fine: no clock runs, but if the home stays quiet until
+    /// `recheck_at`, or the monitor raises the stage, the escalation opens
+    /// again in a new round. Activity coming back ends it.
+    Resolved { at: Ts, recheck_at: Ts },
     /// The incident ended.
     Stopped { at: Ts, why: StopReason },
 }
@@ -46,6 +51,25 @@ impl StopReason {
             StopReason::Recovered => "recovered",
             StopReason::Resolved => "resolved",
             StopReason::Suppressed => "suppressed",
+        }
+    }
+}
+
+/// Why a resolved escalation opened again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReopenCause {
+    /// The home stayed quiet for the policy's `recheck_minutes` after the
+    /// resolution.
+    StillQuiet,
+    /// The monitor raised the stage after the resolution.
+    StageRaised,
+}
+
+impl ReopenCause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReopenCause::StillQuiet => "still_quiet",
+            ReopenCause::StageRaised => "stage_raised",
         }
     }
 }
@@ -152,6 +176,16 @@ pub enum Action {
     Stopped {
         why: StopReason,
     },
+    /// A person resolved it; the home is rechecked at `recheck_at`.
+    Resolved {
+        recheck_at: Ts,
+    },
+    /// A resolved escalation opened again: round `round` starts (the
+    /// incident is open again).
+    Reopened {
+        round: u32,
+        cause: ReopenCause,
+    },
 }
 
 /// The facts about an incident the escalation needs when it opens.
@@ -185,6 +219,10 @@ pub struct Escalation {
     /// SRE is paged on the first).
     #[serde(default)]
     pub unreachable_rounds: u32,
+    /// How many times a resolution was followed by a reopening (0 for the
+    /// first round). Message ids of later rounds carry it.
+    #[serde(default)]
+    pub round: u32,
 }
 
 /// The first retry of an unreachable last step, doubling per round up to
@@ -246,6 +284,7 @@ impl Escalation {
             phase: Phase::Notice,
             told: Vec::new(),
             unreachable_rounds: 0,
+            round: 0,
         };
         let mut out = Vec::new();
         if let Some(start) = policy.start_step(inc.stage).filter(|_| e.welfare()) {
@@ -267,6 +306,15 @@ impl Escalation {
         (e, out)
     }
 
+    /// The prefix of every message id: the incident id, and the round after
+    /// a reopening (so a new round never repeats an earlier round's ids).
+    fn id_prefix(&self) -> String {
+        match self.round {
+            0 => self.incident_id.clone(),
+            r => format!("{}/r{r}", self.incident_id),
+        }
+    }
+
     fn welfare(&self) -> bool {
         is_welfare(self.kind, self.stage)
     }
@@ -277,11 +325,15 @@ impl Escalation {
         }
     }
 
-    /// Whether the escalation still runs a clock (held or waiting).
+    /// Whether the escalation still runs a clock (held, waiting, retrying an
+    /// unreachable step, or resolved and waiting to recheck a quiet home).
     pub fn is_running(&self) -> bool {
         matches!(
             self.phase,
-            Phase::Held { .. } | Phase::Waiting { .. } | Phase::Unreachable { .. }
+            Phase::Held { .. }
+                | Phase::Waiting { .. }
+                | Phase::Unreachable { .. }
+                | Phase::Resolved { .. }
         )
     }
 
@@ -296,6 +348,7 @@ impl Escalation {
             Phase::Held { until } => Some(until),
             Phase::Waiting { deadline } => Some(deadline),
             Phase::Unreachable { retry_at } => Some(retry_at),
+            Phase::Resolved { recheck_at, .. } => Some(recheck_at),
             _ => None,
         }
     }
@@ -316,7 +369,7 @@ impl Escalation {
                 self.sends += 1;
                 self.tell(tier);
                 out.push(Action::Notify(Notice {
-                    message_id: format!("{}/s{}/a{}", self.incident_id, self.step, self.sends),
+                    message_id: format!("{}/s{}/a{}", self.id_prefix(), self.step, self.sends),
                     step: self.step,
                     attempt: self.sends,
                     tier,
@@ -367,6 +420,9 @@ impl Escalation {
             Phase::Unreachable { retry_at } if now >= retry_at => {
                 self.dispatch(policy, router, now, &mut out)
             }
+            Phase::Resolved { recheck_at, .. } if now >= recheck_at => {
+                self.reopen(ReopenCause::StillQuiet, policy, router, now, &mut out)
+            }
             Phase::Waiting { deadline } if now >= deadline => {
                 if self.sends <= policy.step(self.step).repeats {
                     self.dispatch(policy, router, now, &mut out);
@@ -406,6 +462,9 @@ impl Escalation {
         self.stage = stage;
         let target = policy.start_step(stage).unwrap_or(0);
         match self.phase {
+            Phase::Resolved { .. } => {
+                self.reopen(ReopenCause::StageRaised, policy, router, now, &mut out)
+            }
             Phase::Notice if self.welfare() && !was_welfare => {
                 self.step = target;
                 self.sends = 0;
@@ -426,7 +485,7 @@ impl Escalation {
             Phase::Acknowledged { .. } | Phase::Exhausted { .. } => {
                 if let Some(&tier) = self.told.last() {
                     out.push(Action::Notify(Notice {
-                        message_id: format!("{}/stage{}", self.incident_id, stage as u8),
+                        message_id: format!("{}/stage{}", self.id_prefix(), stage as u8),
                         step: self.step,
                         attempt: 0,
                         tier,
@@ -455,17 +514,64 @@ impl Escalation {
         }
     }
 
+    /// A person resolved the incident. When the person was found fine and
+    /// expected home (`recheck`), a welfare escalation rests in
+    /// [`Phase::Resolved`]: it opens again if the home stays quiet for the
+    /// policy's `recheck_minutes` or the stage rises, so a resolution never
+    /// silences the rest of the quiet spell. Otherwise (the person is in
+    /// hospital, say) it stops. Idempotent.
+    pub fn resolve(&mut self, recheck: bool, policy: &Policy, now: Ts) -> Vec<Action> {
+        if !recheck || !self.welfare() {
+            return self.stop(StopReason::Resolved, policy, now);
+        }
+        if self.is_stopped() || matches!(self.phase, Phase::Resolved { .. }) {
+            return Vec::new();
+        }
+        let recheck_at = now.plus_minutes(policy.recheck_minutes);
+        self.phase = Phase::Resolved {
+            at: now,
+            recheck_at,
+        };
+        vec![Action::Resolved { recheck_at }]
+    }
+
+    /// Round `round + 1` of a resolved escalation: it starts again at the
+    /// current stage's step, as if newly opened.
+    fn reopen(
+        &mut self,
+        cause: ReopenCause,
+        policy: &Policy,
+        router: &Router,
+        now: Ts,
+        out: &mut Vec<Action>,
+    ) {
+        self.round += 1;
+        self.step = policy.start_step(self.stage).unwrap_or(0);
+        self.sends = 0;
+        self.unreachable_rounds = 0;
+        out.push(Action::Reopened {
+            round: self.round,
+            cause,
+        });
+        self.dispatch(policy, router, now, out);
+    }
+
     /// The incident ended. On recovery everyone who was told hears that the
-    /// household is active again. Idempotent.
+    /// household is active again (unless a person had resolved it already:
+    /// they know). Idempotent.
     pub fn stop(&mut self, why: StopReason, policy: &Policy, now: Ts) -> Vec<Action> {
         if self.is_stopped() {
             return Vec::new();
         }
+        let resting = matches!(self.phase, Phase::Resolved { .. });
+        if resting && why == StopReason::Resolved {
+            return Vec::new();
+        }
         let mut out = vec![Action::Stopped { why }];
-        if why == StopReason::Recovered && self.welfare() {
+        if why == StopReason::Recovered && self.welfare() && !resting {
             for &tier in &self.told {
                 out.push(Action::Notify(Notice {
-                    message_id: format!("{}/recovered/{}", self.incident_id, tier.as_str()),
+                    message_id: format!("{}/recovered/{}", self.id_prefix(), tier.as_str()),
                     step: self.step,
                     attempt: 0,
                     tier,
@@ -525,7 +631,7 @@ impl Escalation {
         if round == 0 {
             self.tell(Tier::Sre);
             out.push(Action::Notify(Notice {
-                message_id: format!("{}/unreachable", self.incident_id),
+                message_id: format!("{}/unreachable", self.id_prefix()),
                 step: self.step,
                 attempt: 0,
                 tier: Tier::Sre,

@@ -117,6 +117,16 @@ pub struct Policy {
     /// faults, area outages, pipeline stalls).
     #[serde(default = "default_notice_channels")]
     pub notice_channels: Vec<ChannelKind>,
+    /// After a person resolves a welfare incident whose home is still quiet
+    /// (the person was reached and fine), how long the home may stay quiet
+    /// before the incident opens again. A resolution says the person was fine
+    /// at that moment; it never silences the rest of the quiet spell.
+    #[serde(default = "default_recheck_minutes")]
+    pub recheck_minutes: u32,
+}
+
+fn default_recheck_minutes() -> u32 {
+    DEFAULT_RECHECK_MINUTES
 }
 
 fn default_notice_channels() -> Vec<ChannelKind> {
@@ -144,6 +154,11 @@ pub const MAX_WAIT_MINUTES: u32 = 1440;
 pub const MAX_REPEATS: u32 = 10;
 /// Most steps of one policy.
 pub const MAX_STEPS: usize = 16;
+/// The default quiet time after a resolution before the incident opens
+/// again: the default ATTENTION threshold, 12 hours.
+pub const DEFAULT_RECHECK_MINUTES: u32 = 720;
+/// Longest quiet time after a resolution: three days.
+pub const MAX_RECHECK_MINUTES: u32 = 3 * 1440;
 
 impl Policy {
     /// The platform default: the dong office twice 30 minutes apart, then the
@@ -175,6 +190,7 @@ impl Policy {
             ],
             stage_start: [0, 0, 1],
             notice_channels: default_notice_channels(),
+            recheck_minutes: DEFAULT_RECHECK_MINUTES,
         }
     }
 
@@ -244,6 +260,12 @@ impl Policy {
         if self.notice_channels.is_empty() {
             return Err(err("notice_channels", "must not be empty"));
         }
+        if self.recheck_minutes == 0 || self.recheck_minutes > MAX_RECHECK_MINUTES {
+            return Err(err(
+                "recheck_minutes",
+                format!("must be 1 to {MAX_RECHECK_MINUTES}"),
+            ));
+        }
         Ok(())
     }
 
@@ -304,6 +326,11 @@ mod tests {
             (Box::new(|p| p.stage_start = [0, 0, 3]), "stage_start[2]"),
             (Box::new(|p| p.stage_start = [1, 0, 2]), "stage_start[1]"),
             (Box::new(|p| p.notice_channels.clear()), "notice_channels"),
+            (Box::new(|p| p.recheck_minutes = 0), "recheck_minutes"),
+            (
+                Box::new(|p| p.recheck_minutes = MAX_RECHECK_MINUTES + 1),
+                "recheck_minutes",
+            ),
         ];
         for (mutate, field) in cases {
             let mut p = base.clone();

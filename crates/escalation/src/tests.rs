@@ -304,6 +304,104 @@ fn consent_given_while_held_sends_to_the_control_center_now() {
     assert_eq!(notices(&out)[0].tier, Tier::ControlCenter);
 }
 
+#[test]
+fn a_resolution_while_the_home_stays_quiet_opens_again_after_recheck_minutes() {
+    let (p, r) = (Policy::platform_default(), router());
+    let t0 = monday_morning();
+    let (mut e, _) = Escalation::open(&opening(Stage::Attention, true), &p, &r, t0);
+    // Reached by phone, fine: the home is still quiet.
+    let t1 = t0.plus_minutes(10);
+    let recheck_at = t1.plus_minutes(p.recheck_minutes);
+    assert_eq!(
+        e.resolve(true, &p, t1),
+        vec![Action::Resolved { recheck_at }]
+    );
+    assert_eq!(e.next_due(), Some(recheck_at));
+    // Resolving again changes nothing; an acknowledgement neither.
+    assert!(e.resolve(true, &p, t1.plus_minutes(1)).is_empty());
+    assert!(e.acknowledge(t1.plus_minutes(2)).is_empty());
+    assert!(e
+        .tick(&p, &r, t1.plus_minutes(p.recheck_minutes - 1))
+        .is_empty());
+    // Still quiet at the recheck: round 1 starts from the stage's step, with
+    // its own message ids (22:10 on a Monday: the control center, consented).
+    let out = e.tick(&p, &r, recheck_at);
+    assert_eq!(
+        out[0],
+        Action::Reopened {
+            round: 1,
+            cause: ReopenCause::StillQuiet
+        }
+    );
+    let n = notices(&out);
+    assert_eq!(n.len(), 1);
+    assert_eq!(n[0].message_id, "INA:hh-1:1000/r1/s0/a1");
+    assert_eq!(n[0].tier, Tier::ControlCenter);
+    assert!(matches!(e.phase, Phase::Waiting { .. }));
+    // Round 1 can be acknowledged and resolved like round 0.
+    assert_eq!(
+        e.acknowledge(recheck_at.plus_minutes(5)),
+        vec![Action::Acknowledged]
+    );
+}
+
+#[test]
+fn a_stage_raised_after_a_resolution_opens_it_again_at_once() {
+    let (p, r) = (Policy::platform_default(), router());
+    let t0 = monday_morning();
+    let (mut e, _) = Escalation::open(&opening(Stage::Attention, false), &p, &r, t0);
+    e.resolve(true, &p, t0.plus_minutes(10));
+    let out = e.stage_raised(Stage::Danger, &p, &r, t0.plus_minutes(60));
+    assert_eq!(
+        out[0],
+        Action::Reopened {
+            round: 1,
+            cause: ReopenCause::StageRaised
+        }
+    );
+    // DANGER starts at the control center's step.
+    let n = notices(&out);
+    assert_eq!(n[0].message_id, "INA:hh-1:1000/r1/s1/a1");
+    assert_eq!(n[0].stage, Stage::Danger);
+}
+
+#[test]
+fn activity_after_a_resolution_ends_it_without_telling_anyone_again() {
+    let (p, r) = (Policy::platform_default(), router());
+    let t0 = monday_morning();
+    let (mut e, _) = Escalation::open(&opening(Stage::Attention, false), &p, &r, t0);
+    e.resolve(true, &p, t0.plus_minutes(10));
+    let out = e.stop(StopReason::Recovered, &p, t0.plus_minutes(30));
+    assert_eq!(
+        out,
+        vec![Action::Stopped {
+            why: StopReason::Recovered
+        }]
+    );
+    assert_eq!(e.next_due(), None);
+    assert!(e.tick(&p, &r, t0.plus_minutes(100_000)).is_empty());
+}
+
+#[test]
+fn a_person_found_away_from_home_ends_it_for_good() {
+    // Hospitalised, say: the home will be quiet and that is expected.
+    let (p, r) = (Policy::platform_default(), router());
+    let t0 = monday_morning();
+    let (mut e, _) = Escalation::open(&opening(Stage::Attention, false), &p, &r, t0);
+    let out = e.resolve(false, &p, t0.plus_minutes(10));
+    assert_eq!(
+        out,
+        vec![Action::Stopped {
+            why: StopReason::Resolved
+        }]
+    );
+    assert!(e.is_stopped());
+    assert!(e.tick(&p, &r, t0.plus_minutes(100_000)).is_empty());
+    assert!(e
+        .stage_raised(Stage::Danger, &p, &r, t0.plus_minutes(2000))
+        .is_empty());
+}
+
 // ---------------------------------------------------------------- properties
 
 #[derive(Clone, Debug)]
@@ -315,6 +413,8 @@ enum Op {
     Raise(Stage),
     Ack,
     Stop(StopReason),
+    /// A person resolves it; `true` when the person was found fine at home.
+    Resolve(bool),
     FailCurrent,
     Consent(bool),
     /// Persist and restore (a restart of the service).
@@ -333,6 +433,7 @@ fn op() -> impl Strategy<Value = Op> {
             Just(StopReason::Suppressed)
         ]
         .prop_map(Op::Stop),
+        1 => any::<bool>().prop_map(Op::Resolve),
         1 => Just(Op::FailCurrent),
         1 => any::<bool>().prop_map(Op::Consent),
         2 => Just(Op::Restart),
@@ -357,7 +458,7 @@ fn policy() -> impl Strategy<Value = Policy> {
         });
     proptest::collection::vec(step, 1..5).prop_flat_map(|steps| {
         let n = steps.len() as u32;
-        (Just(steps), 0..n, 0..n, 0..n).prop_map(|(steps, a, b, c)| {
+        (Just(steps), 0..n, 0..n, 0..n, 1u32..2000).prop_map(|(steps, a, b, c, recheck)| {
             let mut s = [a, b, c];
             s.sort();
             Policy {
@@ -365,6 +466,7 @@ fn policy() -> impl Strategy<Value = Policy> {
                 steps,
                 stage_start: s,
                 notice_channels: vec![ChannelKind::Watch],
+                recheck_minutes: recheck,
             }
         })
     })
@@ -406,6 +508,7 @@ fn run(
             Op::Raise(s) => e.stage_raised(*s, p, r, now),
             Op::Ack => e.acknowledge(now),
             Op::Stop(why) => e.stop(*why, p, now),
+            Op::Resolve(recheck) => e.resolve(*recheck, p, now),
             Op::FailCurrent => e.delivery_failed(e.step, e.sends, p, r, now),
             Op::Consent(c) => e.set_consent(*c, p, r, now),
             Op::Restart => {
@@ -424,9 +527,11 @@ fn run(
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(600))]
 
-    /// Message ids never repeat; alerts move forward in (step, attempt);
-    /// nothing is alerted after an acknowledgement or a stop; a persisted and
-    /// restored escalation behaves exactly like one that never stopped.
+    /// Message ids never repeat (across reopened rounds too); within a round
+    /// alerts move forward in (step, attempt); nothing is alerted after an
+    /// acknowledgement, a stop or a resolution until a reopening; a reopening
+    /// only follows a resolution, never a stop; a persisted and restored
+    /// escalation behaves exactly like one that never stopped.
     #[test]
     fn escalation_invariants(
         p in policy(),
@@ -446,9 +551,27 @@ proptest! {
         let mut last_alert: Option<(u32, u32)> = None;
         let mut closed = false;
         let mut unreachable = false;
+        let mut resting = false;
+        let mut stopped = false;
+        let mut round = 0;
         for (t, a) in &log {
             match a {
                 Action::Unreachable { .. } => unreachable = true,
+                Action::Resolved { recheck_at } => {
+                    prop_assert!(!stopped);
+                    prop_assert_eq!(*recheck_at, t.plus_minutes(p.recheck_minutes));
+                    resting = true;
+                    closed = true;
+                }
+                Action::Reopened { round: r, .. } => {
+                    prop_assert!(resting && !stopped, "reopened without a resolution");
+                    prop_assert_eq!(*r, round + 1);
+                    round = *r;
+                    resting = false;
+                    closed = false;
+                    unreachable = false;
+                    last_alert = None;
+                }
                 Action::Notify(n) => {
                     prop_assert!(ids.insert(n.message_id.clone()), "repeated {}", n.message_id);
                     if n.purpose == Purpose::Alert {
@@ -465,11 +588,15 @@ proptest! {
                         prop_assert!(unreachable || n.attempt <= p.step(n.step).repeats + 1);
                     }
                 }
-                Action::Acknowledged | Action::Stopped { .. } => closed = true,
+                Action::Acknowledged => closed = true,
+                Action::Stopped { .. } => {
+                    closed = true;
+                    stopped = true;
+                }
                 _ => {}
             }
         }
-        // Only a held or waiting escalation has a clock.
+        // Only a held, waiting, retrying or resting escalation has a clock.
         prop_assert_eq!(end.next_due().is_some(), end.is_running());
     }
 

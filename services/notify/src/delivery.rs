@@ -5,9 +5,10 @@
 //! queued (or a restart found pending) and sends each message on each of its
 //! push channels as one task, at most `max_in_flight` at once. A channel is
 //! tried up to `retry.attempts` times with exponential backoff while its
-//! errors are retryable; every attempt is recorded in the history. Results go
-//! to the [`Finisher`], which records them in the outbox many per
-//! transaction (one fsync for everything that finished meanwhile) and tells
+//! errors are retryable; every attempt is recorded in the history (through
+//! the history outbox, with its result: a slow or absent history store never
+//! holds a delivery up). Results go to the [`Finisher`], which records them
+//! in the outbox many per transaction (one fsync for everything that finished meanwhile) and tells
 //! the [`Ledger`] (the core) about an alert that reached nobody, so that the
 //! escalation moves on without waiting for its acknowledgement timeout.
 
@@ -17,7 +18,7 @@ use crate::metrics as m;
 use crate::store::OutboxRow;
 use dolbom_domain::SharedClock;
 use dolbom_escalation::{ChannelKind, Purpose};
-use dolbom_history::{EscalationAction, EscalationEntry, HistoryWriter, Record};
+use dolbom_history::{EscalationAction, EscalationEntry};
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 use tokio::sync::{mpsc, oneshot, Semaphore};
@@ -45,6 +46,8 @@ pub(crate) struct Finished {
     pub(crate) channel: String,
     pub(crate) status: Status,
     pub(crate) attempts: u32,
+    /// One history record per attempt.
+    pub(crate) records: Vec<EscalationEntry>,
 }
 
 /// What the delivery tasks tell the finisher.
@@ -70,7 +73,6 @@ struct Inner {
     retry: RetryOptions,
     in_flight: Arc<Semaphore>,
     max_in_flight: u32,
-    history: Arc<HistoryWriter>,
     clock: SharedClock,
     reports: mpsc::UnboundedSender<Report>,
 }
@@ -91,7 +93,6 @@ impl Deliveries {
         channels: Vec<Arc<dyn Channel>>,
         retry: RetryOptions,
         max_in_flight: usize,
-        history: Arc<HistoryWriter>,
         clock: SharedClock,
     ) -> (Deliveries, Finisher) {
         let (reports, rx) = mpsc::unbounded_channel();
@@ -101,7 +102,6 @@ impl Deliveries {
             retry,
             in_flight: Arc::new(Semaphore::new(max as usize)),
             max_in_flight: max,
-            history,
             clock,
             reports,
         };
@@ -175,6 +175,7 @@ impl Inner {
         let channel = kind.and_then(|k| self.channels.get(&k)).cloned();
         let label = kind.map_or("unknown", ChannelKind::as_str);
         let mut attempt = 0;
+        let mut records = Vec::new();
         let status = loop {
             attempt += 1;
             let started = std::time::Instant::now();
@@ -191,7 +192,7 @@ impl Inner {
             };
             metrics::counter!(m::DELIVERY_ATTEMPTS, "channel" => label, "result" => status.as_str())
                 .increment(1);
-            let rec = Record::Escalation(EscalationEntry {
+            records.push(EscalationEntry {
                 incident_id: row.incident_id.clone(),
                 entry_id: format!("{}/{}/try{attempt}", row.message_id, row.channel),
                 municipality_code: row.municipality.clone(),
@@ -206,7 +207,6 @@ impl Inner {
                 result: status.as_str().into(),
                 detail,
             });
-            let _ = self.history.send(rec).await;
             if status == Status::Delivered {
                 break status;
             }
@@ -222,6 +222,7 @@ impl Inner {
             channel: row.channel.clone(),
             status,
             attempts: attempt,
+            records,
         }));
         status == Status::Delivered
     }

@@ -105,6 +105,15 @@ fn text(n: &Notice, view: &pb::Incident) -> String {
     }
 }
 
+/// An id made unique per round of a reopened incident (round 0 keeps the
+/// plain id).
+pub(crate) fn round_id(id: &str, round: u32) -> String {
+    match round {
+        0 => id.to_string(),
+        r => format!("{id}/r{r}"),
+    }
+}
+
 /// A wire stage as the escalation machine takes it.
 pub(crate) fn stage_of(s: i32) -> Stage {
     stage_from_wire(s).unwrap_or(Stage::Normal)
@@ -217,13 +226,66 @@ impl Core {
                 }
                 Action::Stopped { why } => EscalationEntry {
                     detail: why.as_str().into(),
-                    ..c.entry(format!("{id}/stopped"), EscalationAction::Stopped)
+                    ..c.entry(
+                        format!("{}/stopped", round_id(id, c.esc.round)),
+                        EscalationAction::Stopped,
+                    )
                 },
+                Action::Resolved { recheck_at } => EscalationEntry {
+                    detail: format!(
+                        "resolved; rechecked at {} if still quiet",
+                        recheck_at.millis()
+                    ),
+                    ..c.entry(
+                        format!("{}/resolved", round_id(id, c.esc.round)),
+                        EscalationAction::Stopped,
+                    )
+                },
+                Action::Reopened { round, cause } => {
+                    metrics::counter!(m::REOPENED, "cause" => cause.as_str()).increment(1);
+                    tracing::warn!(incident_id = %id, round, cause = cause.as_str(), "a resolved incident opened again: the home stayed quiet");
+                    self.reopen_view(tx, id, round, now, fx)?;
+                    EscalationEntry {
+                        detail: format!("reopened: {}", cause.as_str()),
+                        ..c.entry(
+                            format!("{}/reopened", round_id(id, round)),
+                            EscalationAction::Escalated,
+                        )
+                    }
+                }
             };
             fx.records.push(Record::Escalation(entry));
         }
         store::put_escalation(tx, &view.municipality_code, esc, now.millis())?;
         Ok(())
+    }
+
+    /// A resolved incident opens again (round `round`): the view is OPEN with
+    /// its resolution cleared (the note kept), and a REOPENED event goes to
+    /// the watch log and the bus.
+    fn reopen_view(
+        &self,
+        tx: &Connection,
+        id: &str,
+        round: u32,
+        now: Ts,
+        fx: &mut Effects,
+    ) -> Result<(), NotifyError> {
+        let Some(mut row) = store::incident(tx, id)? else {
+            return Ok(());
+        };
+        let v = &mut row.view;
+        v.state = pb::IncidentState::Open as i32;
+        v.outcome = pb::Outcome::Unspecified as i32;
+        v.resolved_at = None;
+        v.resolved_by.clear();
+        v.acknowledged_at = None;
+        v.acknowledged_by.clear();
+        v.reopened = round;
+        v.updated_at = Some(dolbom_domain::convert::timestamp(now));
+        let view = v.clone();
+        store::put_incident(tx, &row)?;
+        self.own_event(tx, &view, pb::IncidentEventType::Reopened, 0, now, fx)
     }
 
     /// Moves every escalation whose clock is due. Returns how many moved.
@@ -273,9 +335,11 @@ impl Core {
 #[async_trait::async_trait]
 impl Ledger for Core {
     async fn record(self: Arc<Self>, finished: Vec<Finished>) -> Result<(), NotifyError> {
-        self.write(move |_, tx, _| {
-            for f in &finished {
+        self.write(move |_, tx, fx| {
+            for f in finished {
                 store::outbox_finish(tx, &f.message_id, &f.channel, f.status.as_str(), f.attempts)?;
+                fx.records
+                    .extend(f.records.into_iter().map(Record::Escalation));
             }
             Ok(())
         })

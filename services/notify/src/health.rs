@@ -1,5 +1,6 @@
 //! Readiness: whether the service can do its job, from the inputs that
-//! decide it (the incident input, publishing to the bus, the history store).
+//! decide it (the incident input, publishing to the bus). The history store
+//! is not one of them: nothing that alerts a person waits for it.
 //! gRPC health follows it (see [`crate::service`]).
 
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -23,15 +24,12 @@ impl Default for Readiness {
 
 impl Readiness {
     /// Ready, or the reason it is not.
-    pub(crate) fn check(&self, history_up: bool) -> Result<(), &'static str> {
+    pub(crate) fn check(&self) -> Result<(), &'static str> {
         if !self.input_ok.load(Relaxed) {
             return Err("the incident input stopped");
         }
         if !self.publisher_ok.load(Relaxed) {
             return Err("publishing to the bus fails");
-        }
-        if !history_up {
-            return Err("the history store is down");
         }
         Ok(())
     }

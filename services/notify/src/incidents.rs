@@ -7,13 +7,13 @@
 
 use crate::core::{Core, Effects, Logged};
 use crate::error::NotifyError;
+use crate::escalate::round_id;
 use crate::metrics as m;
 use crate::scope::Scoped;
 use crate::store::{self, IncidentRow};
 use dolbom_auth::Principal;
-use dolbom_domain::convert::{timestamp, ts};
+use dolbom_domain::convert::{outcome_from_wire, timestamp, ts};
 use dolbom_domain::Ts;
-use dolbom_escalation::StopReason;
 use dolbom_proto::v1 as pb;
 use rusqlite::Connection;
 use std::sync::Arc;
@@ -281,11 +281,15 @@ impl Core {
             if let Some(mut e) = store::escalation(tx, &id)? {
                 let actions = match change {
                     PersonChange::Acknowledge => e.acknowledge(now),
-                    PersonChange::Resolve(_) => {
+                    PersonChange::Resolve(outcome) => {
                         let policy =
                             core.policies
                                 .version(tx, &view.municipality_code, e.policy_version);
-                        e.stop(StopReason::Resolved, &policy, now)
+                        // Found fine and at home: the home is rechecked if it
+                        // stays quiet. Taken away or dead: it ends here.
+                        let recheck =
+                            outcome_from_wire(outcome).is_none_or(|o| o.expects_activity());
+                        e.resolve(recheck, &policy, now)
                     }
                 };
                 core.carry_out(tx, &mut e, &view, actions, now, fx)?;
@@ -311,9 +315,9 @@ impl Core {
         }
     }
 
-    /// Logs the service's own event (ACKNOWLEDGED / RESOLVED) and queues it
-    /// for the bus.
-    fn own_event(
+    /// Logs the service's own event (ACKNOWLEDGED / RESOLVED / REOPENED) and
+    /// queues it for the bus. Its id carries the round of a reopened incident.
+    pub(crate) fn own_event(
         &self,
         tx: &Connection,
         v: &pb::Incident,
@@ -324,10 +328,12 @@ impl Core {
     ) -> Result<(), NotifyError> {
         let name = match ty {
             pb::IncidentEventType::Acknowledged => "ACKNOWLEDGED",
+            pb::IncidentEventType::Reopened => "REOPENED",
             _ => "RESOLVED",
         };
+        let event_id = format!("{}/{name}/{}", v.incident_id, v.stage);
         let ev = pb::IncidentEvent {
-            event_id: format!("{}/{name}/{}", v.incident_id, v.stage),
+            event_id: round_id(&event_id, v.reopened),
             incident_id: v.incident_id.clone(),
             household_id: v.household_id.clone(),
             municipality_code: v.municipality_code.clone(),

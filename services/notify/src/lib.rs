@@ -36,6 +36,7 @@ pub mod crypto;
 pub mod delivery;
 pub mod error;
 pub mod escalate;
+pub mod forward;
 mod health;
 pub mod housekeeping;
 pub mod incidents;

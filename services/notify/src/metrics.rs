@@ -13,6 +13,8 @@ pub const HELD: &str = "dolbom_notify_held_total";
 pub const ESCALATED: &str = "dolbom_notify_escalated_total";
 pub const EXHAUSTED: &str = "dolbom_notify_exhausted_total";
 pub const UNREACHABLE: &str = "dolbom_notify_unreachable_total";
+pub const REOPENED: &str = "dolbom_notify_reopened_total";
+pub const HISTORY_OUTBOX: &str = "dolbom_notify_history_outbox";
 pub const DELIVERY_SECONDS: &str = "dolbom_notify_delivery_seconds";
 pub const DELIVERY_ATTEMPTS: &str = "dolbom_notify_delivery_attempts_total";
 pub const ESCALATIONS_RUNNING: &str = "dolbom_notify_escalations_running";
@@ -101,5 +103,15 @@ pub fn describe() {
         UNREACHABLE,
         Unit::Count,
         "Rounds in which an escalation's last step reached nobody (SRE paged on the first; the step is retried with backoff)"
+    );
+    describe_counter!(
+        REOPENED,
+        Unit::Count,
+        "Resolved incidents opened again because the home stayed quiet or the stage rose (by cause)"
+    );
+    describe_gauge!(
+        HISTORY_OUTBOX,
+        Unit::Count,
+        "Escalation, delivery and audit records waiting for the history store (grows while it is down)"
     );
 }

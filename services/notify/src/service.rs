@@ -27,6 +27,8 @@ use tokio_util::sync::CancellationToken;
 const DRAIN: Duration = Duration::from_secs(10);
 /// Deliveries under way get this long at shutdown; the rest stay queued.
 const DELIVERY_DRAIN: Duration = Duration::from_secs(20);
+/// How long a stopping service forwards the history outbox.
+const HISTORY_DRAIN: Duration = Duration::from_secs(10);
 
 /// The gRPC services whose health follows readiness.
 const SERVICES: [&str; 4] = [
@@ -90,6 +92,7 @@ pub async fn build(
     });
     core.install_policies()?;
     core.resume_deliveries().await?;
+    crate::forward::HistoryForwarder::spawn(&core);
     Ok(Built {
         api: Api {
             core: core.clone(),
@@ -273,7 +276,16 @@ pub async fn run(opts: NotifyOptions, shutdown: CancellationToken) -> Result<(),
     {
         tracing::warn!("deliveries still running at shutdown stay queued for the next start");
     }
-    built.history_writer.flush().await?;
+    // What the history store takes in time is forwarded; the rest waits in
+    // the history outbox for the next start.
+    if tokio::time::timeout(HISTORY_DRAIN, core.history_flush())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "history store slow or down at shutdown: its records wait in the history outbox"
+        );
+    }
     drop(built.history_writer);
     consumed?;
     served

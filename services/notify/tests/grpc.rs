@@ -9,7 +9,7 @@ use dolbom_auth::{unix_now, Principal, SigningKey, Verifier};
 use dolbom_domain::convert::timestamp;
 use dolbom_domain::SharedClock as Clock;
 use dolbom_domain::Ts;
-use dolbom_history::{EmbeddedStore, HistoryStore, Retention};
+use dolbom_history::{EmbeddedStore, HistoryError, HistoryStore, Retention};
 use dolbom_notify::channels::{verify_webhook, Recipient, RetryOptions, SmsOptions};
 use dolbom_notify::{Core, NotifyError, NotifyOptions, PublishLoop, Publisher};
 use dolbom_proto::v1 as pb;
@@ -184,6 +184,20 @@ struct Service {
 
 impl Service {
     async fn start(dir: &Path, clock: Clock, key: &SigningKey, gateway: &str) -> Service {
+        let history: Arc<dyn HistoryStore> =
+            Arc::new(EmbeddedStore::open_dir(dir, Retention::default()).unwrap());
+        Self::start_with(dir, clock, key, gateway, history, |_| {}).await
+    }
+
+    /// [`Service::start`] with a given history store and options changed by `tweak`.
+    async fn start_with(
+        dir: &Path,
+        clock: Clock,
+        key: &SigningKey,
+        gateway: &str,
+        history: Arc<dyn HistoryStore>,
+        tweak: impl FnOnce(&mut NotifyOptions),
+    ) -> Service {
         let mut opts = NotifyOptions {
             data_dir: dir.to_path_buf(),
             create_contact_key: true,
@@ -216,8 +230,7 @@ impl Service {
             });
         }
         opts.writer.linger_ms = 1;
-        let history: Arc<dyn HistoryStore> =
-            Arc::new(EmbeddedStore::open_dir(dir, Retention::default()).unwrap());
+        tweak(&mut opts);
         let publisher = Arc::new(MemoryPublisher::default());
         // A restart in the same process: the stopped instance's last
         // background tasks may hold its core (and the store's lock) for a
@@ -1217,7 +1230,9 @@ async fn retention_prunes_the_watch_log_and_a_replay_never_restarts_an_ended_esc
     c.incidents
         .resolve(pb::ResolveRequest {
             incident_id: old[0].incident_id.clone(),
-            outcome: pb::Outcome::VisitedSafe as i32,
+            // Taken to hospital: the escalation ends for good (a person found
+            // fine at home would be rechecked while the home stays quiet).
+            outcome: pb::Outcome::Hospitalised as i32,
             note: String::new(),
         })
         .await
@@ -1388,5 +1403,303 @@ async fn health_follows_readiness_and_reflection_lists_the_services_without_a_to
         assert!(names.iter().any(|n| n == s), "{s} missing from {names:?}");
     }
     drop((statuses, resp));
+    svc.stop().await;
+}
+
+/// A resolution says the person was fine when someone checked; it must not
+/// silence the rest of the quiet spell (issue 14, path 10). A home still
+/// quiet `recheck_minutes` after a "reached by phone" resolution opens the
+/// incident again (new message ids, a REOPENED event, OPEN in the API); a
+/// stage raised by the monitor after a resolution opens it at once; activity
+/// coming back ends it quietly. A person taken to hospital is not rechecked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resolution_never_silences_a_home_that_stays_quiet() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::generate("k1").unwrap();
+    let mut gw = Gateway::start().await;
+    // 00:30 on a Monday: without consent the first step waits for the office.
+    let t0 = kst(2026, 11, 23, 0, 30);
+    let (clock, now) = manual_clock(t0);
+    let svc = Service::start(dir.path(), clock, &key, &gw.url).await;
+    let p = Principal::municipality("jongno-dong-3", "11110", false);
+    let mut c = client(&svc.addr, Some(token(&key, &p))).await;
+    let fine = opened("hh-1", "11110", pb::Stage::Attention, t0);
+    let away = opened("hh-2", "11110", pb::Stage::Attention, t0);
+    svc.core
+        .ingest(vec![fine.clone(), away.clone()])
+        .await
+        .unwrap();
+    let resolve = |id: &str, outcome: pb::Outcome| pb::ResolveRequest {
+        incident_id: id.into(),
+        outcome: outcome as i32,
+        note: String::new(),
+    };
+    let t1 = t0.plus_minutes(10);
+    now.store(t1.millis(), Ordering::SeqCst);
+    let r = c
+        .incidents
+        .resolve(resolve(&fine.incident_id, pb::Outcome::ReachedByPhone))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.state, pb::IncidentState::Resolved as i32);
+    c.incidents
+        .resolve(resolve(&away.incident_id, pb::Outcome::Hospitalised))
+        .await
+        .unwrap();
+    // Nothing is due before the recheck (12 h, the default policy's).
+    now.store(t1.plus_minutes(719).millis(), Ordering::SeqCst);
+    assert_eq!(svc.core.tick().await.unwrap(), 0);
+    // 12:40, still quiet: round 1 goes to the (now open) dong office.
+    now.store(t1.plus_minutes(720).millis(), Ordering::SeqCst);
+    assert_eq!(svc.core.tick().await.unwrap(), 1);
+    let k1 = format!("{}/r1/s0/a1", fine.incident_id);
+    let seen = gw.until("/sms", &k1).await;
+    assert_eq!(seen.last().unwrap().body["to"][0], DONG_SMS);
+    assert!(
+        seen.iter()
+            .all(|h| !h.idempotency_key.starts_with(&away.incident_id)),
+        "the hospitalised person's home is not rechecked: {seen:?}"
+    );
+    let get = |id: &str| pb::GetIncidentRequest {
+        incident_id: id.into(),
+    };
+    let inc = c
+        .incidents
+        .get_incident(get(&fine.incident_id))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(inc.state, pb::IncidentState::Open as i32);
+    assert_eq!(inc.reopened, 1);
+    assert_eq!(inc.outcome, pb::Outcome::Unspecified as i32);
+    assert!(inc.resolved_at.is_none());
+
+    // Resolved again; then the monitor raises the stage: round 2 at once.
+    c.incidents
+        .resolve(resolve(&fine.incident_id, pb::Outcome::VisitedSafe))
+        .await
+        .unwrap();
+    let caution = follow_up(
+        &fine,
+        pb::IncidentEventType::StageRaised,
+        pb::Stage::Caution,
+    );
+    svc.core.ingest(vec![caution]).await.unwrap();
+    let k2 = format!("{}/r2/s0/a1", fine.incident_id);
+    let seen = gw.until("/sms", &k2).await;
+    assert!(seen.last().unwrap().body["text"]
+        .as_str()
+        .unwrap()
+        .contains("주의"));
+    let inc = c
+        .incidents
+        .get_incident(get(&fine.incident_id))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (inc.state, inc.reopened),
+        (pb::IncidentState::Open as i32, 2)
+    );
+
+    // Resolved a third time, then activity comes back: it ends, nobody is
+    // told again, no clock is left.
+    c.incidents
+        .resolve(resolve(&fine.incident_id, pb::Outcome::ReachedByPhone))
+        .await
+        .unwrap();
+    let rec = follow_up(&fine, pb::IncidentEventType::Recovered, pb::Stage::Caution);
+    svc.core.ingest(vec![rec]).await.unwrap();
+    let esc = svc.core.escalation(&fine.incident_id).await.unwrap();
+    assert!(esc.is_stopped(), "{:?}", esc.phase);
+    now.store(t1.plus_minutes(10 * 1440).millis(), Ordering::SeqCst);
+    assert_eq!(svc.core.tick().await.unwrap(), 0);
+    let esc = svc.core.escalation(&away.incident_id).await.unwrap();
+    assert!(esc.is_stopped(), "{:?}", esc.phase);
+
+    // Each reopening went out as its own event, with an id per round.
+    svc.publish.publish_pending().await.unwrap();
+    let evs = svc.publisher.events.lock().unwrap().clone();
+    let reopened: Vec<&str> = evs
+        .iter()
+        .filter(|e| e.r#type == pb::IncidentEventType::Reopened as i32)
+        .map(|e| e.event_id.as_str())
+        .collect();
+    assert_eq!(reopened.len(), 2, "{reopened:?}");
+    let resolved = evs
+        .iter()
+        .filter(|e| {
+            e.incident_id == fine.incident_id && e.r#type == pb::IncidentEventType::Resolved as i32
+        })
+        .count();
+    assert_eq!(resolved, 3, "one RESOLVED event per round");
+    svc.stop().await;
+}
+
+/// A history store that can be taken away: while `down`, every write fails
+/// (as a ScyllaDB cluster that cannot be reached would).
+struct Flaky {
+    inner: Arc<dyn HistoryStore>,
+    down: Arc<std::sync::atomic::AtomicBool>,
+}
+
+#[async_trait::async_trait]
+impl HistoryStore for Flaky {
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+    async fn write(&self, batch: &dolbom_history::WriteBatch) -> Result<(), HistoryError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(HistoryError::Scylla("unreachable (test)".into()));
+        }
+        self.inner.write(batch).await
+    }
+    async fn put_snapshot(&self, s: &dolbom_snapshots::ShardSnapshot) -> Result<(), HistoryError> {
+        self.inner.put_snapshot(s).await
+    }
+    async fn get_snapshot(
+        &self,
+        group: &str,
+        partition: i32,
+    ) -> Result<Option<dolbom_snapshots::ShardSnapshot>, HistoryError> {
+        self.inner.get_snapshot(group, partition).await
+    }
+    async fn timeline(
+        &self,
+        household_id: &str,
+        from_ms: i64,
+        to_ms: i64,
+        resolution: dolbom_history::Resolution,
+    ) -> Result<dolbom_history::Timeline, HistoryError> {
+        self.inner
+            .timeline(household_id, from_ms, to_ms, resolution)
+            .await
+    }
+    async fn incidents(
+        &self,
+        q: &dolbom_history::IncidentQuery,
+    ) -> Result<dolbom_history::IncidentPage, HistoryError> {
+        self.inner.incidents(q).await
+    }
+    async fn incident_events(&self, id: &str) -> Result<Vec<pb::IncidentEvent>, HistoryError> {
+        self.inner.incident_events(id).await
+    }
+    async fn escalation(
+        &self,
+        id: &str,
+    ) -> Result<Vec<dolbom_history::EscalationEntry>, HistoryError> {
+        self.inner.escalation(id).await
+    }
+    async fn audit(
+        &self,
+        m: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<dolbom_history::AuditEntry>, HistoryError> {
+        self.inner.audit(m, from_ms, to_ms).await
+    }
+    async fn enforce_retention(
+        &self,
+        now_ms: i64,
+    ) -> Result<dolbom_history::RetentionReport, HistoryError> {
+        self.inner.enforce_retention(now_ms).await
+    }
+}
+
+/// Issue 14, path 12: the history store must not gate alerting. With the
+/// store down and a history writer queue far smaller than the work, every
+/// alert still goes out, acknowledgement works and the service stays ready;
+/// the escalation, delivery and audit records wait in notify's history
+/// outbox and reach the store once it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_go_out_while_the_history_store_is_down_and_its_records_drain_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::generate("k1").unwrap();
+    let mut gw = Gateway::start().await;
+    let t0 = kst(2026, 11, 23, 10, 0);
+    let (clock, _now) = manual_clock(t0);
+    let inner: Arc<dyn HistoryStore> =
+        Arc::new(EmbeddedStore::open_dir(dir.path(), Retention::default()).unwrap());
+    let down = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let flaky = Arc::new(Flaky {
+        inner: inner.clone(),
+        down: down.clone(),
+    });
+    let svc = Service::start_with(dir.path(), clock, &key, &gw.url, flaky, |o| {
+        o.writer.capacity = 4;
+        o.writer.max_batch = 2;
+    })
+    .await;
+    let p = Principal::municipality("jongno-dong-3", "11110", false);
+    let mut c = client(&svc.addr, Some(token(&key, &p))).await;
+    let events: Vec<pb::IncidentEvent> = (0..20)
+        .map(|i| opened(&format!("hh-{i}"), "11110", pb::Stage::Attention, t0))
+        .collect();
+    tokio::time::timeout(Duration::from_secs(10), svc.core.ingest(events.clone()))
+        .await
+        .expect("ingest does not wait for the history store")
+        .unwrap();
+    // Every home's first step reaches the dong office by SMS.
+    let mut want: HashSet<String> = events
+        .iter()
+        .map(|e| format!("{}/s0/a1", e.incident_id))
+        .collect();
+    while !want.is_empty() {
+        let h = gw.next().await;
+        if h.path == "/sms" {
+            want.remove(&h.idempotency_key);
+        }
+    }
+    let first = &events[0].incident_id;
+    let acked = tokio::time::timeout(
+        Duration::from_secs(10),
+        c.incidents.acknowledge(pb::AcknowledgeRequest {
+            incident_id: first.clone(),
+            note: String::new(),
+        }),
+    )
+    .await
+    .expect("acknowledgement does not wait for the history store")
+    .unwrap()
+    .into_inner();
+    assert_eq!(acked.state, pb::IncidentState::Acknowledged as i32);
+    assert_eq!(
+        svc.core.health(),
+        Ok(()),
+        "ready while the history store is down"
+    );
+    assert!(inner.escalation(first).await.unwrap().is_empty());
+
+    // The store is back: the records drain into it.
+    down.store(false, Ordering::SeqCst);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let log = inner.escalation(first).await.unwrap();
+        let acked = log
+            .iter()
+            .any(|e| e.action == dolbom_history::EscalationAction::Acknowledged);
+        let delivered = log.iter().any(|e| {
+            e.action == dolbom_history::EscalationAction::DeliveryAttempt
+                && e.channel == "sms"
+                && e.result == "delivered"
+        });
+        if acked && delivered {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "records did not drain: {log:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    svc.core.history_flush().await;
+    for e in &events {
+        assert!(
+            !inner.escalation(&e.incident_id).await.unwrap().is_empty(),
+            "{}",
+            e.incident_id
+        );
+    }
     svc.stop().await;
 }

@@ -184,6 +184,7 @@ impl Api {
             .map_err(|e| NotifyError::Internal(e.to_string()))??;
         self.core.drain_deliveries().await;
         self.publish.publish_pending().await?;
+        self.core.history_flush().await;
         self.writer.flush().await?;
         Ok(ApiSummary {
             endpoint: self.endpoint,

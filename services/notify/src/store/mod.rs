@@ -10,19 +10,23 @@
 //! - every running escalation (JSON of [`Escalation`]) with its next due
 //!   time, and the outbox of messages to deliver (keyed by message id and
 //!   channel, so a message is queued once however often it is asked for);
-//! - the escalation policies by municipality and version.
+//! - the escalation policies by municipality and version;
+//! - the history outbox: escalation, delivery and audit records on their
+//!   way to the history store (written with the change they record).
 //!
 //! All functions take a `&Connection` so the core can run several of them in
 //! one transaction.
 
 mod escalations;
 mod events;
+mod history;
 mod incidents;
 mod outbox;
 mod registry;
 
 pub use escalations::*;
 pub use events::*;
+pub use history::*;
 pub use incidents::*;
 pub use outbox::*;
 pub use registry::*;
@@ -96,6 +100,10 @@ CREATE TABLE IF NOT EXISTS outbox (
     PRIMARY KEY (message_id, channel)
 );
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (status) WHERE status = 'pending';
+CREATE TABLE IF NOT EXISTS history_outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    record TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS policies (
     municipality TEXT NOT NULL,
     version INTEGER NOT NULL,
