@@ -543,27 +543,32 @@ fn a_caught_up_quiet_partition_fires_by_the_wall_clock_and_missing_input_does_no
 /// going quietly blind (before, they counted as input and nothing fired).
 #[test]
 fn a_monitor_clock_behind_its_plugs_is_a_stall_not_silence() {
-    let mut o = opts();
-    o.clock = ClockMode::Wall;
-    o.stall_after_ms = 2 * MINUTE_MS;
-    let mut s = Shard::new(0, o, router(), T0);
-    let mut out = Vec::new();
-    s.apply_config(cfg(0, "1111051500"), T0, &mut out).unwrap();
-    s.on_reading(&reading(0, T0, 0, 5.0), T0, &mut out).unwrap();
-    let behind = 15 * MINUTE_MS;
-    for m in 1..10 {
-        let t = T0.plus_ms(m * MINUTE_MS);
-        let wall = t.plus_ms(-behind);
-        let e = s.on_reading(&reading(0, t, m as u64, 5.0), wall, &mut out);
-        assert_eq!(e.unwrap_err().label(), "future_timestamp");
-        s.advance(wall, &mut out);
+    // Without a send time, and with the records sent (Kafka timestamps) in
+    // the monitor's future too: either way its own clock is the one behind.
+    for with_sent_at in [false, true] {
+        let mut o = opts();
+        o.clock = ClockMode::Wall;
+        o.stall_after_ms = 2 * MINUTE_MS;
+        let mut s = Shard::new(0, o, router(), T0);
+        let mut out = Vec::new();
+        s.apply_config(cfg(0, "1111051500"), T0, &mut out).unwrap();
+        s.on_reading(&reading(0, T0, 0, 5.0), T0, &mut out).unwrap();
+        let behind = 15 * MINUTE_MS;
+        for m in 1..10 {
+            let t = T0.plus_ms(m * MINUTE_MS);
+            let wall = t.plus_ms(-behind);
+            let sent = with_sent_at.then_some(t);
+            let e = s.on_reading_sent(&reading(0, t, m as u64, 5.0), sent, wall, &mut out);
+            assert_eq!(e.unwrap_err().label(), "future_timestamp");
+            s.advance(wall, &mut out);
+        }
+        assert!(s.is_stalled(), "the partition hears nothing it can use");
+        let stalls = events(&out)
+            .iter()
+            .filter(|e| e.kind == pb::IncidentKind::PipelineStall as i32)
+            .count();
+        assert_eq!(stalls, 1);
     }
-    assert!(s.is_stalled(), "the partition hears nothing it can use");
-    let stalls = events(&out)
-        .iter()
-        .filter(|e| e.kind == pb::IncidentKind::PipelineStall as i32)
-        .count();
-    assert_eq!(stalls, 1);
 }
 
 /// Three homes on the wall clock; each minute every plug reports and its
@@ -639,27 +644,4 @@ fn a_plug_clock_ahead_harms_neither_its_home_nor_its_neighbours() {
             .collect::<Vec<_>>()
     };
     assert_eq!(ids(&seen), ids(&replayed));
-}
-
-/// The other side of the same check: when the records themselves were sent
-/// far in the monitor's future, it is the monitor's clock that is behind.
-/// Those readings are rejected (not input), so the partition stalls and SRE
-/// hears of it.
-#[test]
-fn records_sent_in_the_monitors_future_stall_the_partition() {
-    let mut o = opts();
-    o.clock = ClockMode::Wall;
-    o.stall_after_ms = 2 * MINUTE_MS;
-    let mut s = Shard::new(0, o, router(), T0);
-    let mut out = Vec::new();
-    s.apply_config(cfg(0, "1111051500"), T0, &mut out).unwrap();
-    let behind = 15 * MINUTE_MS;
-    for m in 1..10 {
-        let t = T0.plus_ms(m * MINUTE_MS);
-        let wall = t.plus_ms(-behind);
-        let e = s.on_reading_sent(&reading(0, t, m as u64, 5.0), Some(t), wall, &mut out);
-        assert_eq!(e.unwrap_err().label(), "future_timestamp");
-        s.advance(wall, &mut out);
-    }
-    assert!(s.is_stalled());
 }

@@ -324,6 +324,33 @@ fn manual_clock(start: Ts) -> (Clock, Arc<AtomicI64>) {
     (Arc::new(move || Ts(n.load(Ordering::SeqCst))), now)
 }
 
+/// The start most tests share: a gateway, a service on a manual clock set to
+/// `t0`, and a client of municipality 11110 signed in as `subject`.
+struct Setup {
+    _dir: tempfile::TempDir,
+    gw: Gateway,
+    now: Arc<AtomicI64>,
+    svc: Service,
+    c: Client,
+}
+
+async fn setup(t0: Ts, subject: &str, national: bool) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::generate("k1").unwrap();
+    let gw = Gateway::start().await;
+    let (clock, now) = manual_clock(t0);
+    let svc = Service::start(dir.path(), clock, &key, &gw.url).await;
+    let p = Principal::municipality(subject, "11110", national);
+    let c = client(&svc.addr, Some(token(&key, &p))).await;
+    Setup {
+        _dir: dir,
+        gw,
+        now,
+        svc,
+        c,
+    }
+}
+
 fn config(id: &str, municipality: &str, consent: bool) -> pb::HouseholdConfig {
     pb::HouseholdConfig {
         household_id: id.into(),
@@ -689,13 +716,9 @@ async fn tenants_are_isolated_both_ways_and_contact_reads_are_audited() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn validation_errors_name_the_field() {
-    let dir = tempfile::tempdir().unwrap();
-    let key = SigningKey::generate("k1").unwrap();
-    let gw = Gateway::start().await;
-    let (clock, _) = manual_clock(kst(2026, 11, 23, 10, 0));
-    let svc = Service::start(dir.path(), clock, &key, &gw.url).await;
-    let p = Principal::municipality("jongno", "11110", true);
-    let mut c = client(&svc.addr, Some(token(&key, &p))).await;
+    let Setup {
+        _dir, svc, mut c, ..
+    } = setup(kst(2026, 11, 23, 10, 0), "jongno", true).await;
     let create = |cfg: pb::HouseholdConfig| pb::CreateHouseholdRequest {
         config: Some(cfg),
         contact: Some(contact()),
@@ -833,13 +856,9 @@ async fn validation_errors_name_the_field() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_resumes_after_a_disconnect_without_gaps_or_repeats() {
-    let dir = tempfile::tempdir().unwrap();
-    let key = SigningKey::generate("k1").unwrap();
-    let gw = Gateway::start().await;
-    let (clock, _) = manual_clock(kst(2026, 11, 23, 10, 0));
-    let svc = Service::start(dir.path(), clock, &key, &gw.url).await;
-    let p = Principal::municipality("jongno", "11110", false);
-    let mut c = client(&svc.addr, Some(token(&key, &p))).await;
+    let Setup {
+        _dir, svc, mut c, ..
+    } = setup(kst(2026, 11, 23, 10, 0), "jongno", false).await;
     let t = kst(2026, 11, 23, 10, 0);
     let ev = |i: u32| opened(&format!("hh-{i}"), "11110", pb::Stage::Attention, t);
 
@@ -895,14 +914,14 @@ async fn watch_resumes_after_a_disconnect_without_gaps_or_repeats() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledgement_stops_escalation_and_recovery_tells_whoever_was_told() {
-    let dir = tempfile::tempdir().unwrap();
-    let key = SigningKey::generate("k1").unwrap();
-    let mut gw = Gateway::start().await;
     let t0 = kst(2026, 11, 23, 10, 0);
-    let (clock, now) = manual_clock(t0);
-    let svc = Service::start(dir.path(), clock, &key, &gw.url).await;
-    let p = Principal::municipality("jongno-dong-3", "11110", false);
-    let mut c = client(&svc.addr, Some(token(&key, &p))).await;
+    let Setup {
+        _dir,
+        mut gw,
+        now,
+        svc,
+        mut c,
+    } = setup(t0, "jongno-dong-3", false).await;
     let e1 = opened("hh-1", "11110", pb::Stage::Attention, t0);
     let e2 = opened("hh-2", "11110", pb::Stage::Attention, t0);
     svc.core.ingest(vec![e1.clone(), e2.clone()]).await.unwrap();
@@ -1117,15 +1136,15 @@ async fn nobody_reachable_pages_sre_and_keeps_trying() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn holiday_and_night_routing_with_and_without_consent() {
-    let dir = tempfile::tempdir().unwrap();
-    let key = SigningKey::generate("k1").unwrap();
-    let mut gw = Gateway::start().await;
     // 추석 2026 (Friday 25 September), 11:00.
     let chuseok = kst(2026, 9, 25, 11, 0);
-    let (clock, now) = manual_clock(chuseok);
-    let svc = Service::start(dir.path(), clock, &key, &gw.url).await;
-    let p = Principal::municipality("jongno", "11110", false);
-    let mut c = client(&svc.addr, Some(token(&key, &p))).await;
+    let Setup {
+        _dir,
+        mut gw,
+        now,
+        svc,
+        mut c,
+    } = setup(chuseok, "jongno", false).await;
     for (id, consent) in [("hh-yes", true), ("hh-no", false)] {
         c.registry
             .create_household(pb::CreateHouseholdRequest {
@@ -1215,14 +1234,14 @@ async fn holiday_and_night_routing_with_and_without_consent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_prunes_the_watch_log_and_a_replay_never_restarts_an_ended_escalation() {
-    let dir = tempfile::tempdir().unwrap();
-    let key = SigningKey::generate("k1").unwrap();
-    let gw = Gateway::start().await;
     let t0 = kst(2026, 11, 23, 10, 0);
-    let (clock, now) = manual_clock(t0);
-    let svc = Service::start(dir.path(), clock, &key, &gw.url).await;
-    let p = Principal::municipality("jongno", "11110", false);
-    let mut c = client(&svc.addr, Some(token(&key, &p))).await;
+    let Setup {
+        _dir,
+        now,
+        svc,
+        mut c,
+        ..
+    } = setup(t0, "jongno", false).await;
     let old: Vec<pb::IncidentEvent> = (0..3)
         .map(|i| opened(&format!("hh-{i}"), "11110", pb::Stage::Attention, t0))
         .collect();
@@ -1414,15 +1433,15 @@ async fn health_follows_readiness_and_reflection_lists_the_services_without_a_to
 /// coming back ends it quietly. A person taken to hospital is not rechecked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resolution_never_silences_a_home_that_stays_quiet() {
-    let dir = tempfile::tempdir().unwrap();
-    let key = SigningKey::generate("k1").unwrap();
-    let mut gw = Gateway::start().await;
     // 00:30 on a Monday: without consent the first step waits for the office.
     let t0 = kst(2026, 11, 23, 0, 30);
-    let (clock, now) = manual_clock(t0);
-    let svc = Service::start(dir.path(), clock, &key, &gw.url).await;
-    let p = Principal::municipality("jongno-dong-3", "11110", false);
-    let mut c = client(&svc.addr, Some(token(&key, &p))).await;
+    let Setup {
+        _dir,
+        mut gw,
+        now,
+        svc,
+        mut c,
+    } = setup(t0, "jongno-dong-3", false).await;
     let fine = opened("hh-1", "11110", pb::Stage::Attention, t0);
     let away = opened("hh-2", "11110", pb::Stage::Attention, t0);
     svc.core
