@@ -1692,7 +1692,8 @@ async fn alerts_go_out_while_the_history_store_is_down_and_its_records_drain_aft
 
     // The store is back: the records drain into it.
     down.store(false, Ordering::SeqCst);
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let back = std::time::Instant::now();
+    let deadline = back + Duration::from_secs(30);
     loop {
         let log = inner.escalation(first).await.unwrap();
         let acked = log
@@ -1704,6 +1705,10 @@ async fn alerts_go_out_while_the_history_store_is_down_and_its_records_drain_aft
                 && e.result == "delivered"
         });
         if acked && delivered {
+            eprintln!(
+                "history outbox: the first incident's records in the store {} ms after it came back",
+                back.elapsed().as_millis()
+            );
             break;
         }
         assert!(
