@@ -326,6 +326,10 @@ pub struct Shard {
     elapsed: Elapsed,
     /// `elapsed` when input last arrived.
     last_input_elapsed: i64,
+    /// Until the first replayed record: when input last arrived before the
+    /// restore (from the snapshot; never, for a fresh shard), so that a
+    /// replay caps wall-clock firing where the live run did.
+    replay_from_input: Option<Ts>,
 }
 
 /// Time elapsed on the wall clock, never backwards: a monitor clock that
@@ -388,6 +392,7 @@ impl Shard {
                 ..Health::default()
             },
             already_published: HashSet::new(),
+            replay_from_input: Some(Ts::MIN),
             stats: ShardStats::default(),
             effects: Vec::new(),
             due: Vec::new(),
@@ -704,6 +709,52 @@ impl Shard {
             }
             None => (observed, 0),
         }
+    }
+
+    /// A reading replayed after a restore, on the clock it was live on: the
+    /// shard's wall clock is the record's send time (its Kafka timestamp),
+    /// and the partition counts as caught up, as it was live. So the
+    /// deadlines that fell due before the record was sent fire before it is
+    /// applied — as they did live — and a replay neither skips an opening
+    /// (whose RECOVERED would then never come) nor reads a lag that was not
+    /// there as a stall. The caller stops replaying once it has read to the
+    /// partition's end and returns to [`Shard::advance`] on its own clock.
+    pub fn on_reading_replayed(
+        &mut self,
+        r: &pb::PlugReading,
+        sent_at: Ts,
+        out: &mut Vec<Output>,
+    ) -> Result<ReadingOutcome, Rejection> {
+        self.replay_to(sent_at, out);
+        let r = self.on_reading_sent(r, Some(sent_at), sent_at, out);
+        self.advance(sent_at, out);
+        r
+    }
+
+    /// Moves a replaying shard's clock to `sent_at`, as the live ticks before
+    /// the record did (the record is then applied, and the clock advanced
+    /// again, as the live tick after it did).
+    fn replay_to(&mut self, sent_at: Ts, out: &mut Vec<Output>) {
+        if let Some(t) = self.replay_from_input.take() {
+            self.health.last_input_wall = t;
+        }
+        self.caught_up = true;
+        self.advance(sent_at, out);
+    }
+
+    /// [`Shard::on_reading_bytes`] for a replayed record (see
+    /// [`Shard::on_reading_replayed`]).
+    pub fn on_reading_bytes_replayed(
+        &mut self,
+        key: Option<&[u8]>,
+        payload: &[u8],
+        sent_at: Ts,
+        out: &mut Vec<Output>,
+    ) -> Result<ReadingOutcome, Rejection> {
+        self.replay_to(sent_at, out);
+        let r = self.on_reading_bytes(key, payload, Some(sent_at), sent_at, out);
+        self.advance(sent_at, out);
+        r
     }
 
     /// One decoded reading; `sent_at` is when it was sent, if known.
@@ -1172,6 +1223,7 @@ impl Shard {
         shard.pending = s.pending;
         shard.event_max = s.event_max;
         shard.fired_to = s.fired_to;
+        shard.replay_from_input = Some(s.health.last_input_wall);
         shard.health = s.health;
         shard.health.last_input_wall = wall_now;
         shard.already_published = already_published;

@@ -645,3 +645,177 @@ fn a_plug_clock_ahead_harms_neither_its_home_nor_its_neighbours() {
     };
     assert_eq!(ids(&seen), ids(&replayed));
 }
+
+/// One quiet home on the wall clock whose ATTENTION (due at 60 minutes)
+/// fires by the wall clock a second after it is due, then activity 3 s later
+/// closes it. Every minute its plug reports (sent when observed). Returns
+/// the records with their send times, and every event of the live run.
+fn live_opening_then_activity() -> (Vec<(pb::PlugReading, Ts)>, Vec<String>, ShardOptions) {
+    let mut o = opts();
+    o.clock = ClockMode::Wall;
+    let mut c = cfg(0, "1111051500");
+    c.thresholds.attention_minutes = 60;
+    let mut recs = Vec::new();
+    for m in 0..70 {
+        let at = T0.plus_ms(m * MINUTE_MS + if m == 60 { 3_000 } else { 0 });
+        let w = if m == 60 { 100.0 } else { 5.0 };
+        recs.push((reading(0, at, m as u64 + 1, w), at));
+    }
+    let mut live = Shard::new(0, o.clone(), router(), T0);
+    let mut out = Vec::new();
+    live.apply_config(c, T0, &mut out).unwrap();
+    for (r, sent) in &recs {
+        // A tick a second before each record (the live monitor ticks
+        // every 100 ms), then the record.
+        live.set_caught_up(true);
+        live.advance(sent.plus_ms(-1_000), &mut out);
+        live.on_reading_sent(r, Some(*sent), *sent, &mut out)
+            .unwrap();
+        live.advance(*sent, &mut out);
+    }
+    (recs, summary(&out), o)
+}
+
+/// Issue 14, path 3: after a crash, a replay must take each record on the
+/// clock it was live on. Live, a quiet home's ATTENTION fired by the wall
+/// clock and was published; the activity 3 s later closed it, but the
+/// monitor died before that RECOVERED was published. The restored shard
+/// (snapshot from before the deadline, hours later on the wall clock)
+/// replays the records in one batch: the opening must fire before the
+/// activity is applied, or the RECOVERED never comes and the incident stays
+/// open for good.
+#[test]
+fn a_replay_keeps_the_recovery_of_an_opening_published_before_the_crash() {
+    let (recs, live, o) = live_opening_then_activity();
+    let opened: Vec<&String> = live.iter().filter(|id| id.contains("OPENED")).collect();
+    let recovered: Vec<&String> = live.iter().filter(|id| id.contains("RECOVERED")).collect();
+    assert_eq!((opened.len(), recovered.len()), (1, 1), "{live:?}");
+
+    // The snapshot at minute 30; the crash right after the OPENED went out.
+    let mut first = Shard::new(0, o.clone(), router(), T0);
+    let mut out = Vec::new();
+    let mut c = cfg(0, "1111051500");
+    c.thresholds.attention_minutes = 60;
+    first.apply_config(c, T0, &mut out).unwrap();
+    for (r, sent) in &recs[..30] {
+        first.set_caught_up(true);
+        first
+            .on_reading_sent(r, Some(*sent), *sent, &mut out)
+            .unwrap();
+        first.advance(*sent, &mut out);
+    }
+    let snap = first.snapshot();
+    let published: HashSet<String> = [opened[0].clone()].into();
+    let restart = T0.plus_ms(3 * HOUR_MS);
+    let mut restored = Shard::restore(&snap, o, router(), restart, published).unwrap();
+    let mut replayed = Vec::new();
+    for (r, sent) in &recs[30..] {
+        restored
+            .on_reading_replayed(r, *sent, &mut replayed)
+            .unwrap();
+    }
+    let ids = summary(&replayed);
+    assert_eq!(
+        ids,
+        vec![recovered[0].clone()],
+        "the RECOVERED, nothing else"
+    );
+    assert!(!restored.is_stalled(), "a replay's lag is not a stall");
+}
+
+/// A wall-clock script: five homes, records every 15 s to 5 min (never a
+/// gap long enough to stall), each with how long before it an extra live
+/// tick came (0 = none).
+fn wall_script() -> impl Strategy<Value = Vec<(usize, i64, u64, f64, i64)>> {
+    proptest::collection::vec((0usize..5, proptest::bool::ANY, 1i64..20, 0i64..15), 1..300)
+        .prop_map(|steps| {
+            let mut t = 0i64;
+            let mut seq = [0u64; 5];
+            steps
+                .into_iter()
+                .map(|(i, change, gap, tick)| {
+                    t += gap * 15_000;
+                    seq[i] += 1;
+                    let w = if change { 100.0 + seq[i] as f64 } else { 5.0 };
+                    (i, t, seq[i], w, tick * 1_000)
+                })
+                .collect()
+        })
+}
+
+fn wall_fresh(o: &ShardOptions) -> Shard {
+    let mut s = Shard::new(0, o.clone(), router(), T0);
+    let mut out = Vec::new();
+    for i in 0..5 {
+        let mut c = cfg(i, "1111051500");
+        c.offline_after_minutes = 20;
+        c.thresholds.attention_minutes = 30;
+        c.thresholds.caution_minutes = 45;
+        c.thresholds.danger_minutes = 60;
+        s.apply_config(c, T0, &mut out).unwrap();
+    }
+    s
+}
+
+/// Live on the wall clock: a tick `tick` ms before the record (if any),
+/// the last tick (every 100 ms) before it, the record when it was sent, a
+/// tick right after.
+fn wall_live(s: &mut Shard, r: &(usize, i64, u64, f64, i64), out: &mut Vec<Output>) {
+    let &(i, t, seq, w, tick) = r;
+    let sent = T0.plus_ms(t);
+    s.set_caught_up(true);
+    if tick > 0 {
+        s.advance(sent.plus_ms(-tick), out);
+    }
+    s.advance(sent.plus_ms(-100), out);
+    s.on_reading_sent(&reading(i, sent, seq, w), Some(sent), sent, out)
+        .unwrap();
+    s.advance(sent, out);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// The wall-clock crash contract (issue 14, path 3): what a live
+    /// wall-clock run published before a crash, plus what the restored shard
+    /// emits replaying from its snapshot on the records' send times (hours
+    /// later), equals the uninterrupted live run — whatever the live ticks
+    /// were. (Input gaps longer than `stall_after` are outside it: live, the
+    /// stall freezes firing at the tick that noticed it.)
+    #[test]
+    fn a_wall_clock_replay_equals_the_live_run(
+        recs in wall_script(),
+        k_frac in 0.0f64..1.0,
+        crash_frac in 0.0f64..1.0,
+    ) {
+        let mut o = opts();
+        o.clock = ClockMode::Wall;
+        o.allowed_lateness_ms = 200;
+        let mut whole = wall_fresh(&o);
+        let mut expected = Vec::new();
+        for r in &recs { wall_live(&mut whole, r, &mut expected); }
+
+        let k = (recs.len() as f64 * k_frac) as usize;
+        let crash = k + ((recs.len() - k) as f64 * crash_frac) as usize;
+        let mut first = wall_fresh(&o);
+        let mut published = Vec::new();
+        let mut snap = None;
+        for (n, r) in recs.iter().enumerate() {
+            if n == k { snap = Some((first.snapshot(), published.len())); }
+            if n == crash { break; }
+            wall_live(&mut first, r, &mut published);
+        }
+        let (snap, at_snapshot) = snap.unwrap_or_else(|| (first.snapshot(), published.len()));
+        let after: HashSet<String> = summary(&published[at_snapshot..]).into_iter().collect();
+        let restart = T0.plus_ms(recs.last().unwrap().1 + 6 * HOUR_MS);
+        let mut restored = Shard::restore(&snap, o, router(), restart, after).unwrap();
+        let mut rest = Vec::new();
+        for &(i, t, seq, w, _) in &recs[k..] {
+            let sent = T0.plus_ms(t);
+            restored.on_reading_replayed(&reading(i, sent, seq, w), sent, &mut rest).unwrap();
+        }
+        let mut combined = summary(&published);
+        combined.extend(summary(&rest));
+        prop_assert_eq!(combined, summary(&expected));
+    }
+}

@@ -123,7 +123,11 @@ impl Monitor {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_dolbom"));
         // A flag in `extra_args` replaces its default here.
         let mut defaults: Vec<&str> = Vec::new();
-        for (flag, value) in [("--clock", "event"), ("--stall-after-ms", "600000")] {
+        for (flag, value) in [
+            ("--clock", "event"),
+            ("--stall-after-ms", "600000"),
+            ("--snapshot-interval-secs", "1"),
+        ] {
             if !extra_args.contains(&flag) {
                 defaults.extend([flag, value]);
             }
@@ -141,8 +145,6 @@ impl Monitor {
                 &PARTITIONS.to_string(),
                 "--snapshot-dir",
                 dir.join("snapshots").to_str().unwrap(),
-                "--snapshot-interval-secs",
-                "1",
             ])
             .args(extra_args)
             .env("DOLBOM_TOPICS__READINGS", &t.readings)
@@ -1128,5 +1130,131 @@ fn a_partition_whose_snapshot_is_lost_is_refused_and_reported_down() {
     // Give a would-be duplicate time to show up.
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(household_counts(&read_all(&b.addr, &t.incidents)), want);
+    m2.terminate();
+}
+
+/// Issue 14, path 3: a crash on the wall clock, and a replay that must take
+/// each record on the clock it was live on. Two homes registered now with
+/// ATTENTION after 2 minutes report unchanged values every 20 s; the
+/// monitor opens both by the wall clock, and is SIGKILLed at once, before
+/// any snapshot (the interval is 10 minutes). While it is down, home 0
+/// becomes active. The new monitor replays the partition from its start:
+/// the households must start when they were registered (not at the
+/// restore), the openings fire again before the activity is applied (not
+/// published twice), and home 0's RECOVERED comes out — without it the
+/// incident would stay open for good.
+#[test]
+fn a_wall_clock_replay_after_a_crash_keeps_the_recovery() {
+    let _turn = serial();
+    let test = "t8";
+    let Some(b) = broker(test) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let t = topics(test);
+    let args = ["--clock", "wall", "--snapshot-interval-secs", "600"];
+    let m = Monitor::start_with(&b.addr, &t, dir.path(), "a", true, &[], &args);
+    m.wait_positioned(PARTITIONS as usize);
+    let rt = runtime();
+    let p = producer(&b.addr);
+    let registered = wall_ms() / 1000 * 1000;
+    let quiet = [0usize, 1];
+    let thresholds = pb::StageThresholds {
+        attention_minutes: 2,
+        caution_minutes: 3,
+        danger_minutes: 4,
+    };
+    rt.block_on(produce_registered(
+        &p,
+        &t,
+        quiet,
+        registered,
+        Some(thresholds),
+    ));
+    let send = |i: usize, at: i64, seq: u64, watts: f64| {
+        let mut r = reading(i, 0, None);
+        r.observed_at_ms = at;
+        r.sequence = seq;
+        r.watts = Some(watts);
+        rt.block_on(async {
+            p.send(
+                FutureRecord::to(&t.readings)
+                    .key(&hh(i))
+                    .payload(&r.encode_to_vec()),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+        });
+    };
+    let opened = |events: &[pb::IncidentEvent]| {
+        events
+            .iter()
+            .filter(|e| e.r#type == pb::IncidentEventType::Opened as i32)
+            .count()
+    };
+    let due = registered + 2 * MIN;
+    let mut seq = 0;
+    let mut next = registered + 7_000;
+    // Readings every 20 s; the openings fire by the wall clock at `due`,
+    // between two readings, and the monitor dies as soon as they are out —
+    // before the next reading, so in the log no quiet reading past `due`
+    // comes before the activity below.
+    loop {
+        if wall_ms() >= next {
+            for i in quiet {
+                send(i, next, seq, 5.0);
+            }
+            seq += 1;
+            next += 20_000;
+        }
+        if opened(&read_all(&b.addr, &t.incidents)) == quiet.len() {
+            break;
+        }
+        assert!(wall_ms() < due + 60_000, "not opened live:\n{}", m.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    m.kill();
+    eprintln!(
+        "t8: killed {} ms after due; last reading sent {} ms before due",
+        wall_ms() - due,
+        due - (next - 20_000)
+    );
+    // While it is down, home 0 becomes active.
+    let active = wall_ms();
+    send(0, active, seq, 250.0);
+    send(1, active, seq, 5.0);
+    let m2 = Monitor::start_with(&b.addr, &t, dir.path(), "a", true, &[], &args);
+    let restarted = Instant::now();
+    let deadline = restarted + Duration::from_secs(90);
+    let events = loop {
+        let events = read_all(&b.addr, &t.incidents);
+        let recovered = events.iter().any(|e| {
+            e.r#type == pb::IncidentEventType::Recovered as i32 && e.household_id == hh(0)
+        });
+        if recovered {
+            eprintln!(
+                "t8: home 0's RECOVERED {} ms after the new monitor started",
+                restarted.elapsed().as_millis()
+            );
+            break events;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "home 0's RECOVERED never came after the replay: {:?}\n{}",
+            events.iter().map(|e| &e.event_id).collect::<Vec<_>>(),
+            m2.log()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    // Give a would-be duplicate time to show up, then: each event once.
+    std::thread::sleep(Duration::from_secs(2));
+    let events = {
+        let again = read_all(&b.addr, &t.incidents);
+        assert!(again.len() >= events.len());
+        again
+    };
+    let counts = household_counts(&events);
+    assert!(counts.values().all(|&n| n == 1), "{counts:?}");
+    assert_eq!(opened(&events), quiet.len(), "{counts:?}");
+    assert!(m2.log().contains("replay done"), "{}", m2.log());
     m2.terminate();
 }

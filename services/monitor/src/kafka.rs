@@ -490,14 +490,14 @@ pub async fn ensure_topics(opts: &MonitorOptions) -> Result<i32, MonitorError> {
 }
 
 /// Reads a partition of `topic` from `from` to its current end, calling `f`
-/// for each record (key, payload, offset); returns the offset after the
-/// last. Blocking; run it on a blocking thread.
+/// for each record (key, payload, Kafka timestamp in ms); returns the offset
+/// after the last. Blocking; run it on a blocking thread.
 pub(crate) fn read_to_end(
     opts: &MonitorOptions,
     topic: &str,
     partition: i32,
     from: Offset,
-    mut f: impl FnMut(Option<&[u8]>, Option<&[u8]>, i64),
+    mut f: impl FnMut(Option<&[u8]>, Option<&[u8]>, Option<i64>),
 ) -> Result<i64, MonitorError> {
     let consumer: BaseConsumer = reader(opts, "restore")?;
     let (low, high) = consumer.fetch_watermarks(topic, partition, KAFKA_TIMEOUT)?;
@@ -531,7 +531,7 @@ pub(crate) fn read_to_end(
             Some(Err(KafkaError::PartitionEOF(_))) => idle_polls += 1,
             Some(Err(e)) => return Err(MonitorError::Kafka(e)),
             Some(Ok(m)) => {
-                f(m.key(), m.payload(), m.offset());
+                f(m.key(), m.payload(), m.timestamp().to_millis());
                 next = m.offset() + 1;
                 idle_polls = 0;
             }

@@ -82,12 +82,16 @@ pub(crate) async fn restore(src: &Sources, p: i32) -> Result<Restored, MonitorEr
                 (shard, Offset::Beginning, committed)
             }
         };
-        // Catch up with the configuration changelog before any reading.
+        // Catch up with the configuration changelog before any reading. A
+        // household registered since the snapshot starts when its record was
+        // sent (not at this restore), as it did live: its quiet clock is not
+        // pushed back by a crash.
         let mut out = Vec::new();
         let households_offset =
-            kafka::read_to_end(&opts, &opts.topics.households, p, h_from, |key, payload, _| {
+            kafka::read_to_end(&opts, &opts.topics.households, p, h_from, |key, payload, ts| {
+                let at = ts.map_or(now, |t| Ts(t).min(now));
                 if let Err(e) =
-                    shard.on_config_bytes(key.unwrap_or_default(), payload, now, &mut out)
+                    shard.on_config_bytes(key.unwrap_or_default(), payload, at, &mut out)
                 {
                     metrics::counter!(m::CONFIGS_REJECTED, "reason" => e.label()).increment(1);
                     tracing::warn!(partition = p, reason = e.label(), error = %e, "household config rejected during restore");

@@ -13,7 +13,7 @@ use dolbom_domain::convert::{event_type_from_wire, kind_from_wire, stage_from_wi
 use dolbom_domain::incident::Stage;
 use dolbom_domain::{IncidentId, Ts};
 use dolbom_proto::v1 as pb;
-use dolbom_shard::{Output, Rejection, Shard};
+use dolbom_shard::{ClockMode, Output, Rejection, Shard};
 use dolbom_snapshots::ShardSnapshot;
 use prost::Message as _;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
@@ -93,6 +93,44 @@ pub(crate) struct ShardState {
     out: Vec<Output>,
     /// The shard's re-timed reading count already added to the metric.
     retimed_seen: u64,
+    /// Set from the restore until the partition is read to its end: records
+    /// are replayed on the clock they were live on.
+    replay: Option<Replay>,
+}
+
+/// A shard replaying after its restore.
+struct Replay {
+    /// The newest send time replayed so far.
+    clock: Ts,
+    /// When the last batch arrived (real time): a replay that hears nothing
+    /// for [`REPLAY_IDLE`] ends, so the stall gate runs on the wall clock.
+    heard: std::time::Instant,
+}
+
+/// How long a replay may hear nothing before the shard returns to the wall
+/// clock (the end of the partition normally ends it first).
+const REPLAY_IDLE: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl ShardState {
+    /// The replay is over: from now on the shard runs on the wall clock.
+    fn end_replay(&mut self, why: &str) {
+        if let Some(r) = self.replay.take() {
+            tracing::info!(
+                partition = self.partition,
+                replayed_to = r.clock.millis(),
+                why,
+                "replay done; on the wall clock"
+            );
+        }
+    }
+
+    /// Lets time pass on the shard's clock: the wall clock, or nothing while
+    /// replaying (each replayed record moves the clock itself).
+    fn advance(&mut self, now: Ts) {
+        if self.replay.is_none() {
+            self.shard.advance(now, &mut self.out);
+        }
+    }
 }
 
 fn dead_letter_worthy(r: &Rejection) -> bool {
@@ -152,13 +190,22 @@ impl ShardState {
                 }
             }
             let sent_at = rec.timestamp_ms.map(Ts);
-            match self.shard.on_reading_bytes(
-                rec.key.as_deref(),
-                payload,
-                sent_at,
-                now,
-                &mut self.out,
-            ) {
+            let key = rec.key.as_deref();
+            let result = match sent_at.filter(|_| self.replay.is_some()) {
+                // Replaying after a restore: on the clock the record was live on.
+                Some(sent) => {
+                    let sent = sent.min(now);
+                    if let Some(r) = &mut self.replay {
+                        r.clock = r.clock.max(sent);
+                    }
+                    self.shard
+                        .on_reading_bytes_replayed(key, payload, sent, &mut self.out)
+                }
+                None => self
+                    .shard
+                    .on_reading_bytes(key, payload, sent_at, now, &mut self.out),
+            };
+            match result {
                 Ok(_) => accepted += 1,
                 Err(e) => {
                     metrics::counter!(m::READINGS_REJECTED, "reason" => e.label()).increment(1);
@@ -186,17 +233,21 @@ impl ShardState {
         }
     }
 
-    /// Applies a batch of `care.households` records.
+    /// Applies a batch of `care.households` records, each at the time it was
+    /// sent (its Kafka timestamp, at most now): a household starts when its
+    /// registration was sent, the same live and in a replay, so its incident
+    /// ids do not change across a crash.
     fn configs(&mut self, batch: &[Rec], now: Ts) {
         let topic = self.deps.opts.topics.households.clone();
         for rec in batch {
             if rec.offset < self.households_offset {
                 continue;
             }
+            let at = rec.timestamp_ms.map_or(now, |t| Ts(t).min(now));
             if let Err(e) = self.shard.on_config_bytes(
                 rec.key.as_deref().unwrap_or_default(),
                 rec.payload.as_deref(),
-                now,
+                at,
                 &mut self.out,
             ) {
                 metrics::counter!(m::CONFIGS_REJECTED, "reason" => e.label()).increment(1);
@@ -444,6 +495,12 @@ impl Actor for ShardActor {
             changelog: Some(changelog),
             out: Vec::new(),
             retimed_seen: 0,
+            // Only the wall clock needs replaying on the records' own
+            // clock; on the event clock every record carries its time.
+            replay: (args.deps.opts.shard.clock == ClockMode::Wall).then(|| Replay {
+                clock: Ts::MIN,
+                heard: std::time::Instant::now(),
+            }),
         };
         // Open incidents restored from the snapshot get their actors back.
         let open: Vec<IncidentArgs> = st
@@ -501,8 +558,9 @@ impl Actor for ShardActor {
             ShardMsg::Seeked => st.accepting = true,
             ShardMsg::CaughtUp => {
                 if st.accepting {
+                    st.end_replay("read to the partition's end");
                     st.shard.set_caught_up(true);
-                    st.shard.advance(now, &mut st.out);
+                    st.advance(now);
                     st.publish();
                 }
             }
@@ -515,20 +573,30 @@ impl Actor for ShardActor {
                 // More was there to read: caught up again only when the
                 // consumer says so.
                 st.shard.set_caught_up(false);
+                if let Some(r) = &mut st.replay {
+                    r.heard = std::time::Instant::now();
+                }
                 st.readings(&batch, now);
-                st.shard.advance(now, &mut st.out);
+                st.advance(now);
                 st.publish();
             }
             ShardMsg::Config { batch } => {
                 st.configs(&batch, now);
-                st.shard.advance(now, &mut st.out);
+                st.advance(now);
                 st.publish();
                 st.gauges();
             }
             ShardMsg::Tick => {
                 Self::spawn_incident_actors(st, &myself);
+                if st
+                    .replay
+                    .as_ref()
+                    .is_some_and(|r| st.accepting && r.heard.elapsed() > REPLAY_IDLE)
+                {
+                    st.end_replay("nothing more to replay");
+                }
                 if st.accepting {
-                    st.shard.advance(now, &mut st.out);
+                    st.advance(now);
                 }
                 st.publish();
             }
