@@ -15,6 +15,7 @@ pub const EXHAUSTED: &str = "dolbom_notify_exhausted_total";
 pub const UNREACHABLE: &str = "dolbom_notify_unreachable_total";
 pub const REOPENED: &str = "dolbom_notify_reopened_total";
 pub const HISTORY_OUTBOX: &str = "dolbom_notify_history_outbox";
+pub const READY: &str = "dolbom_notify_ready";
 pub const DELIVERY_SECONDS: &str = "dolbom_notify_delivery_seconds";
 pub const DELIVERY_ATTEMPTS: &str = "dolbom_notify_delivery_attempts_total";
 pub const ESCALATIONS_RUNNING: &str = "dolbom_notify_escalations_running";
@@ -113,5 +114,10 @@ pub fn describe() {
         HISTORY_OUTBOX,
         Unit::Count,
         "Escalation, delivery and audit records waiting for the history store (grows while it is down)"
+    );
+    describe_gauge!(
+        READY,
+        Unit::Count,
+        "1 while gRPC health says SERVING (incident input running, publishing to the bus works, not shutting down)"
     );
 }

@@ -131,6 +131,12 @@ async fn follow_readiness(
             (true, _) => ServingStatus::NotServing,
         };
         if last != Some(status) {
+            let ready = if status == ServingStatus::Serving {
+                1.0
+            } else {
+                0.0
+            };
+            metrics::gauge!(crate::metrics::READY).set(ready);
             for name in SERVICES {
                 health.set_service_status(name, status).await;
             }
