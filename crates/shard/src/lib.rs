@@ -18,8 +18,9 @@
 //!   alone. On the wall clock a partition the
 //!   monitor has read to its end ([`Shard::set_caught_up`]) also fires by
 //!   the wall clock (less the allowed lateness) while healthy, up to
-//!   [`QUIET_PARTITION_INPUT_MS`] past its last input, so a quiet partition
-//!   does not wait for its next reading.
+//!   [`QUIET_PARTITION_INPUT_MS`] past its last input and past its newest
+//!   reading's time, so a quiet partition does not wait for its next reading
+//!   and a monitor clock running ahead fires nothing early.
 //! - **Stall inhibition.** If input stops for `stall_after_ms` of wall time
 //!   while households are hosted (or, in wall mode, event time lags the wall
 //!   clock by more than `max_event_lag_ms`), firing freezes: no inactivity is
@@ -828,7 +829,12 @@ impl Shard {
                 .health
                 .last_input_wall
                 .plus_ms(QUIET_PARTITION_INPUT_MS);
-            wall_now.min(heard).plus_ms(-lateness)
+            // Nor more than that past the plugs' own newest time: a monitor
+            // clock running ahead must not fire deadlines early.
+            let plugs = self
+                .event_max
+                .map_or(Ts::MIN, |e| e.plus_ms(QUIET_PARTITION_INPUT_MS));
+            wall_now.min(heard).min(plugs).plus_ms(-lateness)
         });
         let by_event = self.event_max.map(|e| e.plus_ms(-lateness));
         let Some(mut limit) = by_event.max(by_wall) else {

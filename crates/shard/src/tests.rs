@@ -819,3 +819,59 @@ proptest! {
         prop_assert_eq!(combined, summary(&expected));
     }
 }
+
+/// Issue 14, path 5, the other direction: the monitor's own clock jumps 15
+/// minutes ahead (injected wall time) while its plugs report on time. No
+/// deadline may fire early from it (that would be a flood of false
+/// ATTENTIONs across the partition): wall-clock firing never runs more than
+/// `QUIET_PARTITION_INPUT_MS` past the last input, and the event time now
+/// lagging the clock stalls the partition, so SRE hears of it once.
+#[test]
+fn a_monitor_clock_ahead_stalls_and_fires_nothing_early() {
+    // 8 minutes: within the lag a healthy partition may have, so no stall;
+    // 15: past it, one stall.
+    for (ahead_min, stalls) in [(8, 0), (15, 1)] {
+        let (s, out) = monitor_clock_ahead(ahead_min);
+        let evs = events(&out);
+        assert!(
+            evs.iter()
+                .all(|e| e.kind == pb::IncidentKind::PipelineStall as i32),
+            "{ahead_min} min ahead: nothing but a stall: {:?}",
+            summary(&out)
+        );
+        assert_eq!(evs.len(), stalls, "{ahead_min} min: {:?}", summary(&out));
+        assert_eq!(s.is_stalled(), stalls == 1);
+        assert!(s.fired_to() < T0.plus_ms(30 * MINUTE_MS));
+    }
+}
+
+/// Three quiet homes report every minute for 25 minutes, their ATTENTIONs
+/// due at minute 30; from minute 10 the monitor's clock is `ahead_min`
+/// ahead (so it reads past minute 30), ticking every second.
+fn monitor_clock_ahead(ahead_min: i64) -> (Shard, Vec<Output>) {
+    let mut o = opts();
+    o.clock = ClockMode::Wall;
+    let mut s = Shard::new(0, o, router(), T0);
+    let mut out = Vec::new();
+    for i in 0..3 {
+        let mut c = cfg(i, "1111051500");
+        c.offline_after_minutes = 20;
+        c.thresholds.attention_minutes = 30;
+        s.apply_config(c, T0, &mut out).unwrap();
+    }
+    let ahead = ahead_min * MINUTE_MS;
+    for m in 0..25 {
+        let t = T0.plus_ms(m * MINUTE_MS);
+        let wall = if m < 10 { t } else { t.plus_ms(ahead) };
+        s.set_caught_up(true);
+        for i in 0..3 {
+            s.on_reading_sent(&reading(i, t, m as u64 + 1, 5.0), Some(t), wall, &mut out)
+                .unwrap();
+        }
+        s.advance(wall, &mut out);
+        for tick in 1..60 {
+            s.advance(wall.plus_ms(tick * 1_000), &mut out);
+        }
+    }
+    (s, out)
+}
