@@ -90,6 +90,10 @@ async fn sms(State(f): State<Fake>, headers: HeaderMap, body: String) -> StatusC
         idempotency_key: headers["idempotency-key"].to_str().unwrap().into(),
         body: v,
     });
+    // The gateway refusing the platform's API key (an expired key).
+    if f.failing.lock().unwrap().contains(SMS_KEY_REFUSED) {
+        return StatusCode::UNAUTHORIZED;
+    }
     if f.failing.lock().unwrap().contains(&to) {
         StatusCode::SERVICE_UNAVAILABLE
     } else {
@@ -166,6 +170,8 @@ impl Gateway {
     }
 }
 
+/// In `Gateway::failing`: every SMS is answered 401.
+const SMS_KEY_REFUSED: &str = "SMS_KEY_REFUSED";
 const DONG_SMS: &str = "0211110000";
 const CENTER_SMS: &str = "0299990000";
 const EMERGENCY_SMS: &str = "0211900000";
@@ -1725,5 +1731,97 @@ async fn alerts_go_out_while_the_history_store_is_down_and_its_records_drain_aft
             e.incident_id
         );
     }
+    svc.stop().await;
+}
+
+/// Waits until the escalation of `id` is retrying an unreachable last step
+/// at a time later than `after`; returns that time.
+async fn retrying_after(svc: &Service, id: &str, after: Ts) -> Ts {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(e) = svc.core.escalation(id).await {
+            if let dolbom_escalation::Phase::Unreachable { retry_at } = e.phase {
+                if retry_at > after {
+                    return retry_at;
+                }
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no retry scheduled after {after:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Issue 14 (fault list): the SMS gateway answers 401 — the platform's API
+/// key expired — for 5 minutes while every webhook of the ladder fails too,
+/// so nobody can be reached. SRE is paged once, the last step is retried
+/// after 1, 2, 4 minutes, and the first retry after the key works again
+/// reaches emergency services: the alert is late, never dropped, and the
+/// successful message goes out once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_refusing_its_key_for_five_minutes_delays_but_never_drops_an_alert() {
+    let t0 = kst(2026, 11, 23, 10, 0);
+    let Setup {
+        _dir,
+        mut gw,
+        now,
+        svc,
+        ..
+    } = setup(t0, "jongno", false).await;
+    for f in [
+        SMS_KEY_REFUSED,
+        "DONG_OFFICE",
+        "CONTROL_CENTER",
+        "EMERGENCY",
+    ] {
+        gw.failing.lock().unwrap().insert(f.into());
+    }
+    let e = opened("hh-1", "11110", pb::Stage::Attention, t0);
+    svc.core.ingest(vec![e.clone()]).await.unwrap();
+    let page = format!("{}/unreachable", e.incident_id);
+    let seen = gw.until("/hook", &page).await;
+    assert_eq!(seen.last().unwrap().body["tier"], "SRE");
+    // Still refused at the retries after 1 and 3 minutes.
+    let mut retry = retrying_after(&svc, &e.incident_id, t0).await;
+    assert_eq!(retry, t0.plus_minutes(1));
+    for expected in [3, 7] {
+        now.store(retry.millis(), Ordering::SeqCst);
+        assert!(svc.core.tick().await.unwrap() >= 1);
+        retry = retrying_after(&svc, &e.incident_id, retry).await;
+        assert_eq!(retry, t0.plus_minutes(expected));
+    }
+    // The key works again from minute 5; the retry at minute 7 gets through.
+    gw.failing.lock().unwrap().clear();
+    while gw.rx.try_recv().is_ok() {}
+    now.store(retry.millis(), Ordering::SeqCst);
+    assert!(svc.core.tick().await.unwrap() >= 1);
+    let sms = loop {
+        let h = gw.next().await;
+        if h.path == "/sms" {
+            break h;
+        }
+    };
+    assert_eq!(sms.body["to"][0], EMERGENCY_SMS);
+    assert!(sms
+        .idempotency_key
+        .starts_with(&format!("{}/s2/a", e.incident_id)));
+    // Delivered (every result recorded): the escalation waits for an
+    // acknowledgement again instead of retrying.
+    svc.core.drain_deliveries().await;
+    let esc = svc.core.escalation(&e.incident_id).await.unwrap();
+    assert!(
+        matches!(esc.phase, dolbom_escalation::Phase::Waiting { .. }),
+        "{:?}",
+        esc.phase
+    );
+    let mut again = 0;
+    while let Ok(h) = gw.rx.try_recv() {
+        if h.path == "/sms" && h.idempotency_key == sms.idempotency_key {
+            again += 1;
+        }
+    }
+    assert_eq!(again, 0, "the delivered message went out once");
     svc.stop().await;
 }
