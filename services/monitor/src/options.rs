@@ -108,6 +108,13 @@ pub struct MonitorOptions {
     /// the committed offset, its households' quiet clocks restart and their
     /// incident ids change. For disaster recovery only.
     pub allow_missing_snapshot: bool,
+    /// A monitor that lost all its partitions (its group session timed out)
+    /// and has not been given any back after this many seconds stops with an
+    /// error, so that its orchestrator restarts it with a fresh consumer: a
+    /// member that fails to rejoin must not sit idle while nobody watches its
+    /// households. 0 = never. Assumes no more monitors than partitions (then
+    /// every member owns at least one).
+    pub rejoin_timeout_secs: u64,
     /// Chaos testing only: a reading from this device id makes its shard
     /// panic, to exercise supervision, restore and dead-lettering.
     pub fault_injection_device: String,
@@ -136,6 +143,7 @@ impl Default for MonitorOptions {
             shard: ShardOptions::default(),
             supervision: SupervisionOptions::default(),
             allow_missing_snapshot: false,
+            rejoin_timeout_secs: 60,
             fault_injection_device: String::new(),
         }
     }

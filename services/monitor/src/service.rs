@@ -49,19 +49,48 @@ async fn snapshot_store(opts: &MonitorOptions) -> Result<Arc<dyn SnapshotStore>,
     })
 }
 
-/// Hands the consumer's rebalance events to the root actor.
+/// Hands the consumer's rebalance events to the root actor, and watches that
+/// a member which lost all its partitions gets some back (see
+/// `rejoin_timeout_secs`).
 async fn follow_rebalances(
     root: ActorRef<RootMsg>,
+    deps: Arc<Deps>,
     mut events: mpsc::UnboundedReceiver<Rebalance>,
 ) {
-    while let Some(ev) = events.recv().await {
+    let timeout = Duration::from_secs(deps.opts.rejoin_timeout_secs);
+    let mut owned: std::collections::HashSet<i32> = Default::default();
+    let mut empty_since: Option<std::time::Instant> = None;
+    loop {
+        let ev = tokio::select! {
+            ev = events.recv() => match ev {
+                Some(ev) => ev,
+                None => break,
+            },
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                let stuck = empty_since.is_some_and(|t| t.elapsed() > timeout);
+                if stuck && !timeout.is_zero() && !deps.stop.is_cancelled() {
+                    deps.fail(format!(
+                        "no partitions for {} s after losing them all: the consumer did not rejoin its group; stopping so a restart joins with a fresh one",
+                        timeout.as_secs()
+                    ));
+                    empty_since = None;
+                }
+                continue;
+            }
+        };
         match ev {
             Rebalance::Assigned(partitions) => {
+                owned.extend(&partitions);
+                empty_since = None;
                 let _ = root.cast(RootMsg::Assign { partitions });
             }
             Rebalance::Revoked {
                 partitions, done, ..
             } => {
+                owned.retain(|p| !partitions.contains(p));
+                if owned.is_empty() {
+                    empty_since = Some(std::time::Instant::now());
+                }
                 let offsets = ractor::call_t!(
                     root,
                     |reply| RootMsg::Revoke { partitions, reply },
@@ -110,7 +139,7 @@ pub async fn run(
     let (root, root_handle) = Actor::spawn(None, Root, deps.clone())
         .await
         .map_err(|e| MonitorError::Actors(e.to_string()))?;
-    let rebalancing = tokio::spawn(follow_rebalances(root.clone(), rebalances));
+    let rebalancing = tokio::spawn(follow_rebalances(root.clone(), deps.clone(), rebalances));
     consumer.subscribe(&[opts.topics.readings.as_str()])?;
 
     let ingest = Ingest {
