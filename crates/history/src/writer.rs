@@ -187,6 +187,19 @@ impl HistoryWriter {
         true
     }
 
+    /// Queues a record without waiting; gives it back when the queue is
+    /// full or closed (the caller keeps it elsewhere; not counted as refused).
+    pub fn offer(&self, record: Record) -> Result<(), Box<Record>> {
+        match self.tx.try_reserve() {
+            Ok(permit) => {
+                self.queued_one();
+                permit.send(Item::Record(record));
+                Ok(())
+            }
+            Err(_) => Err(Box::new(record)),
+        }
+    }
+
     /// Waits until every record queued before this call is in the store.
     pub async fn flush(&self) -> Result<(), HistoryError> {
         let (done, wait) = oneshot::channel();

@@ -7,10 +7,12 @@
 //! `WatchIncidents` subscribers (in log order, still under the writer lock),
 //! the outbox rows to [`Deliveries`], and the publisher is woken for registry
 //! changes and the service's own events. Escalation, delivery and audit
-//! records are written into the history outbox inside the transaction and
-//! forwarded to the history store by [`crate::forward`]: nothing that alerts
-//! a person waits for the history store, and a record is never lost to a
-//! crash or an outage of it. A crash between commit and delivery leaves pending
+//! records go to the history writer's queue without waiting; whatever it
+//! cannot take (the history store is down or slow and the queue is full)
+//! is written into the history outbox and forwarded later by
+//! [`crate::forward`]: nothing that alerts a person waits for the history
+//! store. (Records still in the writer's memory queue are lost if the
+//! process dies; the outbox survives.) A crash between commit and delivery leaves pending
 //! outbox rows, which a restart delivers with the same idempotency keys; a
 //! crash before the commit leaves nothing, and the Kafka offset (committed
 //! after `ingest` returns) brings the event back. Reads run on the reader
@@ -50,9 +52,8 @@ pub struct Logged {
 pub(crate) struct Effects {
     pub(crate) logged: Vec<Logged>,
     pub(crate) outbox: Vec<OutboxRow>,
-    /// Records for the history store (into the history outbox at commit).
+    /// Records for the history store (its writer, or the history outbox).
     pub(crate) records: Vec<Record>,
-    pub(crate) spilled: bool,
     /// Registry changes or the service's own events wait for the bus.
     pub(crate) publish: bool,
 }
@@ -168,10 +169,6 @@ impl Core {
             let tx = conn.transaction()?;
             let mut fx = Effects::default();
             let r = f(&me, &tx, &mut fx)?;
-            fx.spilled = !fx.records.is_empty();
-            for rec in fx.records.drain(..) {
-                store::spill(&tx, rec)?;
-            }
             tx.commit()?;
             // Still under the writer lock: subscribers see log order.
             for l in fx.logged.drain(..) {
@@ -201,7 +198,17 @@ impl Core {
     }
 
     async fn let_out(&self, fx: Effects) {
-        if fx.spilled {
+        // To the history writer without waiting; what it cannot take now
+        // goes into the history outbox.
+        let full: Vec<Record> = fx
+            .records
+            .into_iter()
+            .filter_map(|r| self.history.offer(r).err().map(|b| *b))
+            .collect();
+        if !full.is_empty() {
+            if let Err(e) = self.spill(full) {
+                tracing::error!(error = %e, "history records could not be kept in the outbox");
+            }
             self.history_wake.notify_one();
         }
         if !fx.outbox.is_empty() {
@@ -210,6 +217,18 @@ impl Core {
         if fx.publish {
             self.publish_wake.notify_one();
         }
+    }
+
+    /// Keeps records the history writer could not take in the history outbox
+    /// (the rare path: the writer's queue is full; a short transaction).
+    fn spill(&self, records: Vec<Record>) -> Result<(), NotifyError> {
+        let mut conn = self.writer.lock().expect("writer lock");
+        let tx = conn.transaction()?;
+        for r in records {
+            store::spill(&tx, r)?;
+        }
+        tx.commit()?;
+        Ok(())
     }
 
     /// Live logged events (after their commit, in log order).

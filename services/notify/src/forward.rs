@@ -1,14 +1,16 @@
 //! The history outbox out to the history store.
 //!
-//! Every transaction writes its escalation, delivery and audit records into
-//! the history outbox ([`crate::store::spill`]); [`HistoryForwarder`] takes
-//! them in order, hands them to the [`dolbom_history::HistoryWriter`], waits
-//! until the store holds them and only then forgets them. While the history
-//! store is down the records wait on disk (`dolbom_notify_history_outbox`
-//! counts them) and SMS, webhooks, watch streams, acknowledgements and
-//! resolutions go on as before; when it is back they drain. Records carry
-//! deterministic ids, so one forwarded twice (a crash between the store's
-//! write and the outbox's delete) is one record in the store.
+//! Escalation, delivery and audit records go to the history writer's queue
+//! without waiting; those it cannot take — the history store is down or slow
+//! and the queue is full — are written into the history outbox
+//! ([`crate::store::spill`]). [`HistoryForwarder`] takes them in order,
+//! hands them to the [`dolbom_history::HistoryWriter`], waits until the store
+//! holds them and only then forgets them. While the history store is down
+//! the records wait (in the writer's bounded queue, then on disk:
+//! `dolbom_notify_history_outbox`) and SMS, webhooks, watch streams,
+//! acknowledgements and resolutions go on as before; when it is back they
+//! drain. Records carry deterministic ids, so one forwarded twice is one
+//! record in the store.
 
 use crate::core::Core;
 use crate::error::NotifyError;

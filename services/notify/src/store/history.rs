@@ -1,8 +1,8 @@
-//! The history outbox: escalation, delivery and audit records written in the
-//! same transaction as the change they record, and forwarded to the history
-//! store afterwards (see [`crate::forward`]). While the history store is
-//! down they wait here — on disk, across restarts — and nothing that alerts
-//! a person waits for them.
+//! The history outbox: escalation, delivery and audit records the history
+//! writer's queue could not take (the history store is down or slow),
+//! forwarded to the history store later (see [`crate::forward`]). They wait
+//! here — on disk, across restarts — and nothing that alerts a person waits
+//! for them.
 
 use crate::error::NotifyError;
 use dolbom_history::{AuditEntry, EscalationEntry, Record};
