@@ -34,8 +34,8 @@ mod machine;
 mod policy;
 
 pub use machine::{
-    route_tier, Action, Escalation, EscalationCause, Notice, Opening, Phase, Purpose, ReopenCause,
-    StopReason,
+    round_id, route_tier, Action, Escalation, EscalationCause, Notice, Opening, Phase, Purpose,
+    ReopenCause, StopReason,
 };
 pub use policy::{
     ChannelKind, Policy, PolicyError, Step, Tier, DEFAULT_RECHECK_MINUTES, MAX_RECHECK_MINUTES,

@@ -230,6 +230,16 @@ pub struct Escalation {
 pub const UNREACHABLE_RETRY_MINUTES: u32 = 1;
 pub const UNREACHABLE_RETRY_MAX_MINUTES: u32 = 30;
 
+/// An id made unique per round of a reopened incident: `id` itself in the
+/// first round, `id/rN` in round N. Message ids, and the ids of the records
+/// and events a round leaves, are built on it.
+pub fn round_id(id: &str, round: u32) -> String {
+    match round {
+        0 => id.to_string(),
+        r => format!("{id}/r{r}"),
+    }
+}
+
 /// Where a step's tier is reached at `now`, or until when it is held.
 pub fn route_tier(tier: Tier, consent: bool, router: &Router, now: Ts) -> Result<Tier, Ts> {
     match tier {
@@ -309,10 +319,7 @@ impl Escalation {
     /// The prefix of every message id: the incident id, and the round after
     /// a reopening (so a new round never repeats an earlier round's ids).
     fn id_prefix(&self) -> String {
-        match self.round {
-            0 => self.incident_id.clone(),
-            r => format!("{}/r{r}", self.incident_id),
-        }
+        round_id(&self.incident_id, self.round)
     }
 
     fn welfare(&self) -> bool {

@@ -726,21 +726,9 @@ impl Shard {
         sent_at: Ts,
         out: &mut Vec<Output>,
     ) -> Result<ReadingOutcome, Rejection> {
-        self.replay_to(sent_at, out);
-        let r = self.on_reading_sent(r, Some(sent_at), sent_at, out);
-        self.advance(sent_at, out);
-        r
-    }
-
-    /// Moves a replaying shard's clock to `sent_at`, as the live ticks before
-    /// the record did (the record is then applied, and the clock advanced
-    /// again, as the live tick after it did).
-    fn replay_to(&mut self, sent_at: Ts, out: &mut Vec<Output>) {
-        if let Some(t) = self.replay_from_input.take() {
-            self.health.last_input_wall = t;
-        }
-        self.caught_up = true;
-        self.advance(sent_at, out);
+        self.replayed(sent_at, out, |s, out| {
+            s.on_reading_sent(r, Some(sent_at), sent_at, out)
+        })
     }
 
     /// [`Shard::on_reading_bytes`] for a replayed record (see
@@ -752,8 +740,26 @@ impl Shard {
         sent_at: Ts,
         out: &mut Vec<Output>,
     ) -> Result<ReadingOutcome, Rejection> {
-        self.replay_to(sent_at, out);
-        let r = self.on_reading_bytes(key, payload, Some(sent_at), sent_at, out);
+        self.replayed(sent_at, out, |s, out| {
+            s.on_reading_bytes(key, payload, Some(sent_at), sent_at, out)
+        })
+    }
+
+    /// Applies a replayed record at `sent_at` as the live run did: the live
+    /// ticks before it moved the clock to `sent_at`, the record was applied,
+    /// and the tick after it moved the clock again.
+    fn replayed<T>(
+        &mut self,
+        sent_at: Ts,
+        out: &mut Vec<Output>,
+        apply: impl FnOnce(&mut Self, &mut Vec<Output>) -> T,
+    ) -> T {
+        if let Some(t) = self.replay_from_input.take() {
+            self.health.last_input_wall = t;
+        }
+        self.caught_up = true;
+        self.advance(sent_at, out);
+        let r = apply(self, out);
         self.advance(sent_at, out);
         r
     }

@@ -5,10 +5,10 @@
 //! queued (or a restart found pending) and sends each message on each of its
 //! push channels as one task, at most `max_in_flight` at once. A channel is
 //! tried up to `retry.attempts` times with exponential backoff while its
-//! errors are retryable; every attempt is recorded in the history (through
-//! the history outbox, with its result: a slow or absent history store never
-//! holds a delivery up). Results go to the [`Finisher`], which records them
-//! in the outbox many per transaction (one fsync for everything that finished meanwhile) and tells
+//! errors are retryable; every attempt becomes a history record that travels
+//! with its result (so a slow or absent history store never holds a delivery
+//! up). Results go to the [`Finisher`], which records them in the outbox many
+//! per transaction (one fsync for everything that finished meanwhile) and tells
 //! the [`Ledger`] (the core) about an alert that reached nobody, so that the
 //! escalation moves on without waiting for its acknowledgement timeout.
 

@@ -18,7 +18,7 @@ use crate::store::{self, OutboxRow};
 use dolbom_domain::convert::{kind_from_wire, stage_from_wire};
 use dolbom_domain::incident::{IncidentKind, Stage};
 use dolbom_domain::Ts;
-use dolbom_escalation::{Action, Escalation, Notice, Purpose, StopReason};
+use dolbom_escalation::{round_id, Action, Escalation, Notice, Purpose, StopReason};
 use dolbom_history::{EscalationAction, EscalationEntry, Record};
 use dolbom_proto::v1 as pb;
 use rusqlite::Connection;
@@ -102,15 +102,6 @@ fn text(n: &Notice, view: &pb::Incident) -> String {
             n.stage.korean(),
             view.dong_code,
         ),
-    }
-}
-
-/// An id made unique per round of a reopened incident (round 0 keeps the
-/// plain id).
-pub(crate) fn round_id(id: &str, round: u32) -> String {
-    match round {
-        0 => id.to_string(),
-        r => format!("{id}/r{r}"),
     }
 }
 

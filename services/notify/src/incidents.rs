@@ -7,13 +7,13 @@
 
 use crate::core::{Core, Effects, Logged};
 use crate::error::NotifyError;
-use crate::escalate::round_id;
 use crate::metrics as m;
 use crate::scope::Scoped;
 use crate::store::{self, IncidentRow};
 use dolbom_auth::Principal;
 use dolbom_domain::convert::{outcome_from_wire, timestamp, ts};
 use dolbom_domain::Ts;
+use dolbom_escalation::round_id;
 use dolbom_proto::v1 as pb;
 use rusqlite::Connection;
 use std::sync::Arc;

@@ -109,9 +109,30 @@ impl PartitionSupervisor {
 
     /// The shard could not start: count it, then [`Self::retry_later`].
     fn failed(myself: &ActorRef<PartitionMsg>, st: &mut SupervisorState) {
+        Self::count_failure(st);
+        Self::retry_later(myself, st);
+    }
+
+    /// One more failure since the shard last ran healthy.
+    fn count_failure(st: &mut SupervisorState) {
         st.failures += 1;
         st.down_since.get_or_insert_with(Ts::now);
-        Self::retry_later(myself, st);
+    }
+
+    /// The outage is over for this monitor (a shard ran healthy, or the
+    /// partition is handed over): a reported one recovers.
+    fn outage_over(st: &mut SupervisorState) {
+        let Some(since) = st.down_since.take() else {
+            return;
+        };
+        if std::mem::take(&mut st.reported) {
+            tracing::info!(partition = st.partition, "partition no longer down");
+            metrics::gauge!(m::PARTITIONS_DOWN, "partition" => st.partition.to_string()).set(0.0);
+            st.deps.clone().publish_platform(
+                st.partition,
+                stall(st.partition, EventType::Recovered, since),
+            );
+        }
     }
 
     /// Reports the partition down once its failures repeat, and tries again
@@ -199,17 +220,7 @@ impl Actor for PartitionSupervisor {
             PartitionMsg::Healthy { start } => {
                 if start == st.starts && st.shard.is_some() {
                     st.failures = 0;
-                    if let Some(since) = st.down_since.take() {
-                        if std::mem::take(&mut st.reported) {
-                            tracing::info!(partition = st.partition, "partition up again");
-                            metrics::gauge!(m::PARTITIONS_DOWN, "partition" => st.partition.to_string())
-                                .set(0.0);
-                            st.deps.clone().publish_platform(
-                                st.partition,
-                                stall(st.partition, EventType::Recovered, since),
-                            );
-                        }
-                    }
+                    Self::outage_over(st);
                 }
             }
             PartitionMsg::Readings { batch } => {
@@ -233,15 +244,7 @@ impl Actor for PartitionSupervisor {
                 // Handed over (or shutting down): this monitor's outage of
                 // the partition ends here; a new owner that cannot run it
                 // either reports its own.
-                if let Some(since) = st.down_since.take().filter(|_| st.reported) {
-                    st.reported = false;
-                    metrics::gauge!(m::PARTITIONS_DOWN, "partition" => st.partition.to_string())
-                        .set(0.0);
-                    st.deps.clone().publish_platform(
-                        st.partition,
-                        stall(st.partition, EventType::Recovered, since),
-                    );
-                }
+                Self::outage_over(st);
                 let off = match st.shard.take() {
                     Some(s) => {
                         let r = ractor::call_t!(
@@ -306,8 +309,7 @@ impl Actor for PartitionSupervisor {
             // failing before it ran healthy (a panic outside record
             // handling) backs off and is reported, instead of looping
             // quietly.
-            st.failures += 1;
-            st.down_since.get_or_insert_with(Ts::now);
+            Self::count_failure(st);
             if st.failures == 1 {
                 Self::try_start(&myself, st).await;
             } else {
