@@ -334,6 +334,23 @@ async fn produce_registered(
     }
 }
 
+/// The homes the wall-clock tests register with [`register_quiet_now`].
+const QUIET_NOW: [usize; 2] = [0, 1];
+
+/// Registers [`QUIET_NOW`] now (rounded down to the second) with ATTENTION
+/// after 2 minutes (CAUTION 3, DANGER 4), for the wall-clock tests; returns
+/// the registration time.
+async fn register_quiet_now(p: &FutureProducer, t: &Topics) -> i64 {
+    let registered = wall_ms() / 1000 * 1000;
+    let thresholds = pb::StageThresholds {
+        attention_minutes: 2,
+        caution_minutes: 3,
+        danger_minutes: 4,
+    };
+    produce_registered(p, t, QUIET_NOW, registered, Some(thresholds)).await;
+    registered
+}
+
 /// The events the scripted stream must produce by minute 14 h, and nothing else.
 fn expected() -> BTreeSet<String> {
     let mut e = BTreeSet::new();
@@ -756,20 +773,8 @@ fn a_quiet_partition_fires_by_the_wall_clock_not_at_its_next_reading() {
     m.wait_positioned(PARTITIONS as usize);
     let rt = runtime();
     let p = producer(&b.addr);
-    let registered = wall_ms() / 1000 * 1000;
-    let quiet = [0usize, 1];
-    let thresholds = pb::StageThresholds {
-        attention_minutes: 2,
-        caution_minutes: 3,
-        danger_minutes: 4,
-    };
-    rt.block_on(produce_registered(
-        &p,
-        &t,
-        quiet,
-        registered,
-        Some(thresholds),
-    ));
+    let quiet = QUIET_NOW;
+    let registered = rt.block_on(register_quiet_now(&p, &t));
     let due = registered + 2 * MIN;
     let mut seq = 0;
     let opened = loop {
@@ -1155,20 +1160,8 @@ fn a_wall_clock_replay_after_a_crash_keeps_the_recovery() {
     m.wait_positioned(PARTITIONS as usize);
     let rt = runtime();
     let p = producer(&b.addr);
-    let registered = wall_ms() / 1000 * 1000;
-    let quiet = [0usize, 1];
-    let thresholds = pb::StageThresholds {
-        attention_minutes: 2,
-        caution_minutes: 3,
-        danger_minutes: 4,
-    };
-    rt.block_on(produce_registered(
-        &p,
-        &t,
-        quiet,
-        registered,
-        Some(thresholds),
-    ));
+    let quiet = QUIET_NOW;
+    let registered = rt.block_on(register_quiet_now(&p, &t));
     let send = |i: usize, at: i64, seq: u64, watts: f64| {
         let mut r = reading(i, 0, None);
         r.observed_at_ms = at;
