@@ -40,3 +40,28 @@ async fn without_the_stall_and_blackout_nothing_of_theirs_is_raised() {
     assert!(v.correct(), "{}", report.render());
     assert_eq!((v.area_incidents, v.stall_incidents), (0, 0));
 }
+
+/// Issue 14, path 7: the area decision must not depend on the partition
+/// count. The smoke town's blackout darkens one dong (about 40 homes); with
+/// 12 and 48 partitions each shard hosts only a few of them, under any
+/// shard's own threshold, yet the blackout must come out as one area
+/// incident and no household incident.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dong_blackout_is_one_area_incident_with_12_and_with_48_partitions() {
+    for partitions in [12, 48] {
+        let mut sc = Scenario::preset("smoke").unwrap();
+        sc.progress = false;
+        sc.stall_at_hours = None;
+        sc.partitions = partitions;
+        let (report, truth, _) = dolbom_load_tests::inproc::run(&sc).await.unwrap();
+        let v = &report.verdict;
+        assert!(v.correct(), "{partitions} partitions: {}", report.render());
+        assert_eq!(
+            v.area_incidents,
+            1,
+            "{partitions} partitions: {}",
+            report.render()
+        );
+        assert!(truth.blackouts[0].households.len() >= 20);
+    }
+}

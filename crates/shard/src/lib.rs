@@ -35,7 +35,11 @@
 //!   absorbed, with everything they would emit until they recover). When most
 //!   come back the area incident recovers and anyone still offline is
 //!   released: their incident is announced then, nothing is lost. Incidents
-//!   that were already open before the outage are never absorbed.
+//!   that were already open before the outage are never absorbed. An area
+//!   is judged as a whole, not from this partition's share of it: shards
+//!   that [`Shard::share_areas`] write their part of each area to an
+//!   [`AreaBoard`] and add up the other partitions' parts (see `area.rs`),
+//!   so the decision does not depend on the partition count.
 //! - **Snapshots** ([`Shard::snapshot`] / [`Shard::restore`]): the whole shard
 //!   as bytes. A restore can be told which event ids were already published,
 //!   so replaying the input after the snapshot does not publish them again.
@@ -45,15 +49,18 @@
 //! clock passed in; the shard appends [`Output`]s (wire incident events, all
 //! with deterministic ids) for the monitor to publish. No I/O, no clock.
 
+mod area;
 mod wheel;
 
+use area::Area;
+pub use area::{AreaBoard, AreaCounts, AreaOptions, SharedCounts};
 pub use wheel::TimerWheel;
 
 use dolbom_calendar::Router;
 use dolbom_domain::convert::{self, PlatformIncident};
 use dolbom_domain::{
-    ConfigError, DongCode, EventType, HouseholdConfig, HouseholdEvent, HouseholdId, IncidentKind,
-    MunicipalityCode, Route, Ts, MINUTE_MS,
+    ConfigError, EventType, HouseholdConfig, HouseholdEvent, HouseholdId, IncidentKind, Route, Ts,
+    MINUTE_MS,
 };
 pub use dolbom_engine::MAX_CLOCK_SKEW_MS;
 use dolbom_engine::{Effect, HouseholdState, Reading, ReadingError, ReadingOutcome};
@@ -61,7 +68,7 @@ use dolbom_proto::v1 as pb;
 use hashbrown::HashTable;
 use prost::Message;
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 
 /// Where the shard's sense of "now" comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -72,35 +79,6 @@ pub enum ClockMode {
     Wall,
     /// Replays, simulations and tests: event time only.
     Event,
-}
-
-/// Area inhibition settings.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct AreaOptions {
-    /// Offline openings counted together (event time).
-    pub window_ms: i64,
-    /// How long a DEVICE_OFFLINE opening waits to see whether it is part of an
-    /// outage (event time). 0 disables area inhibition.
-    pub hold_ms: i64,
-    /// At least this many households of the area, on this shard…
-    pub min_households: u32,
-    /// …and at least this share of the area's households on this shard.
-    pub share: f64,
-    /// Group by building where a household has one, else by dong.
-    pub by_building: bool,
-}
-
-impl Default for AreaOptions {
-    fn default() -> Self {
-        Self {
-            window_ms: 10 * MINUTE_MS,
-            hold_ms: 2 * MINUTE_MS,
-            min_households: 5,
-            share: 0.5,
-            by_building: true,
-        }
-    }
 }
 
 /// Timing settings of a shard.
@@ -245,18 +223,6 @@ struct Entity {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
-struct Area {
-    id: String,
-    municipality: MunicipalityCode,
-    dong: DongCode,
-    households: u32,
-    offline: u32,
-    recent: VecDeque<Ts>,
-    /// Episode start of the active outage.
-    active: Option<Ts>,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
 struct Pending {
     slot: u32,
     event: HouseholdEvent,
@@ -273,29 +239,6 @@ struct Health {
     stalled: Option<(Ts, Ts)>,
     /// After a stall: firing frozen at `.0` until event time reaches `.1`.
     grace: Option<(Ts, Ts)>,
-}
-
-/// An area's AREA_OUTAGE incident event (routed to maintenance).
-fn area_event(
-    a: &Area,
-    event: EventType,
-    episode: Ts,
-    due: Ts,
-    emitted_at: Ts,
-    affected: u32,
-) -> pb::IncidentEvent {
-    convert::platform_event(&PlatformIncident {
-        kind: IncidentKind::AreaOutage,
-        subject: &a.id,
-        event,
-        episode_start: episode,
-        due_at: due,
-        emitted_at,
-        route: Route::Maintenance,
-        municipality: Some(a.municipality),
-        dong: Some(a.dong),
-        affected_households: affected,
-    })
 }
 
 /// One partition's households. See the crate documentation.
@@ -331,6 +274,9 @@ pub struct Shard {
     /// restore (from the snapshot; never, for a fresh shard), so that a
     /// replay caps wall-clock firing where the live run did.
     replay_from_input: Option<Ts>,
+    /// Where this shard's part of each area is shared (not snapshotted: the
+    /// monitor shares it again after a restore).
+    board: Option<AreaBoard>,
 }
 
 /// Time elapsed on the wall clock, never backwards: a monitor clock that
@@ -403,6 +349,7 @@ impl Shard {
                 ms: 0,
             },
             last_input_elapsed: 0,
+            board: None,
         }
     }
 
@@ -538,6 +485,7 @@ impl Shard {
                 let e = self.entity_mut(slot);
                 e.area = area;
                 self.areas[area as usize].households += 1;
+                self.area_changed(area);
             }
             let mut effects = std::mem::take(&mut self.effects);
             let e = self.entity_mut(slot);
@@ -554,6 +502,7 @@ impl Shard {
         .max(cfg.registered_at);
         let area = self.area_for(&cfg);
         self.areas[area as usize].households += 1;
+        self.area_changed(area);
         let entity = Entity {
             state: HouseholdState::new(start),
             cfg,
@@ -592,11 +541,12 @@ impl Shard {
             let e = self.entity(slot);
             (e.area, e.offline_open)
         };
-        let area = &mut self.areas[area as usize];
-        area.households -= 1;
+        let a = &mut self.areas[area as usize];
+        a.households -= 1;
         if offline_open {
-            area.offline -= 1;
+            a.offline -= 1;
         }
+        self.area_changed(area);
         self.pending.retain(|p| p.slot != slot);
         if let Ok(entry) = self.index.find_entry(hash_id(household), |&s| s == slot) {
             entry.remove();
@@ -616,15 +566,8 @@ impl Shard {
             return i;
         }
         let i = self.areas.len() as u32;
-        self.areas.push(Area {
-            id: id.clone(),
-            municipality: cfg.municipality,
-            dong: cfg.dong,
-            households: 0,
-            offline: 0,
-            recent: VecDeque::new(),
-            active: None,
-        });
+        self.areas
+            .push(Area::new(id.clone(), cfg.municipality, cfg.dong));
         self.area_index.insert(id, i);
         i
     }
@@ -640,6 +583,7 @@ impl Shard {
         if offline {
             a.offline -= 1;
         }
+        self.area_changed(area);
         if absorbed {
             self.announce(slot, now, wall_now, out);
         }
@@ -860,6 +804,7 @@ impl Shard {
             self.fire_due(limit, wall_now, out);
             self.fired_to = limit;
         }
+        self.recheck_areas(wall_now, out);
         self.flush_pending(self.fired_to, wall_now, out);
     }
 
@@ -1033,8 +978,10 @@ impl Shard {
             {
                 a.recent.pop_front();
             }
+            let active = a.active.is_some();
+            self.area_changed(area);
             if hold > 0 {
-                if a.active.is_some() {
+                if active {
                     self.absorb(slot);
                     return;
                 }
@@ -1051,6 +998,7 @@ impl Shard {
         if closing && self.entity(slot).offline_open {
             self.entity_mut(slot).offline_open = false;
             self.areas[area as usize].offline -= 1;
+            self.area_changed(area);
         }
         if self.entity(slot).absorbed {
             self.stats.absorbed_by_area += 1;
@@ -1079,21 +1027,83 @@ impl Shard {
         self.entity_mut(slot).absorbed = true;
     }
 
-    fn area_threshold(&self, a: &Area) -> usize {
-        let share = (self.opts.area.share * a.households as f64).ceil() as usize;
-        share.max(self.opts.area.min_households as usize).max(1)
+    /// Shares this shard's part of every area through `board` from now on
+    /// (see [`AreaBoard`]), and judges areas as a whole: its part plus every
+    /// other partition's on the board.
+    pub fn share_areas(&mut self, board: AreaBoard) {
+        self.board = Some(board);
+        for area in 0..self.areas.len() as u32 {
+            self.area_changed(area);
+        }
+    }
+
+    /// Writes this shard's part of `area` to the board, if it shares one.
+    fn area_changed(&self, area: u32) {
+        if let Some(board) = &self.board {
+            let a = &self.areas[area as usize];
+            let wall = self.elapsed.last_wall.unwrap_or_default().millis();
+            board.report(&a.id, self.partition, a.counts(), wall);
+        }
+    }
+
+    /// `area` as a whole: this shard's part plus the other partitions'.
+    fn whole(&self, area: u32) -> area::Whole {
+        let a = &self.areas[area as usize];
+        let others = match &self.board {
+            Some(b) => b.others(&a.id, self.partition),
+            None => AreaCounts::default(),
+        };
+        a.whole(&others, self.opts.area.window_ms)
+    }
+
+    /// With a shared board, what other partitions report changes an area's
+    /// outage without any event here: each tick judges again the areas
+    /// this shard holds openings of or has declared an outage in.
+    fn recheck_areas(&mut self, wall_now: Ts, out: &mut Vec<Output>) {
+        if self.board.is_none() {
+            return;
+        }
+        let now = self.fired_to;
+        let mut areas: Vec<u32> = self
+            .pending
+            .iter()
+            .map(|p| self.entity(p.slot).area)
+            .collect();
+        areas.extend(
+            (0..self.areas.len() as u32).filter(|&a| self.areas[a as usize].active.is_some()),
+        );
+        areas.sort_unstable();
+        areas.dedup();
+        for area in areas {
+            if self.areas[area as usize].active.is_some() {
+                self.check_area_recovery(area, now, wall_now, out);
+            } else {
+                self.check_area_outage(area, now, wall_now, out);
+            }
+        }
     }
 
     fn check_area_outage(&mut self, area: u32, now: Ts, wall_now: Ts, out: &mut Vec<Output>) {
-        let a = &self.areas[area as usize];
-        if a.active.is_some() || a.recent.len() < self.area_threshold(a) {
+        if self.areas[area as usize].active.is_some() {
             return;
         }
-        // Aligned to the window so shards that see the same outage agree on its id.
-        let window = self.opts.area.window_ms.max(1);
-        let first = *a.recent.front().expect("non-empty");
-        let episode = Ts(first.millis().div_euclid(window) * window);
+        let whole = self.whole(area);
+        let threshold = self.opts.area.threshold(whole.households);
+        let (episode, first) = match whole.declared_elsewhere {
+            // Another partition declared it and it is not over: the same outage.
+            Some(episode) if whole.offline * 2 >= threshold => {
+                (episode, whole.recent.first().copied().unwrap_or(episode))
+            }
+            _ if whole.recent.len() >= threshold => {
+                // Aligned to the window so shards that see the same outage agree on its id.
+                let window = self.opts.area.window_ms.max(1);
+                let first = whole.recent[0];
+                (Ts(first.millis().div_euclid(window) * window), first)
+            }
+            _ => return,
+        };
         self.areas[area as usize].active = Some(episode);
+        self.area_changed(area);
         let mut absorbed = 0;
         let mut i = 0;
         while i < self.pending.len() {
@@ -1106,24 +1116,35 @@ impl Shard {
                 i += 1;
             }
         }
-        let a = &self.areas[area as usize];
-        let affected = absorbed.max(a.offline);
+        let affected = (absorbed as u32).max(whole.offline as u32);
         let emitted_at = self.emit_time(wall_now, now);
-        let ev = area_event(a, EventType::Opened, episode, first, emitted_at, affected);
+        let a = &self.areas[area as usize];
+        let ev = a.event(EventType::Opened, episode, first, emitted_at, affected);
         self.publish(ev, out);
     }
 
     fn check_area_recovery(&mut self, area: u32, now: Ts, wall_now: Ts, out: &mut Vec<Output>) {
-        let a = &self.areas[area as usize];
-        let Some(episode) = a.active else { return };
+        let Some(episode) = self.areas[area as usize].active else {
+            return;
+        };
+        let whole = self.whole(area);
         // Recovered when fewer than half the outage threshold are still offline.
-        if (a.offline as usize) * 2 >= self.area_threshold(a) {
+        if whole.offline * 2 >= self.opts.area.threshold(whole.households) {
             return;
         }
         let emitted_at = self.emit_time(wall_now, now);
-        let ev = area_event(a, EventType::Recovered, episode, now, emitted_at, a.offline);
-        self.areas[area as usize].active = None;
-        self.areas[area as usize].recent.clear();
+        let a = &mut self.areas[area as usize];
+        let ev = a.event(
+            EventType::Recovered,
+            episode,
+            now,
+            emitted_at,
+            whole.offline as u32,
+        );
+        a.active = None;
+        a.recent.clear();
+        a.recovered_at = now;
+        self.area_changed(area);
         self.publish(ev, out);
         // Whoever is still offline is released: their incident is announced
         // unless they report within the hold time.
@@ -1287,7 +1308,8 @@ impl Shard {
     }
 }
 
-const SNAPSHOT_FORMAT: u32 = 1;
+/// 2: areas remember when their last outage recovered.
+const SNAPSHOT_FORMAT: u32 = 2;
 
 #[derive(Serialize)]
 struct SnapshotRef<'a> {
@@ -1315,3 +1337,5 @@ struct SnapshotOwned {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_area;

@@ -1,16 +1,16 @@
 use super::*;
 use dolbom_domain::time::HOUR_MS;
-use dolbom_domain::DeviceId;
+use dolbom_domain::{DeviceId, DongCode, MunicipalityCode};
 use proptest::prelude::*;
 
-const T0: Ts = Ts(1_767_225_600_000); // 2026-01-01T00:00:00Z
-const WALL0: Ts = Ts(1_000_000_000_000);
+pub(super) const T0: Ts = Ts(1_767_225_600_000); // 2026-01-01T00:00:00Z
+pub(super) const WALL0: Ts = Ts(1_000_000_000_000);
 
-fn router() -> Router {
+pub(super) fn router() -> Router {
     Router::builtin()
 }
 
-fn opts() -> ShardOptions {
+pub(super) fn opts() -> ShardOptions {
     ShardOptions {
         clock: ClockMode::Event,
         allowed_lateness_ms: 0,
@@ -19,7 +19,7 @@ fn opts() -> ShardOptions {
     }
 }
 
-fn cfg(i: usize, dong: &str) -> HouseholdConfig {
+pub(super) fn cfg(i: usize, dong: &str) -> HouseholdConfig {
     let muni = MunicipalityCode::new(&dong[..5]).unwrap();
     HouseholdConfig::with_defaults(
         HouseholdId::new(&format!("hh-{i}")).unwrap(),
@@ -29,7 +29,7 @@ fn cfg(i: usize, dong: &str) -> HouseholdConfig {
     )
 }
 
-fn reading(i: usize, t: Ts, seq: u64, watts: f64) -> pb::PlugReading {
+pub(super) fn reading(i: usize, t: Ts, seq: u64, watts: f64) -> pb::PlugReading {
     pb::PlugReading {
         device_id: format!("plug-{i}"),
         household_id: format!("hh-{i}"),
@@ -41,7 +41,7 @@ fn reading(i: usize, t: Ts, seq: u64, watts: f64) -> pb::PlugReading {
     }
 }
 
-fn events(out: &[Output]) -> Vec<&pb::IncidentEvent> {
+pub(super) fn events(out: &[Output]) -> Vec<&pb::IncidentEvent> {
     out.iter()
         .filter_map(|o| match o {
             Output::Event(e) => Some(&**e),

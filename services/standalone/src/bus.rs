@@ -18,7 +18,7 @@ use dolbom_calendar::Router;
 use dolbom_domain::{HouseholdConfig, Ts};
 use dolbom_engine::ReadingOutcome;
 use dolbom_proto::v1 as pb;
-use dolbom_shard::{Output, Shard, ShardOptions};
+use dolbom_shard::{AreaBoard, Output, Shard, ShardOptions};
 use std::hash::{Hash, Hasher};
 use tokio::sync::{mpsc, oneshot};
 
@@ -86,11 +86,14 @@ async fn serve(mut shard: Shard, mut rx: mpsc::Receiver<Msg>) {
 
 impl Bus {
     /// One shard per partition, each created at `wall`.
+    /// The shards share one [`AreaBoard`]: an area is judged as a whole.
     pub fn start(partitions: usize, opts: &ShardOptions, router: &Router, wall: Ts) -> Bus {
+        let board = AreaBoard::new();
         let parts = (0..partitions)
             .map(|p| {
                 let (tx, rx) = mpsc::channel(QUEUE);
-                let shard = Shard::new(p as i32, opts.clone(), router.clone(), wall);
+                let mut shard = Shard::new(p as i32, opts.clone(), router.clone(), wall);
+                shard.share_areas(board.clone());
                 tokio::spawn(serve(shard, rx));
                 tx
             })

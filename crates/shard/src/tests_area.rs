@@ -1,0 +1,174 @@
+//! Areas judged across partitions: one dong's homes spread over many
+//! shards that share one [`AreaBoard`], as the monitor's shards do.
+
+use super::tests::{cfg, events, opts, reading, router, T0, WALL0};
+use super::*;
+use proptest::prelude::*;
+
+const DONG: &str = "1111051500";
+/// Homes in the dong; all but the first `lit` lose power at `cut`.
+const HOMES: usize = 40;
+
+/// Homes of other dongs each shard also hosts (they stay active and keep
+/// every partition's clock moving, as a real partition's thousands do).
+const NEIGHBOURS: usize = 3;
+
+/// A dong of [`HOMES`] homes over `partitions` shards sharing one board
+/// (home i on shard i % partitions, as a hash would spread them), and
+/// [`NEIGHBOURS`] homes of another dong on each shard.
+fn town(partitions: usize) -> Vec<Shard> {
+    let board = AreaBoard::new();
+    let mut out = Vec::new();
+    let mut shards: Vec<Shard> = (0..partitions)
+        .map(|p| {
+            let mut s = Shard::new(p as i32, opts(), router(), WALL0);
+            s.share_areas(board.clone());
+            s
+        })
+        .collect();
+    for i in 0..HOMES {
+        shards[i % partitions]
+            .apply_config(cfg(i, DONG), WALL0, &mut out)
+            .unwrap();
+    }
+    for (p, shard) in shards.iter_mut().enumerate() {
+        for k in 0..NEIGHBOURS {
+            let i = 1000 + p * NEIGHBOURS + k;
+            shard
+                .apply_config(cfg(i, "1111052000"), WALL0, &mut out)
+                .unwrap();
+        }
+    }
+    assert!(out.is_empty());
+    shards
+}
+
+/// Runs `minutes`; `dark(i, m)` says whether home i's plug is silent in
+/// minute m. Shards take each minute in the order `order` gives. Each
+/// active home is busy at its own minute of the hour, so no inactivity.
+fn run(
+    shards: &mut [Shard],
+    minutes: i64,
+    dark: impl Fn(usize, i64) -> bool,
+    order: impl Fn(i64, usize) -> Vec<usize>,
+) -> Vec<Output> {
+    let n = shards.len();
+    let mut out = Vec::new();
+    for m in 0..minutes {
+        let t = T0.plus_ms(m * MINUTE_MS);
+        for p in order(m, n) {
+            let neighbours = (0..NEIGHBOURS).map(|k| 1000 + p * NEIGHBOURS + k);
+            for i in (p..HOMES).step_by(n).chain(neighbours) {
+                if i < HOMES && dark(i, m) {
+                    continue;
+                }
+                let w = if m % 60 == (i % 60) as i64 {
+                    100.0
+                } else {
+                    5.0
+                };
+                shards[p]
+                    .on_reading(&reading(i, t, m as u64, w), WALL0, &mut out)
+                    .unwrap();
+            }
+            shards[p].advance(WALL0, &mut out);
+        }
+    }
+    out
+}
+
+fn in_order(_: i64, n: usize) -> Vec<usize> {
+    (0..n).collect()
+}
+
+/// (distinct area incident ids, household events as "hh-i/TYPE").
+fn tally(out: &[Output]) -> (BTreeSet<String>, Vec<String>) {
+    let mut areas = BTreeSet::new();
+    let mut homes = Vec::new();
+    for e in events(out) {
+        if e.kind == pb::IncidentKind::AreaOutage as i32 {
+            areas.insert(e.incident_id.clone());
+        } else {
+            let ty = pb::IncidentEventType::try_from(e.r#type).unwrap();
+            homes.push(format!("{}/{}", e.household_id, ty.as_str_name()));
+        }
+    }
+    (areas, homes)
+}
+
+use std::collections::BTreeSet;
+
+/// Every home but 0–3 dark from minute 60; power back at 180 except for
+/// home 39, whose plug broke.
+fn blackout(i: usize, m: i64) -> bool {
+    i >= 4 && m >= 60 && (m < 180 || i == 39)
+}
+
+#[test]
+fn a_dong_blackout_is_one_area_incident_however_many_partitions_hold_it() {
+    for partitions in [1, 12, 48] {
+        let mut shards = town(partitions);
+        let out = run(&mut shards, 300, blackout, in_order);
+        let (areas, homes) = tally(&out);
+        assert_eq!(areas.len(), 1, "{partitions} partitions: {areas:?}");
+        // Each id opened and recovered (possibly by several shards: same ids).
+        let mut ids: Vec<String> = events(&out)
+            .iter()
+            .filter(|e| e.kind == pb::IncidentKind::AreaOutage as i32)
+            .map(|e| e.event_id.clone())
+            .collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 2, "{partitions} partitions: {ids:?}");
+        // The broken plug is released when the area recovers; nobody else.
+        assert_eq!(
+            homes,
+            vec!["hh-39/INCIDENT_EVENT_TYPE_OPENED".to_string()],
+            "{partitions} partitions"
+        );
+    }
+}
+
+#[test]
+fn scattered_offline_plugs_stay_their_own_incidents_however_many_partitions() {
+    // Six plugs of forty break at once: under the share, not an outage.
+    for partitions in [1, 12, 48] {
+        let mut shards = town(partitions);
+        let broken = |i: usize, m: i64| m >= 60 && [3, 9, 17, 22, 30, 38].contains(&i);
+        let out = run(&mut shards, 200, broken, in_order);
+        let (areas, homes) = tally(&out);
+        assert!(areas.is_empty(), "{partitions} partitions: {areas:?}");
+        assert_eq!(homes.len(), 6, "{partitions} partitions: {homes:?}");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+    /// Whatever the partition count and whichever shard works first each
+    /// minute, a dong-wide blackout is one area incident and only the plug
+    /// that stays dark is announced.
+    #[test]
+    fn the_area_decision_depends_neither_on_partitions_nor_on_order(
+        partitions in 1usize..=48,
+        seed in any::<u64>(),
+        cut in 30i64..90,
+    ) {
+        let mut shards = town(partitions);
+        let order = |m: i64, n: usize| {
+            let mut v: Vec<usize> = (0..n).collect();
+            let mut x = seed ^ (m as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            for i in (1..n).rev() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                v.swap(i, (x % (i as u64 + 1)) as usize);
+            }
+            v
+        };
+        let dark = |i: usize, m: i64| i >= 4 && m >= cut && (m < cut + 120 || i == 39);
+        let out = run(&mut shards, cut + 240, dark, order);
+        let (areas, homes) = tally(&out);
+        prop_assert_eq!(areas.len(), 1);
+        prop_assert_eq!(homes, vec!["hh-39/INCIDENT_EVENT_TYPE_OPENED".to_string()]);
+    }
+}
