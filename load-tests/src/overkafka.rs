@@ -76,12 +76,7 @@ pub async fn run(
     let sim = PlugSim::new(spec);
     let dir = tempfile::tempdir()?;
     let prefix = format!("scn{}", std::process::id());
-    let topics = Topics {
-        readings: format!("{prefix}.readings"),
-        households: format!("{prefix}.households"),
-        incidents: format!("{prefix}.incidents"),
-        dead_letter: format!("{prefix}.deadletter"),
-    };
+    let topics = Topics::with_prefix(&prefix);
     let mut mopts = MonitorOptions {
         kafka: kafka.clone(),
         group_id: format!("{prefix}-monitor"),

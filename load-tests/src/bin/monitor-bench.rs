@@ -38,12 +38,7 @@ const PARTITIONS: i32 = 4;
 const T0_MS: i64 = 1_767_225_600_000;
 
 fn topics(prefix: &str) -> Topics {
-    Topics {
-        readings: format!("{prefix}.readings"),
-        households: format!("{prefix}.households"),
-        incidents: format!("{prefix}.incidents"),
-        dead_letter: format!("{prefix}.deadletter"),
-    }
+    Topics::with_prefix(prefix)
 }
 
 fn options(brokers: &str, prefix: &str, clock: ClockMode, dir: &std::path::Path) -> MonitorOptions {

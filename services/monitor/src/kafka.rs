@@ -391,8 +391,9 @@ impl IncidentProducer {
     }
 }
 
-/// A consumer whose partitions are assigned by hand (restores, changelog).
-fn reader<C: rdkafka::config::FromClientConfig>(
+/// A consumer whose partitions are assigned by hand (restores, changelog,
+/// areas).
+pub(crate) fn reader<C: rdkafka::config::FromClientConfig>(
     opts: &MonitorOptions,
     purpose: &str,
 ) -> Result<C, MonitorError> {
@@ -402,12 +403,19 @@ fn reader<C: rdkafka::config::FromClientConfig>(
         .create()?)
 }
 
-/// Makes sure the three co-partitioned topics and the dead-letter topic
-/// exist with matching partition counts; returns the partition count.
+/// Makes sure the three co-partitioned topics, the dead-letter topic and
+/// the areas topic exist, the first three with matching partition counts;
+/// returns the partition count.
 pub async fn ensure_topics(opts: &MonitorOptions) -> Result<i32, MonitorError> {
     let admin: AdminClient<DefaultClientContext> = opts.kafka.client(CLIENT_ID).create()?;
     let t = &opts.topics;
-    let names = [&t.readings, &t.households, &t.incidents, &t.dead_letter];
+    let names = [
+        &t.readings,
+        &t.households,
+        &t.incidents,
+        &t.dead_letter,
+        &t.areas,
+    ];
     let counts =
         |admin: &AdminClient<DefaultClientContext>| -> Result<Vec<Option<i32>>, MonitorError> {
             let md = admin.inner().fetch_metadata(None, KAFKA_TIMEOUT)?;
@@ -443,7 +451,7 @@ pub async fn ensure_topics(opts: &MonitorOptions) -> Result<i32, MonitorError> {
                     opts.partitions,
                     TopicReplication::Fixed(opts.replication_factor),
                 );
-                if n.as_str() == t.households {
+                if n.as_str() == t.households || n.as_str() == t.areas {
                     compact.iter().fold(nt, |nt, (k, v)| nt.set(k, v))
                 } else {
                     nt

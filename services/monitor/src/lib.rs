@@ -10,7 +10,8 @@
 //! PartitionSupervisor(p) ──▶ ShardActor(p): dolbom_shard::Shard  ◀── care.households(p)
 //!                                 │ incident events (partition p)      (changelog)
 //!                                 ├──▶ care.incidents   IncidentActor per open incident
-//!                                 └──▶ snapshots (SnapshotStore: history store or files) ─▶ then commit offset
+//!                                 ├──▶ snapshots (SnapshotStore: history store or files) ─▶ then commit offset
+//!                                 └──▶ AreaBoard (all shards) ◀──▶ monitor.areas (areas::share)
 //! ```
 //!
 //! Where things are: [`service::run`] wires it up and drains it; [`ingest`]
@@ -18,6 +19,7 @@
 //! shard comes back; [`kafka`] the typed Kafka pieces (rebalance events with
 //! acknowledgements, the incident producer, the offset committer, restore
 //! reads, the changelog follower), which know nothing of actors;
+//! [`areas`] shares the shards' parts of each area with the other monitors;
 //! [`options`] and [`metrics`] what an operator sets and sees.
 //!
 //! Guarantees and how they are kept:
@@ -38,6 +40,10 @@
 //!   dead-lettered on replay. Malformed records are dead-lettered without a
 //!   restart. Other partitions are untouched.
 //!
+//! - **Areas**: a blackout is judged on the whole area, whichever
+//!   partitions and monitors hold its households (one shared board per
+//!   monitor, exchanged between monitors through `monitor.areas`).
+//!
 //! A snapshot store outage does not stop a shard: the failed snapshot is
 //! counted, offsets stay at the last stored one, and it is retried at the
 //! next interval.
@@ -46,6 +52,7 @@
 //! commits before the consumer closes.
 
 pub mod actors;
+mod areas;
 pub mod error;
 mod ingest;
 pub mod kafka;

@@ -33,9 +33,27 @@ pub const PRODUCER_RENEWALS: &str = "dolbom_monitor_producer_renewals_total";
 pub const CLOCK_OFFSET_SECONDS: &str = "dolbom_monitor_clock_offset_seconds";
 pub const PARTITIONS_DOWN: &str = "dolbom_monitor_partitions_down";
 pub const MISSING_SNAPSHOTS: &str = "dolbom_monitor_missing_snapshots_total";
+pub const AREA_PARTS_SHARED: &str = "dolbom_monitor_area_parts_shared_total";
+pub const AREA_PARTS_MERGED: &str = "dolbom_monitor_area_parts_merged_total";
+pub const AREA_SHARE_FAILURES: &str = "dolbom_monitor_area_share_failures_total";
 
 /// Describes this crate's metrics (call once the exporter is installed).
 pub fn describe() {
+    describe_counter!(
+        AREA_PARTS_SHARED,
+        Unit::Count,
+        "Partitions' parts of areas this monitor shared on the areas topic"
+    );
+    describe_counter!(
+        AREA_PARTS_MERGED,
+        Unit::Count,
+        "Other monitors' parts of areas this monitor took from the areas topic"
+    );
+    describe_counter!(
+        AREA_SHARE_FAILURES,
+        Unit::Count,
+        "Parts of areas the broker did not take (shared again); other monitors judge those areas on older counts meanwhile"
+    );
     describe_counter!(
         READINGS_ACCEPTED,
         Unit::Count,

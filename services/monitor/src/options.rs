@@ -15,6 +15,9 @@ pub struct Topics {
     pub households: String,
     pub incidents: String,
     pub dead_letter: String,
+    /// Compacted: every partition's part of every area, shared between
+    /// monitors (see `dolbom_shard::AreaBoard`).
+    pub areas: String,
 }
 
 impl Default for Topics {
@@ -24,6 +27,21 @@ impl Default for Topics {
             households: "care.households".into(),
             incidents: "care.incidents".into(),
             dead_letter: "monitor.deadletter".into(),
+            areas: "monitor.areas".into(),
+        }
+    }
+}
+
+impl Topics {
+    /// Every topic named `{prefix}.{role}` (tests, benchmarks, side-by-side
+    /// deployments on one cluster).
+    pub fn with_prefix(prefix: &str) -> Self {
+        Self {
+            readings: format!("{prefix}.readings"),
+            households: format!("{prefix}.households"),
+            incidents: format!("{prefix}.incidents"),
+            dead_letter: format!("{prefix}.deadletter"),
+            areas: format!("{prefix}.areas"),
         }
     }
 }

@@ -9,6 +9,7 @@ use crate::ingest::Ingest;
 use crate::kafka::{self, IncidentProducer, OffsetCommitter, Rebalance};
 use crate::options::MonitorOptions;
 use dolbom_calendar::{OfficeHours, Router};
+use dolbom_shard::AreaBoard;
 use dolbom_snapshots::{FileSnapshotStore, SnapshotStore};
 use ractor::{Actor, ActorRef};
 use rdkafka::consumer::{CommitMode, Consumer};
@@ -124,6 +125,8 @@ pub async fn run(
     let (control_tx, control_rx) = mpsc::unbounded_channel();
     let routes: Routes = Arc::default();
     let stop = shutdown.child_token();
+    let board = AreaBoard::new();
+    let sharing = crate::areas::share(&opts, board.clone(), stop.clone())?;
     let deps = Arc::new(Deps {
         opts: opts.clone(),
         router,
@@ -133,6 +136,7 @@ pub async fn run(
         store,
         control: control_tx.clone(),
         routes: routes.clone(),
+        board,
         stop: stop.clone(),
         failure: Default::default(),
     });
@@ -182,6 +186,9 @@ pub async fn run(
     let _ = root_handle.await;
     consumer.unsubscribe();
     rebalancing.abort();
+    if let Some(sharing) = sharing {
+        sharing.abort();
+    }
     tracing::info!(
         records = summary.records,
         partitions = summary.partitions_at_stop,

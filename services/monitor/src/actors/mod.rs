@@ -64,6 +64,8 @@ pub(crate) struct Deps {
     pub store: Arc<dyn SnapshotStore>,
     pub control: mpsc::UnboundedSender<Control>,
     pub routes: Routes,
+    /// Every partition's part of every area (see [`crate::areas`]).
+    pub board: dolbom_shard::AreaBoard,
     /// Stops the ingest loop: the monitor drains and `run` returns the
     /// failure (see [`Deps::fail`]).
     pub stop: CancellationToken,

@@ -454,7 +454,7 @@ impl Actor for ShardActor {
         args: ShardArgs,
     ) -> Result<ShardState, ActorProcessingErr> {
         let Restored {
-            shard,
+            mut shard,
             readings_offset,
             households_offset,
             incidents_end,
@@ -464,6 +464,7 @@ impl Actor for ShardActor {
             .inspect_err(|e| {
                 tracing::error!(partition = args.partition, error = %e, "restore failed");
             })?;
+        shard.share_areas(args.deps.board.clone());
         let (alive, tell) = (myself.clone(), myself.clone());
         let changelog = kafka::follow_changelog(
             &args.deps.opts,
