@@ -55,22 +55,11 @@ pub fn broker(test: &str) -> Option<Broker> {
     started
 }
 
-pub struct Topics {
-    pub readings: String,
-    pub households: String,
-    pub incidents: String,
-    pub dead_letter: String,
-    pub areas: String,
-}
+pub use dolbom_monitor::options::Topics;
 
+/// Every topic of one test, named after it.
 pub fn topics(test: &str) -> Topics {
-    Topics {
-        readings: format!("{test}.readings"),
-        households: format!("{test}.households"),
-        incidents: format!("{test}.incidents"),
-        dead_letter: format!("{test}.deadletter"),
-        areas: format!("{test}.areas"),
-    }
+    Topics::with_prefix(test)
 }
 
 pub struct Monitor {
