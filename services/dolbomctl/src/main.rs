@@ -139,6 +139,7 @@ enum Cmd {
     },
     /// Register a household with its plugs (and optionally its contact).
     Register {
+        /// `{municipality code}-{your own id}`, e.g. 11110-000123.
         #[arg(long)]
         household: String,
         #[arg(long)]

@@ -66,6 +66,41 @@ fn check_contact(c: &pb::HouseholdContact) -> Result<(), NotifyError> {
     Ok(())
 }
 
+/// How far in the future a household's `registered_at` may lie (clock skew
+/// between the caller and the platform); later, its quiet clock would start
+/// in the future and it could not raise an incident until then.
+const REGISTERED_AT_SLACK_MS: i64 = 5 * 60_000;
+
+/// Household ids are namespaced by municipality: `{municipality_code}-{its
+/// own id}` (e.g. `11110-000123`). A caller can only create ids in its own
+/// namespace, so "exists in another municipality" never shows.
+fn check_namespace(cfg: &pb::HouseholdConfig) -> Result<(), NotifyError> {
+    let local = cfg
+        .household_id
+        .strip_prefix(cfg.municipality_code.as_str())
+        .and_then(|rest| rest.strip_prefix('-'));
+    match local {
+        Some(l) if !l.is_empty() => Ok(()),
+        _ => Err(NotifyError::invalid(
+            "config.household_id",
+            "must be the municipality code, '-' and the municipality's own id (e.g. 11110-000123)",
+        )),
+    }
+}
+
+fn check_registered_at(
+    cfg: &pb::HouseholdConfig,
+    now: dolbom_domain::Ts,
+) -> Result<(), NotifyError> {
+    match &cfg.registered_at {
+        Some(t) if ts(t).since(now) > REGISTERED_AT_SLACK_MS => Err(NotifyError::invalid(
+            "config.registered_at",
+            "more than 5 minutes in the future (its quiet clock would not start until then)",
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Validates a config for storing; returns it normalised by the domain.
 fn normalise(cfg: &pb::HouseholdConfig, prefix: &str) -> Result<pb::HouseholdConfig, NotifyError> {
     let domain = HouseholdConfig::try_from(cfg).map_err(|e| config_error(prefix, e))?;
@@ -128,12 +163,14 @@ impl Core {
         Ok(Self::household_view(row))
     }
 
+    /// A plug serial is unique within the household's municipality; what
+    /// other municipalities registered is neither visible nor in the way.
     fn check_devices(
         c: &rusqlite::Connection,
         cfg: &pb::HouseholdConfig,
     ) -> Result<(), NotifyError> {
         for (i, d) in cfg.device_ids.iter().enumerate() {
-            if let Some(owner) = store::device_owner(c, d)? {
+            if let Some(owner) = store::device_owner(c, &cfg.municipality_code, d)? {
                 if owner != cfg.household_id {
                     return Err(NotifyError::Exists(format!(
                         "config.device_ids[{i}]: the plug is registered to another household"
@@ -157,12 +194,14 @@ impl Core {
                 "config.municipality_code is not the caller's municipality".into(),
             ));
         }
+        check_namespace(&cfg)?;
         let now = self.now();
         if cfg.registered_at.is_none() {
             cfg.registered_at = Some(timestamp(now));
         }
+        check_registered_at(&cfg, now)?;
         cfg.version = 1;
-        let cfg = normalise(&cfg, "config.")?;
+        let mut cfg = normalise(&cfg, "config.")?;
         let contact = req.contact.unwrap_or_default();
         check_contact(&contact)?;
         let sealed = self.seal_contact(&cfg.household_id, &contact)?;
@@ -175,6 +214,8 @@ impl Core {
                         cfg.household_id
                     )));
                 }
+                // Deleted before: versions go on rising.
+                cfg.version = store::retired_version(tx, &cfg.household_id)? + 1;
                 Self::check_devices(tx, &cfg)?;
                 let row = HouseholdRow {
                     config: cfg,
@@ -222,6 +263,7 @@ impl Core {
                 if next.registered_at.is_none() {
                     next.registered_at = old.config.registered_at;
                 }
+                check_registered_at(&next, core.now())?;
                 let next = normalise(&next, "config.")?;
                 Self::check_devices(tx, &next)?;
                 let now = core.now();

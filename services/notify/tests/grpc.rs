@@ -492,7 +492,7 @@ async fn tenants_are_isolated_both_ways_and_contact_reads_are_audited() {
     let mut nat = client(&svc.addr, Some(token(&key, &Principal::national("ops")))).await;
     let mut anon = client(&svc.addr, None).await;
 
-    for (c, id, m) in [(&mut a, "hh-a", "11110"), (&mut b, "hh-b", "26110")] {
+    for (c, id, m) in [(&mut a, "11110-a", "11110"), (&mut b, "26110-b", "26110")] {
         c.registry
             .create_household(pb::CreateHouseholdRequest {
                 config: Some(config(id, m, false)),
@@ -515,13 +515,13 @@ async fn tenants_are_isolated_both_ways_and_contact_reads_are_audited() {
     svc.core
         .ingest(vec![
             opened(
-                "hh-a",
+                "11110-a",
                 "11110",
                 pb::Stage::Attention,
                 kst(2026, 11, 23, 10, 0),
             ),
             opened(
-                "hh-b",
+                "26110-b",
                 "26110",
                 pb::Stage::Attention,
                 kst(2026, 11, 23, 10, 0),
@@ -530,19 +530,19 @@ async fn tenants_are_isolated_both_ways_and_contact_reads_are_audited() {
         .await
         .unwrap();
     let inc_a = format!(
-        "INA:hh-a:{}",
+        "INA:11110-a:{}",
         kst(2026, 11, 23, 10, 0).millis() - 43_200_000
     );
     let inc_b = format!(
-        "INA:hh-b:{}",
+        "INA:26110-b:{}",
         kst(2026, 11, 23, 10, 0).millis() - 43_200_000
     );
 
     // Both ways: each sees its own, the other's is NOT_FOUND exactly like a
     // household or incident that does not exist.
     for (c, own, other, own_inc, other_inc, other_m) in [
-        (&mut a, "hh-a", "hh-b", &inc_a, &inc_b, "26110"),
-        (&mut b, "hh-b", "hh-a", &inc_b, &inc_a, "11110"),
+        (&mut a, "11110-a", "26110-b", &inc_a, &inc_b, "26110"),
+        (&mut b, "26110-b", "11110-a", &inc_b, &inc_a, "11110"),
     ] {
         let get = |id: &str| pb::GetHouseholdRequest {
             household_id: id.into(),
@@ -660,7 +660,7 @@ async fn tenants_are_isolated_both_ways_and_contact_reads_are_audited() {
     let e = anon
         .registry
         .get_household(pb::GetHouseholdRequest {
-            household_id: "hh-a".into(),
+            household_id: "11110-a".into(),
             include_contact: false,
         })
         .await
@@ -679,7 +679,7 @@ async fn tenants_are_isolated_both_ways_and_contact_reads_are_audited() {
     let e = b
         .registry
         .get_household(pb::GetHouseholdRequest {
-            household_id: "hh-b".into(),
+            household_id: "26110-b".into(),
             include_contact: true,
         })
         .await
@@ -688,7 +688,7 @@ async fn tenants_are_isolated_both_ways_and_contact_reads_are_audited() {
     let h = a
         .registry
         .get_household(pb::GetHouseholdRequest {
-            household_id: "hh-a".into(),
+            household_id: "11110-a".into(),
             include_contact: true,
         })
         .await
@@ -705,13 +705,13 @@ async fn tenants_are_isolated_both_ways_and_contact_reads_are_audited() {
         .iter()
         .any(|e| e.action == "registry.GetHousehold.contact"
             && e.principal == "jongno-system"
-            && e.subject == "hh-a"));
+            && e.subject == "11110-a"));
     // The contact is sealed at rest and never published.
     let raw = std::fs::read(dir.path().join("notify.sqlite")).unwrap();
     assert!(!raw.windows(13).any(|w| w == b"010-1234-5678"));
     svc.publish.publish_pending().await.unwrap();
     let published = svc.publisher.households.lock().unwrap().clone();
-    assert!(published.iter().any(|(id, _)| id == "hh-a"));
+    assert!(published.iter().any(|(id, _)| id == "11110-a"));
     for (_, bytes) in &published {
         let b = bytes.as_ref().unwrap();
         assert!(!b.windows(13).any(|w| w == b"010-1234-5678"));
@@ -729,9 +729,9 @@ async fn validation_errors_name_the_field() {
         config: Some(cfg),
         contact: Some(contact()),
     };
-    let mut bad_dong = config("hh-1", "11110", false);
+    let mut bad_dong = config("11110-1", "11110", false);
     bad_dong.dong_code = "2611051500".into();
-    let mut bad_thresholds = config("hh-1", "11110", false);
+    let mut bad_thresholds = config("11110-1", "11110", false);
     bad_thresholds.thresholds = Some(pb::StageThresholds {
         attention_minutes: 600,
         caution_minutes: 500,
@@ -739,7 +739,7 @@ async fn validation_errors_name_the_field() {
     });
     let mut bad_id = config("hh 1", "11110", false);
     bad_id.household_id = "hh 1".into();
-    let mut bad_phone = create(config("hh-1", "11110", false));
+    let mut bad_phone = create(config("11110-1", "11110", false));
     bad_phone.contact.as_mut().unwrap().phone = "call me".into();
     for (req, field) in [
         (create(bad_dong), "config.dong_code"),
@@ -759,12 +759,12 @@ async fn validation_errors_name_the_field() {
         assert!(e.message().starts_with(field), "{field}: {}", e.message());
     }
     c.registry
-        .create_household(create(config("hh-1", "11110", false)))
+        .create_household(create(config("11110-1", "11110", false)))
         .await
         .unwrap();
     // The same plug on a second household.
-    let mut dup = config("hh-2", "11110", false);
-    dup.device_ids = vec!["plug-hh-1".into()];
+    let mut dup = config("11110-2", "11110", false);
+    dup.device_ids = vec!["plug-11110-1".into()];
     let e = c.registry.create_household(create(dup)).await.unwrap_err();
     assert_eq!(e.code(), Code::AlreadyExists);
     assert!(e.message().contains("device_ids[0]"));
@@ -772,7 +772,7 @@ async fn validation_errors_name_the_field() {
     let e = c
         .registry
         .update_household(pb::UpdateHouseholdRequest {
-            config: Some(config("hh-1", "11110", true)),
+            config: Some(config("11110-1", "11110", true)),
             contact: None,
             expected_version: 7,
         })
@@ -782,7 +782,7 @@ async fn validation_errors_name_the_field() {
     let h = c
         .registry
         .update_household(pb::UpdateHouseholdRequest {
-            config: Some(config("hh-1", "11110", true)),
+            config: Some(config("11110-1", "11110", true)),
             contact: None,
             expected_version: 1,
         })
@@ -794,7 +794,7 @@ async fn validation_errors_name_the_field() {
     let e = c
         .registry
         .set_thresholds(pb::SetThresholdsRequest {
-            household_id: "hh-1".into(),
+            household_id: "11110-1".into(),
             thresholds: Some(pb::StageThresholds {
                 attention_minutes: 0,
                 caution_minutes: 10,
@@ -809,7 +809,7 @@ async fn validation_errors_name_the_field() {
     // Resolve needs an outcome, and RECOVERED is the platform's.
     svc.core
         .ingest(vec![opened(
-            "hh-1",
+            "11110-1",
             "11110",
             pb::Stage::Attention,
             kst(2026, 11, 23, 10, 0),
@@ -817,7 +817,7 @@ async fn validation_errors_name_the_field() {
         .await
         .unwrap();
     let id = format!(
-        "INA:hh-1:{}",
+        "INA:11110-1:{}",
         kst(2026, 11, 23, 10, 0).millis() - 43_200_000
     );
     for outcome in [pb::Outcome::Unspecified, pb::Outcome::Recovered] {
@@ -1151,7 +1151,7 @@ async fn holiday_and_night_routing_with_and_without_consent() {
         svc,
         mut c,
     } = setup(chuseok, "jongno", false).await;
-    for (id, consent) in [("hh-yes", true), ("hh-no", false)] {
+    for (id, consent) in [("11110-yes", true), ("11110-no", false)] {
         c.registry
             .create_household(pb::CreateHouseholdRequest {
                 config: Some(config(id, "11110", consent)),
@@ -1160,8 +1160,8 @@ async fn holiday_and_night_routing_with_and_without_consent() {
             .await
             .unwrap();
     }
-    let yes = opened("hh-yes", "11110", pb::Stage::Caution, chuseok);
-    let no = opened("hh-no", "11110", pb::Stage::Caution, chuseok);
+    let yes = opened("11110-yes", "11110", pb::Stage::Caution, chuseok);
+    let no = opened("11110-no", "11110", pb::Stage::Caution, chuseok);
     svc.core
         .ingest(vec![no.clone(), yes.clone()])
         .await
@@ -1205,13 +1205,13 @@ async fn holiday_and_night_routing_with_and_without_consent() {
     // to the control center.
     c.registry
         .create_household(pb::CreateHouseholdRequest {
-            config: Some(config("hh-late", "11110", false)),
+            config: Some(config("11110-late", "11110", false)),
             contact: None,
         })
         .await
         .unwrap();
     let late = opened(
-        "hh-late",
+        "11110-late",
         "11110",
         pb::Stage::Attention,
         kst(2026, 9, 26, 23, 0),
@@ -1221,7 +1221,7 @@ async fn holiday_and_night_routing_with_and_without_consent() {
     assert!(matches!(held.phase, dolbom_escalation::Phase::Held { .. }));
     c.registry
         .set_consent(pb::SetConsentRequest {
-            household_id: "hh-late".into(),
+            household_id: "11110-late".into(),
             night_holiday_consent: true,
         })
         .await
@@ -1823,5 +1823,130 @@ async fn a_gateway_refusing_its_key_for_five_minutes_delays_but_never_drops_an_a
         }
     }
     assert_eq!(again, 0, "the delivered message went out once");
+    svc.stop().await;
+}
+
+/// Issue 17, tenant isolation: a municipality can neither learn whether an id
+/// or a plug serial exists in another municipality nor block another's
+/// registration; a household deleted and created again goes on with rising
+/// versions and its tombstone goes out before its new config; a
+/// `registered_at` years ahead (a typo) is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_can_neither_probe_nor_block_each_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::generate("k1").unwrap();
+    let gw = Gateway::start().await;
+    let (clock, _) = manual_clock(kst(2026, 11, 23, 10, 0));
+    let svc = Service::start(dir.path(), clock, &key, &gw.url).await;
+    let jongno = Principal::municipality("jongno-system", "11110", false);
+    let busan = Principal::municipality("busan-jung-system", "26110", false);
+    let mut a = client(&svc.addr, Some(token(&key, &jongno))).await;
+    let mut b = client(&svc.addr, Some(token(&key, &busan))).await;
+    let create = |id: &str, m: &str, plug: &str| pb::CreateHouseholdRequest {
+        config: Some(pb::HouseholdConfig {
+            device_ids: vec![plug.into()],
+            ..config(id, m, false)
+        }),
+        contact: None,
+    };
+
+    // Busan squats a serial before Jongno registers the real home: no effect.
+    b.registry
+        .create_household(create("26110-b", "26110", "PLUG-0001"))
+        .await
+        .unwrap();
+    a.registry
+        .create_household(create("11110-a", "11110", "PLUG-0001"))
+        .await
+        .unwrap();
+    // Probing: an id that exists in Jongno and one that exists nowhere give
+    // Busan the same answer.
+    let mut answers = Vec::new();
+    for probe in ["11110-a", "11110-nobody"] {
+        let e = b
+            .registry
+            .create_household(create(probe, "26110", "PLUG-9"))
+            .await
+            .unwrap_err();
+        answers.push((e.code(), e.message().replace(probe, "ID")));
+    }
+    assert_eq!(answers[0], answers[1]);
+    assert_eq!(answers[0].0, Code::InvalidArgument);
+    assert!(
+        answers[0].1.starts_with("config.household_id"),
+        "{answers:?}"
+    );
+    // And a serial Jongno uses tells Busan nothing either.
+    for serial in ["PLUG-0001", "PLUG-0002"] {
+        b.registry
+            .register_plug(pb::RegisterPlugRequest {
+                household_id: "26110-b".into(),
+                device_id: serial.into(),
+            })
+            .await
+            .unwrap();
+    }
+    // Within one municipality a serial is still unique.
+    let e = a
+        .registry
+        .create_household(create("11110-c", "11110", "PLUG-0001"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::AlreadyExists);
+
+    // Delete and create again: versions go on rising; the tombstone is
+    // published before the new config.
+    svc.publish.publish_pending().await.unwrap();
+    a.registry
+        .set_consent(pb::SetConsentRequest {
+            household_id: "11110-a".into(),
+            night_holiday_consent: true,
+        })
+        .await
+        .unwrap();
+    a.registry
+        .delete_household(pb::DeleteHouseholdRequest {
+            household_id: "11110-a".into(),
+        })
+        .await
+        .unwrap();
+    let again = a
+        .registry
+        .create_household(create("11110-a", "11110", "PLUG-0001"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.config.unwrap().version, 3);
+    svc.publisher.households.lock().unwrap().clear();
+    svc.publish.publish_pending().await.unwrap();
+    let published: Vec<(String, Option<u64>)> = svc
+        .publisher
+        .households
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(id, _)| id == "11110-a")
+        .map(|(id, b)| {
+            use prost::Message;
+            let v = b
+                .as_ref()
+                .map(|b| pb::HouseholdConfig::decode(b.as_slice()).unwrap().version);
+            (id.clone(), v)
+        })
+        .collect();
+    assert_eq!(
+        published,
+        vec![
+            ("11110-a".to_string(), None),
+            ("11110-a".to_string(), Some(3))
+        ]
+    );
+
+    // A registration dated 2062 instead of 2026.
+    let mut typo = create("11110-t", "11110", "PLUG-T");
+    typo.config.as_mut().unwrap().registered_at = Some(timestamp(kst(2062, 11, 23, 10, 0)));
+    let e = a.registry.create_household(typo).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().starts_with("config.registered_at"), "{e:?}");
     svc.stop().await;
 }

@@ -96,9 +96,9 @@ async fn incidents_in_registry_and_acknowledgements_out_over_kafka() {
 
     let now = dolbom_domain::Ts::now().millis();
     let opened = pb::IncidentEvent {
-        event_id: "INA:hh-k:1/1/2".into(),
-        incident_id: "INA:hh-k:1".into(),
-        household_id: "hh-k".into(),
+        event_id: "INA:11110-k:1/1/2".into(),
+        incident_id: "INA:11110-k:1".into(),
+        household_id: "11110-k".into(),
         municipality_code: "11110".into(),
         dong_code: "1111051500".into(),
         kind: pb::IncidentKind::Inactivity as i32,
@@ -115,7 +115,7 @@ async fn incidents_in_registry_and_acknowledgements_out_over_kafka() {
         producer
             .send(
                 FutureRecord::to(&opts.incidents_topic)
-                    .key("hh-k")
+                    .key("11110-k")
                     .payload(&payload),
                 Duration::from_secs(10),
             )
@@ -167,7 +167,7 @@ async fn incidents_in_registry_and_acknowledgements_out_over_kafka() {
     registry
         .create_household(pb::CreateHouseholdRequest {
             config: Some(pb::HouseholdConfig {
-                household_id: "hh-k".into(),
+                household_id: "11110-k".into(),
                 municipality_code: "11110".into(),
                 dong_code: "1111051500".into(),
                 device_ids: vec!["plug-k".into()],
@@ -183,7 +183,7 @@ async fn incidents_in_registry_and_acknowledgements_out_over_kafka() {
         .unwrap();
     incidents
         .acknowledge(pb::AcknowledgeRequest {
-            incident_id: "INA:hh-k:1".into(),
+            incident_id: "INA:11110-k:1".into(),
             note: String::new(),
         })
         .await
@@ -194,7 +194,7 @@ async fn incidents_in_registry_and_acknowledgements_out_over_kafka() {
         .await
         .expect("a record on care.households")
         .unwrap();
-    assert_eq!(m.key(), Some("hh-k".as_bytes()));
+    assert_eq!(m.key(), Some("11110-k".as_bytes()));
     let payload = m.payload().unwrap();
     let cfg = pb::HouseholdConfig::decode(payload).unwrap();
     assert_eq!(cfg.device_ids, vec!["plug-k".to_string()]);
@@ -213,7 +213,7 @@ async fn incidents_in_registry_and_acknowledgements_out_over_kafka() {
     })
     .await
     .expect("the acknowledgement on care.incidents");
-    assert_eq!(ack.incident_id, "INA:hh-k:1");
+    assert_eq!(ack.incident_id, "INA:11110-k:1");
 
     stop.cancel();
     service.await.unwrap().unwrap();

@@ -49,12 +49,23 @@ CREATE TABLE IF NOT EXISTS households (
     published_version INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS households_by_area ON households (municipality, dong, household_id);
-CREATE TABLE IF NOT EXISTS devices (
-    device_id TEXT PRIMARY KEY,
-    household_id TEXT NOT NULL
+-- A plug serial is unique within a municipality only: one municipality can
+-- neither see nor block another's plugs.
+CREATE TABLE IF NOT EXISTS plugs (
+    municipality TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    household_id TEXT NOT NULL,
+    PRIMARY KEY (municipality, device_id)
 );
+CREATE INDEX IF NOT EXISTS plugs_by_household ON plugs (household_id);
 -- Deleted households whose tombstone has not reached care.households yet.
 CREATE TABLE IF NOT EXISTS tombstones (household_id TEXT PRIMARY KEY);
+-- The last version of every deleted household: a re-created one goes on
+-- from there, so the monitor never takes it for a stale config.
+CREATE TABLE IF NOT EXISTS retired_households (
+    household_id TEXT PRIMARY KEY,
+    version INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS incidents (
     incident_id TEXT PRIMARY KEY,
     municipality TEXT NOT NULL,
@@ -123,7 +134,30 @@ pub fn open(path: &Path) -> Result<Connection, NotifyError> {
     conn.pragma_update(None, "cache_size", -65536)?;
     conn.pragma_update(None, "wal_autocheckpoint", 16384)?;
     conn.execute_batch(SCHEMA)?;
+    migrate_devices(&conn)?;
     Ok(conn)
+}
+
+/// Stores from before plugs were scoped by municipality kept them in a
+/// global `devices` table: moved into `plugs` once, in one transaction.
+fn migrate_devices(conn: &Connection) -> Result<(), NotifyError> {
+    let old: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'devices'",
+        [],
+        |r| r.get(0),
+    )?;
+    if old {
+        conn.execute_batch(
+            "BEGIN IMMEDIATE;
+             INSERT OR IGNORE INTO plugs (municipality, device_id, household_id)
+               SELECT h.municipality, d.device_id, d.household_id
+               FROM devices d JOIN households h USING (household_id);
+             DROP TABLE devices;
+             COMMIT;",
+        )?;
+        tracing::info!("moved plugs into the per-municipality plugs table");
+    }
+    Ok(())
 }
 
 /// Takes the store's exclusive lock (`notify.lock` beside it) for as long
@@ -222,4 +256,46 @@ pub fn sweep(
         escalations,
         incidents,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_with_global_plug_serials_moves_them_to_per_municipality_plugs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify.sqlite");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(
+                "CREATE TABLE households (household_id TEXT PRIMARY KEY, municipality TEXT NOT NULL,
+                   dong TEXT NOT NULL, version INTEGER NOT NULL, config BLOB NOT NULL, contact BLOB,
+                   created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL,
+                   published_version INTEGER NOT NULL DEFAULT 0);
+                 CREATE TABLE devices (device_id TEXT PRIMARY KEY, household_id TEXT NOT NULL);
+                 INSERT INTO households VALUES ('11110-a', '11110', '1111051500', 1, x'', NULL, 0, 0, 1);
+                 INSERT INTO devices VALUES ('PLUG-1', '11110-a');",
+            )
+            .unwrap();
+        }
+        let c = open(&path).unwrap();
+        assert_eq!(
+            device_owner(&c, "11110", "PLUG-1").unwrap().as_deref(),
+            Some("11110-a")
+        );
+        assert_eq!(device_owner(&c, "26110", "PLUG-1").unwrap(), None);
+        let old: i64 = c
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'devices'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(old, 0);
+        drop(c);
+        // Opening again changes nothing.
+        let c = open(&path).unwrap();
+        assert!(device_owner(&c, "11110", "PLUG-1").unwrap().is_some());
+    }
 }

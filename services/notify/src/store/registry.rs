@@ -59,35 +59,55 @@ pub fn put_household(c: &Connection, row: &HouseholdRow) -> Result<(), NotifyErr
         row.created_ms,
         row.updated_ms
     ])?;
-    c.prepare_cached("DELETE FROM devices WHERE household_id = ?1")?
+    c.prepare_cached("DELETE FROM plugs WHERE household_id = ?1")?
         .execute([&cfg.household_id])?;
-    let mut ins =
-        c.prepare_cached("INSERT INTO devices (device_id, household_id) VALUES (?1, ?2)")?;
+    let mut ins = c.prepare_cached(
+        "INSERT INTO plugs (municipality, device_id, household_id) VALUES (?1, ?2, ?3)",
+    )?;
     for d in &cfg.device_ids {
-        ins.execute([d, &cfg.household_id])?;
+        ins.execute([&cfg.municipality_code, d, &cfg.household_id])?;
     }
-    c.prepare_cached("DELETE FROM tombstones WHERE household_id = ?1")?
-        .execute([&cfg.household_id])?;
+    // An unpublished tombstone of an earlier household with this id stays:
+    // it goes out first (see `unpublished_households`).
     Ok(())
 }
 
 pub fn delete_household(c: &Connection, id: &str) -> Result<(), NotifyError> {
+    c.prepare_cached(
+        "INSERT INTO retired_households (household_id, version)
+           SELECT household_id, version FROM households WHERE household_id = ?1
+         ON CONFLICT (household_id) DO UPDATE SET version = max(version, excluded.version)",
+    )?
+    .execute([id])?;
     c.prepare_cached("DELETE FROM households WHERE household_id = ?1")?
         .execute([id])?;
-    c.prepare_cached("DELETE FROM devices WHERE household_id = ?1")?
+    c.prepare_cached("DELETE FROM plugs WHERE household_id = ?1")?
         .execute([id])?;
     c.prepare_cached("INSERT OR IGNORE INTO tombstones (household_id) VALUES (?1)")?
         .execute([id])?;
     Ok(())
 }
 
-/// The household a plug is registered to.
-pub fn device_owner(c: &Connection, device: &str) -> Result<Option<String>, NotifyError> {
-    Ok(
-        c.prepare_cached("SELECT household_id FROM devices WHERE device_id = ?1")?
-            .query_row([device], |r| r.get(0))
-            .optional()?,
-    )
+/// The last version a deleted household with this id had (0 if none).
+pub fn retired_version(c: &Connection, id: &str) -> Result<u64, NotifyError> {
+    let v: Option<i64> = c
+        .prepare_cached("SELECT version FROM retired_households WHERE household_id = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()?;
+    Ok(v.unwrap_or(0).max(0) as u64)
+}
+
+/// The household of `municipality` a plug is registered to.
+pub fn device_owner(
+    c: &Connection,
+    municipality: &str,
+    device: &str,
+) -> Result<Option<String>, NotifyError> {
+    Ok(c.prepare_cached(
+        "SELECT household_id FROM plugs WHERE municipality = ?1 AND device_id = ?2",
+    )?
+    .query_row([municipality, device], |r| r.get(0))
+    .optional()?)
 }
 
 /// One page of a municipality's households (optionally one dong), by id.
@@ -111,12 +131,17 @@ pub fn list_households(
 }
 
 /// Registry changes not yet on `care.households`: (id, config or `None` for
-/// a tombstone).
+/// a tombstone). Tombstones come first: a household deleted and created
+/// again goes out as its tombstone, then its new config, in that order.
 pub fn unpublished_households(
     c: &Connection,
     limit: usize,
 ) -> Result<Vec<(String, Option<pb::HouseholdConfig>)>, NotifyError> {
     let mut out = Vec::new();
+    let mut st = c.prepare_cached("SELECT household_id FROM tombstones LIMIT ?1")?;
+    for r in st.query_map([limit as i64], |r| r.get::<_, String>(0))? {
+        out.push((r?, None));
+    }
     let mut st = c.prepare_cached(
         "SELECT household_id, config FROM households WHERE published_version < version LIMIT ?1",
     )?;
@@ -125,10 +150,6 @@ pub fn unpublished_households(
     })? {
         let (id, b) = r?;
         out.push((id, Some(decode(&b, "household config")?)));
-    }
-    let mut st = c.prepare_cached("SELECT household_id FROM tombstones LIMIT ?1")?;
-    for r in st.query_map([limit as i64], |r| r.get::<_, String>(0))? {
-        out.push((r?, None));
     }
     Ok(out)
 }
