@@ -1,5 +1,6 @@
 //! The holiday rules. See the crate docs for what is covered.
 
+use crate::elections;
 use chrono::{Datelike, Days, NaiveDate, Weekday};
 use korean_lunar_calendar::{lunar_to_gregorian, LunarDate};
 use serde::Deserialize;
@@ -82,6 +83,9 @@ struct SpecialDay {
     date: NaiveDate,
     name: String,
     kind: HolidayKind,
+    /// An election listed only to cancel its estimate (no holiday that year).
+    #[serde(default)]
+    cancelled: bool,
 }
 
 const BUILTIN_SPECIAL_DAYS: &str = include_str!("../data/special-days.toml");
@@ -149,7 +153,13 @@ impl HolidayCalendar {
 
     fn build(extra: Vec<SpecialDay>) -> Self {
         let mut base: BTreeMap<NaiveDate, Vec<Occurrence>> = BTreeMap::new();
-        let mut add = |date: NaiveDate, name: &str, kind, rule| {
+        fn add_to(
+            base: &mut BTreeMap<NaiveDate, Vec<Occurrence>>,
+            date: NaiveDate,
+            name: &str,
+            kind: HolidayKind,
+            rule: Substitute,
+        ) {
             let v = base.entry(date).or_default();
             if !v.iter().any(|o| o.name == name) {
                 v.push(Occurrence {
@@ -158,7 +168,9 @@ impl HolidayCalendar {
                     rule,
                 });
             }
-        };
+        }
+        let mut add =
+            |date: NaiveDate, name: &str, kind, rule| add_to(&mut base, date, name, kind, rule);
         use HolidayKind::{Fixed, Lunar};
         let since_2014 = ymd(2014, 1, 1);
         let national = ymd(2021, 8, 15);
@@ -202,6 +214,19 @@ impl HolidayCalendar {
                 Lunar,
                 WeekendOrOther { since: buddha_xmas },
             );
+            if y >= 2026 {
+                // 노동절: a public holiday from 2026 (공휴일에 관한 법률
+                // amendment promulgated 2026-02-10), substituted when it
+                // falls on a Saturday or Sunday.
+                add(
+                    ymd(y, 5, 1),
+                    "노동절",
+                    Fixed,
+                    WeekendOrOther {
+                        since: ymd(2026, 1, 1),
+                    },
+                );
+            }
             add(ymd(y, 6, 6), "현충일", Fixed, Never);
             if y <= 2007 {
                 add(ymd(y, 7, 17), "제헌절", Fixed, Never);
@@ -242,8 +267,23 @@ impl HolidayCalendar {
                 WeekendOrOther { since: buddha_xmas },
             );
         }
-        for d in &extra {
-            add(d.date, &d.name, d.kind, Never);
+        // Elections at term expiration the special days do not list yet
+        // (listing one there, on any day of its year, confirms, moves or
+        // cancels the estimate).
+        let estimates = elections::estimates(LAST_YEAR, |d| base.contains_key(&d));
+        for e in estimates {
+            let listed = extra.iter().any(|s| {
+                s.kind == HolidayKind::Election
+                    && s.date.year() == e.date.year()
+                    && s.name.contains(e.kind)
+            });
+            if !listed && e.date.year() >= FIRST_YEAR {
+                let name = format!("{}{}", e.name, elections::ESTIMATED);
+                add_to(&mut base, e.date, &name, HolidayKind::Election, Never);
+            }
+        }
+        for d in extra.iter().filter(|d| !d.cancelled) {
+            add_to(&mut base, d.date, &d.name, d.kind, Never);
         }
 
         // Substitute holidays: every day an eligible holiday loses to a weekend

@@ -9,7 +9,10 @@
 //!   crate, built from KASI's tables — no hand-typed lunar data), and substitute
 //!   holidays (대체공휴일) under the rules in force each year. Election days and
 //!   temporary holidays ship as `data/special-days.toml`; operators extend it
-//!   with their own file.
+//!   with their own file. Elections at term expiration the file does not
+//!   list yet are estimated from the terms ([`elections`], named
+//!   "… (예정)"); listing one in a file confirms, moves or cancels it.
+//!   노동절 is a holiday from 2026, with substitutes like the 국경일.
 //! - [`Router`]: who gets an incident at a given instant — the dong office in
 //!   office hours (weekday, not a holiday, Asia/Seoul), otherwise the control
 //!   center if the household consented to night/holiday monitoring, otherwise
@@ -20,6 +23,7 @@
 //! `dolbom-escalation`) for every escalation step; `dolbom holidays YEAR`
 //! prints [`HolidayCalendar::holidays`].
 
+pub mod elections;
 mod holidays;
 mod routing;
 

@@ -91,6 +91,7 @@ fn official_2026() {
              2026-02-18 설날 다음날
              2026-03-01 삼일절
              2026-03-02 대체공휴일(삼일절)
+             2026-05-01 노동절
              2026-05-05 어린이날
              2026-05-24 부처님오신날
              2026-05-25 대체공휴일(부처님오신날)
@@ -205,4 +206,115 @@ fn operators_can_add_temporary_holidays() {
     assert!(HolidayCalendar::builtin()
         .with_extra_toml("not toml", "t")
         .is_err());
+}
+
+/// 노동절 from 2026 (the amendment promulgated 2026-02-10), substituted when
+/// it falls on a weekend, in every year the calendar covers.
+#[test]
+fn labour_day_is_a_holiday_from_2026_with_its_substitute() {
+    let cal = HolidayCalendar::builtin();
+    for y in FIRST_YEAR..2026 {
+        let named = cal
+            .holidays(y)
+            .unwrap()
+            .iter()
+            .any(|h| h.name.contains("노동절"));
+        assert!(!named, "{y}: no 노동절 before 2026");
+    }
+    let mut substituted = 0;
+    for y in 2026..=LAST_YEAR {
+        let may1 = NaiveDate::from_ymd_opt(y, 5, 1).unwrap();
+        let hs = cal.holidays(y).unwrap();
+        assert!(
+            hs.iter().any(|h| h.date == may1 && h.name == "노동절"),
+            "{y}"
+        );
+        let sub = hs
+            .iter()
+            .find(|h| h.kind == HolidayKind::Substitute && h.name.contains("노동절"));
+        if matches!(may1.weekday(), Weekday::Sat | Weekday::Sun) {
+            // The first following day that is neither a weekend nor another
+            // holiday (nor another holiday's substitute: 2039 gives
+            // 부처님오신날's the Monday, 노동절's the Tuesday).
+            let sub = sub.unwrap_or_else(|| panic!("{y}: no substitute for 노동절"));
+            let mut want = may1 + Days::new(1);
+            while matches!(want.weekday(), Weekday::Sat | Weekday::Sun)
+                || hs.iter().any(|h| h.date == want && h.name != sub.name)
+            {
+                want = want + Days::new(1);
+            }
+            assert_eq!(sub.date, want, "{y}");
+            substituted += 1;
+        } else {
+            assert!(sub.is_none(), "{y}: {sub:?}");
+        }
+    }
+    assert!(substituted >= 5, "{substituted}");
+    assert_eq!(
+        cal.holidays(2027)
+            .unwrap()
+            .iter()
+            .find(|h| h.name == "대체공휴일(노동절)")
+            .map(|h| h.date),
+        Some(d("2027-05-03")),
+        "2027-05-01 is a Saturday"
+    );
+}
+
+/// Elections the special days do not list are estimated from the terms
+/// (Article 34) and shown as such; a listed one replaces or cancels them.
+#[test]
+fn future_elections_are_estimated_and_a_special_day_confirms_moves_or_cancels_them() {
+    let cal = HolidayCalendar::builtin();
+    let elections = |cal: &HolidayCalendar, y: i32| -> Vec<String> {
+        cal.holidays(y)
+            .unwrap()
+            .iter()
+            .filter(|h| h.kind == HolidayKind::Election)
+            .map(|h| format!("{} {}", h.date, h.name))
+            .collect()
+    };
+    assert_eq!(
+        elections(&cal, 2026),
+        vec!["2026-06-03 제9회 전국동시지방선거"]
+    );
+    assert_eq!(
+        elections(&cal, 2028),
+        vec!["2028-04-12 제23대 국회의원선거 (예정)"]
+    );
+    // 2030: the presidential election from the term ending 2030-06-03; the
+    // local one would fall on 06-05, the day before 현충일: a week later.
+    assert_eq!(
+        elections(&cal, 2030),
+        vec![
+            "2030-03-27 제22대 대통령선거 (예정)",
+            "2030-06-12 제10회 전국동시지방선거 (예정)"
+        ]
+    );
+    for y in 2027..=LAST_YEAR {
+        for h in cal.holidays(y).unwrap() {
+            if h.kind == HolidayKind::Election {
+                assert_eq!(h.date.weekday(), Weekday::Wed, "{h:?}");
+                assert!(h.name.ends_with("(예정)"), "{h:?}");
+            }
+        }
+    }
+    // Confirmed on another day (moved), and one cancelled.
+    let cal = HolidayCalendar::builtin()
+        .with_extra_toml(
+            "[[day]]\ndate = \"2028-04-19\"\nname = \"제23대 국회의원선거\"\nkind = \"election\"\n\
+             [[day]]\ndate = \"2030-03-27\"\nname = \"제22대 대통령선거\"\nkind = \"election\"\ncancelled = true\n",
+            "test",
+        )
+        .unwrap();
+    assert_eq!(
+        elections(&cal, 2028),
+        vec!["2028-04-19 제23대 국회의원선거"]
+    );
+    assert!(!cal.is_holiday(d("2028-04-12")));
+    assert_eq!(
+        elections(&cal, 2030),
+        vec!["2030-06-12 제10회 전국동시지방선거 (예정)"]
+    );
+    assert!(!cal.is_holiday(d("2030-03-27")));
 }

@@ -16,13 +16,26 @@ fn holidays_prints_one_tab_separated_line_per_holiday_sorted() {
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 21);
+    assert_eq!(lines.len(), 22);
     assert_eq!(lines[0], "2026-01-01\t신정");
+    assert!(lines.contains(&"2026-05-01\t노동절"));
     assert!(lines.contains(&"2026-07-17\t제헌절"));
     assert!(lines.contains(&"2026-10-05\t대체공휴일(개천절)"));
     let mut sorted = lines.clone();
     sorted.sort();
     assert_eq!(sorted, lines);
+}
+
+#[test]
+fn holidays_shows_estimated_elections_as_such() {
+    let out = dolbom(&["holidays", "2028"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l == "2028-04-12\t제23대 국회의원선거 (예정)"),
+        "{text}"
+    );
 }
 
 #[test]
