@@ -81,7 +81,7 @@ async fn register_list_watch_ack_resolve_and_stats() {
     let (ok, out, err) = ctl(base(&[
         "register",
         "--household",
-        "hh-1",
+        "11110-1",
         "--municipality",
         "11110",
         "--dong",
@@ -94,13 +94,13 @@ async fn register_list_watch_ack_resolve_and_stats() {
     ]))
     .await;
     assert!(ok, "{err}");
-    assert!(out.contains("hh-1") && out.contains("plug-1") && !out.contains("010-1111-2222"));
+    assert!(out.contains("11110-1") && out.contains("plug-1") && !out.contains("010-1111-2222"));
 
     // Another municipality's code is refused with the gRPC status.
     let (ok, _, err) = ctl(base(&[
         "register",
         "--household",
-        "hh-2",
+        "26110-2",
         "--municipality",
         "26110",
         "--dong",
@@ -110,9 +110,9 @@ async fn register_list_watch_ack_resolve_and_stats() {
     assert!(!ok && err.contains("PermissionDenied"), "{err}");
 
     let opened = pb::IncidentEvent {
-        event_id: "INA:hh-1:1/1/2".into(),
-        incident_id: "INA:hh-1:1".into(),
-        household_id: "hh-1".into(),
+        event_id: "INA:11110-1:1/1/2".into(),
+        incident_id: "INA:11110-1:1".into(),
+        household_id: "11110-1".into(),
         municipality_code: "11110".into(),
         dong_code: "1111051500".into(),
         kind: pb::IncidentKind::Inactivity as i32,
@@ -127,7 +127,7 @@ async fn register_list_watch_ack_resolve_and_stats() {
     let (ok, out, err) = ctl(base(&["list", "--output", "json"])).await;
     assert!(ok, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(v[0]["incident_id"], "INA:hh-1:1");
+    assert_eq!(v[0]["incident_id"], "INA:11110-1:1");
     assert_eq!(v[0]["stage"], "ATTENTION");
     assert_eq!(v[0]["state"], "OPEN");
 
@@ -140,14 +140,14 @@ async fn register_list_watch_ack_resolve_and_stats() {
     assert_eq!(line["type"], "OPENED");
     assert!(line["cursor"].as_str().unwrap().starts_with('c'));
 
-    let (ok, out, err) = ctl(base(&["ack", "INA:hh-1:1", "--note", "전화함"])).await;
+    let (ok, out, err) = ctl(base(&["ack", "INA:11110-1:1", "--note", "전화함"])).await;
     assert!(ok, "{err}");
     assert!(out.contains("ACKNOWLEDGED"));
-    let (ok, _, err) = ctl(base(&["resolve", "INA:hh-1:1"])).await;
+    let (ok, _, err) = ctl(base(&["resolve", "INA:11110-1:1"])).await;
     assert!(!ok && err.contains("outcome"), "{err}");
     let (ok, out, err) = ctl(base(&[
         "resolve",
-        "INA:hh-1:1",
+        "INA:11110-1:1",
         "--outcome",
         "visited-safe",
         "-o",
