@@ -11,7 +11,15 @@
 //!   Claims: `iss = "dolbom"`, `aud = "dolbom.v1"`, `sub` (the caller: a
 //!   system or person id, never a name), `role` (`municipality` or
 //!   `national`), `muni` (the 5-digit 시군구 code, required for the
-//!   municipality role), `pii` (may read personal contact data), `iat`, `exp`.
+//!   municipality role), `pii` (may read personal contact data), `iat`, `exp`,
+//!   `jti` (the token's id, for revocation).
+//! - **Lifetime**: `exp - iat` is capped when a token is minted and again
+//!   when it is verified ([`DEFAULT_MAX_LIFETIME_S`] unless configured), and
+//!   a token issued in the future is refused.
+//! - **Revocation** ([`Revocations`]): by token id or by subject (all its
+//!   tokens, or those issued before a time), from a file the service
+//!   reloads. A long call (a watch stream) re-checks its token with
+//!   [`Verifier::still_valid`] and ends when it expires or is revoked.
 //! - **[`Principal`]** is what a verified token says. [`Principal::may_access`]
 //!   is the one tenant check: a municipality principal sees only its own
 //!   municipality; the national role sees all.
@@ -27,6 +35,14 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use ring::signature::KeyPair;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+mod revocation;
+pub use revocation::Revocations;
+
+/// The longest token lifetime (`exp - iat`) minted and accepted unless
+/// configured otherwise: 90 days.
+pub const DEFAULT_MAX_LIFETIME_S: u64 = 90 * 86_400;
 
 pub const ISSUER: &str = "dolbom";
 pub const AUDIENCE: &str = "dolbom.v1";
@@ -47,6 +63,22 @@ pub enum AuthError {
     Key(String),
     #[error("key file {path}: {reason}")]
     KeyFile { path: String, reason: String },
+    #[error("token revoked")]
+    Revoked,
+    #[error("token expired")]
+    Expired,
+    #[error("token lifetime of {got_s} s exceeds the maximum of {max_s} s")]
+    Lifetime { got_s: u64, max_s: u64 },
+}
+
+/// The token behind a verified call, for re-checking a long one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenInfo {
+    /// `jti` (empty for tokens minted before ids existed).
+    pub id: String,
+    pub subject: String,
+    pub issued_at: u64,
+    pub expires_at: u64,
 }
 
 /// What a caller may do.
@@ -144,6 +176,18 @@ struct Claims {
     pii: bool,
     iat: u64,
     exp: u64,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    jti: String,
+}
+
+/// A random 128-bit token id, hex.
+fn token_id() -> Result<String, AuthError> {
+    use ring::rand::SecureRandom;
+    let mut b = [0u8; 16];
+    ring::rand::SystemRandom::new()
+        .fill(&mut b)
+        .map_err(|_| AuthError::Key("no randomness for a token id".into()))?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
 }
 
 /// The national operator's signing key (Ed25519, PKCS#8).
@@ -254,9 +298,30 @@ impl SigningKey {
         }
     }
 
-    /// A token for `principal`, valid from `now_s` for `ttl_s` seconds.
+    /// A token for `principal`, valid from `now_s` for `ttl_s` seconds (at
+    /// most [`DEFAULT_MAX_LIFETIME_S`]).
     pub fn mint(&self, principal: &Principal, now_s: u64, ttl_s: u64) -> Result<String, AuthError> {
+        self.mint_with_id(principal, now_s, ttl_s, DEFAULT_MAX_LIFETIME_S)
+            .map(|(t, _)| t)
+    }
+
+    /// [`mint`](Self::mint) with the lifetime cap `max_s`; returns the token
+    /// and its id (for revoking it).
+    pub fn mint_with_id(
+        &self,
+        principal: &Principal,
+        now_s: u64,
+        ttl_s: u64,
+        max_s: u64,
+    ) -> Result<(String, String), AuthError> {
         principal.validate()?;
+        if ttl_s == 0 || ttl_s > max_s {
+            return Err(AuthError::Lifetime {
+                got_s: ttl_s,
+                max_s,
+            });
+        }
+        let jti = token_id()?;
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(self.kid.clone());
         let claims = Claims {
@@ -268,8 +333,11 @@ impl SigningKey {
             pii: principal.personal_data,
             iat: now_s,
             exp: now_s + ttl_s,
+            jti: jti.clone(),
         };
-        jsonwebtoken::encode(&header, &claims, &self.key).map_err(|e| AuthError::Key(e.to_string()))
+        let token = jsonwebtoken::encode(&header, &claims, &self.key)
+            .map_err(|e| AuthError::Key(e.to_string()))?;
+        Ok((token, jti))
     }
 }
 
@@ -310,6 +378,8 @@ impl VerifyingKey {
 pub struct Verifier {
     keys: HashMap<String, DecodingKey>,
     validation: Validation,
+    max_lifetime_s: u64,
+    revoked: Arc<RwLock<Revocations>>,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -333,10 +403,47 @@ impl Verifier {
                 .map(|k| (k.kid.clone(), DecodingKey::from_ed_der(&k.public)))
                 .collect(),
             validation,
+            max_lifetime_s: DEFAULT_MAX_LIFETIME_S,
+            revoked: Arc::default(),
         }
     }
 
+    /// Accepts tokens living at most `max_s` seconds (`exp - iat`).
+    pub fn with_max_lifetime(mut self, max_s: u64) -> Self {
+        self.max_lifetime_s = max_s;
+        self
+    }
+
+    /// Replaces the revocation list (clones of this verifier share it).
+    pub fn set_revocations(&self, r: Revocations) {
+        *self.revoked.write().unwrap_or_else(|p| p.into_inner()) = r;
+    }
+
+    fn is_revoked(&self, t: &TokenInfo) -> bool {
+        self.revoked
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .revokes(t)
+    }
+
+    /// Whether a token verified earlier still holds at `now_s`: not
+    /// expired, not revoked since.
+    pub fn still_valid(&self, t: &TokenInfo, now_s: u64) -> Result<(), AuthError> {
+        if now_s > t.expires_at {
+            return Err(AuthError::Expired);
+        }
+        if self.is_revoked(t) {
+            return Err(AuthError::Revoked);
+        }
+        Ok(())
+    }
+
     pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        self.verify_token(token).map(|(p, _)| p)
+    }
+
+    /// Verifies a token; returns the caller and the token's own facts.
+    pub fn verify_token(&self, token: &str) -> Result<(Principal, TokenInfo), AuthError> {
         let header =
             jsonwebtoken::decode_header(token).map_err(|e| AuthError::Malformed(e.to_string()))?;
         if header.alg != Algorithm::EdDSA {
@@ -350,6 +457,25 @@ impl Verifier {
         let data = jsonwebtoken::decode::<Claims>(token, key, &self.validation)
             .map_err(|e| AuthError::Invalid(e.to_string()))?;
         let c = data.claims;
+        let lifetime = c.exp.saturating_sub(c.iat);
+        if lifetime > self.max_lifetime_s {
+            return Err(AuthError::Lifetime {
+                got_s: lifetime,
+                max_s: self.max_lifetime_s,
+            });
+        }
+        if c.iat > unix_now() + self.validation.leeway {
+            return Err(AuthError::Invalid("issued in the future".into()));
+        }
+        let info = TokenInfo {
+            id: c.jti,
+            subject: c.sub.clone(),
+            issued_at: c.iat,
+            expires_at: c.exp,
+        };
+        if self.is_revoked(&info) {
+            return Err(AuthError::Revoked);
+        }
         let p = Principal {
             subject: c.sub,
             role: c.role,
@@ -357,17 +483,25 @@ impl Verifier {
             personal_data: c.pii,
         };
         p.validate()?;
-        Ok(p)
+        Ok((p, info))
     }
 
     /// Verifies the value of an `authorization` header (`Bearer <token>`).
     pub fn verify_header(&self, value: Option<&str>) -> Result<Principal, AuthError> {
+        self.verify_header_token(value).map(|(p, _)| p)
+    }
+
+    /// [`verify_header`](Self::verify_header) with the token's facts.
+    pub fn verify_header_token(
+        &self,
+        value: Option<&str>,
+    ) -> Result<(Principal, TokenInfo), AuthError> {
         let v = value.ok_or(AuthError::Missing)?;
         let token = v
             .strip_prefix("Bearer ")
             .or_else(|| v.strip_prefix("bearer "))
             .ok_or_else(|| AuthError::Malformed("expected `Bearer <token>`".into()))?;
-        self.verify(token.trim())
+        self.verify_token(token.trim())
     }
 }
 
@@ -438,6 +572,51 @@ mod tests {
             Err(AuthError::Malformed(_))
         ));
         assert!(v.verify("not.a.jwt").is_err());
+    }
+
+    #[test]
+    fn lifetimes_are_capped_at_both_ends_and_revocation_takes_effect() {
+        let (k, v) = setup();
+        let p = Principal::municipality("a", "11110", false);
+        // Minting beyond the cap is refused.
+        assert!(matches!(
+            k.mint(&p, unix_now(), DEFAULT_MAX_LIFETIME_S + 1),
+            Err(AuthError::Lifetime { .. })
+        ));
+        assert!(k.mint(&p, unix_now(), 0).is_err());
+        // A verifier with a shorter cap refuses a token minted for longer.
+        let (long, _) = k
+            .mint_with_id(&p, unix_now(), 30 * 86_400, u64::MAX)
+            .unwrap();
+        let strict = Verifier::new(&[k.verifying_key()]).with_max_lifetime(86_400);
+        assert!(matches!(
+            strict.verify(&long),
+            Err(AuthError::Lifetime { .. })
+        ));
+        assert!(v.verify(&long).is_ok());
+        // Issued an hour in the future.
+        let future = k.mint(&p, unix_now() + 3600, 3600).unwrap();
+        assert!(v.verify(&future).is_err());
+        // Revoked by id, then by subject; a verified token re-checked.
+        let (t, id) = k.mint_with_id(&p, unix_now(), 3600, 3600).unwrap();
+        let (_, info) = v.verify_token(&t).unwrap();
+        assert_eq!(info.id, id);
+        assert_eq!(id.len(), 32);
+        assert_eq!(v.still_valid(&info, unix_now()), Ok(()));
+        let shared = v.clone();
+        shared.set_revocations(Revocations::parse(&format!("jti {id}"), "t").unwrap());
+        assert_eq!(v.verify(&t), Err(AuthError::Revoked));
+        assert_eq!(v.still_valid(&info, unix_now()), Err(AuthError::Revoked));
+        let other = k.mint(&p, unix_now(), 3600).unwrap();
+        assert!(v.verify(&other).is_ok());
+        v.set_revocations(Revocations::parse("sub a", "t").unwrap());
+        assert_eq!(v.verify(&other), Err(AuthError::Revoked));
+        v.set_revocations(Revocations::default());
+        assert!(v.verify(&other).is_ok());
+        assert_eq!(
+            v.still_valid(&info, info.expires_at + 1),
+            Err(AuthError::Expired)
+        );
     }
 
     #[test]

@@ -86,6 +86,10 @@ enum TokenCommand {
         personal_data: bool,
         #[arg(long, default_value_t = 24)]
         ttl_hours: u64,
+        /// Refuse a longer ttl; the API refuses tokens living longer than its
+        /// own `max_token_lifetime_hours` (default 90 days) anyway.
+        #[arg(long, default_value_t = dolbom_auth::DEFAULT_MAX_LIFETIME_S / 3600)]
+        max_lifetime_hours: u64,
     },
 }
 
@@ -128,6 +132,7 @@ fn token(cmd: TokenCommand) -> anyhow::Result<()> {
             national,
             personal_data,
             ttl_hours,
+            max_lifetime_hours,
         } => {
             let key = dolbom_auth::SigningKey::from_file(&key)?;
             let p = match (municipality, national) {
@@ -140,10 +145,15 @@ fn token(cmd: TokenCommand) -> anyhow::Result<()> {
                 },
                 _ => anyhow::bail!("give --municipality CODE or --national"),
             };
-            println!(
-                "{}",
-                key.mint(&p, dolbom_auth::unix_now(), ttl_hours * 3600)?
-            );
+            let (token, id) = key.mint_with_id(
+                &p,
+                dolbom_auth::unix_now(),
+                ttl_hours.saturating_mul(3600),
+                max_lifetime_hours.saturating_mul(3600),
+            )?;
+            // The id goes to stderr: stdout is the token alone.
+            eprintln!("token id (revoke with `jti {id}`): {id}");
+            println!("{token}");
         }
     }
     Ok(())

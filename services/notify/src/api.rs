@@ -36,9 +36,13 @@ pub fn authenticate(
             .metadata()
             .get("authorization")
             .and_then(|v| v.to_str().ok());
-        match verifier.verify_header(header) {
-            Ok(p) => {
+        match verifier.verify_header_token(header) {
+            Ok((p, token)) => {
                 req.extensions_mut().insert(p);
+                req.extensions_mut().insert(TokenGuard {
+                    verifier: verifier.clone(),
+                    token,
+                });
                 Ok(req)
             }
             Err(e) => {
@@ -47,6 +51,23 @@ pub fn authenticate(
                 Err(Status::unauthenticated(e.to_string()))
             }
         }
+    }
+}
+
+/// The token of a verified call, for a long call (a watch stream) to
+/// re-check: it ends when the token expires or is revoked.
+#[derive(Clone)]
+pub struct TokenGuard {
+    verifier: Arc<Verifier>,
+    token: dolbom_auth::TokenInfo,
+}
+
+impl TokenGuard {
+    /// The token still holds now.
+    pub fn check(&self) -> Result<(), NotifyError> {
+        self.verifier
+            .still_valid(&self.token, dolbom_auth::unix_now())
+            .map_err(|e| NotifyError::Unauthenticated(e.to_string()))
     }
 }
 
@@ -201,10 +222,11 @@ impl IncidentService for Api {
         &self,
         req: Request<pb::WatchIncidentsRequest>,
     ) -> Result<Response<WatchStream>, Status> {
+        let guard = req.extensions().get::<TokenGuard>().cloned();
         let (who, r) = split(req)?;
         let items = self
             .core
-            .watch_incidents(&who, r, self.closing.clone())
+            .watch_incidents(&who, r, self.closing.clone(), guard)
             .await?;
         let stream = tokio_stream::wrappers::ReceiverStream::new(items)
             .map(|item| item.map_err(Status::from));

@@ -11,6 +11,8 @@ pub enum NotifyError {
     NotFound(String),
     #[error("permission denied: {0}")]
     Denied(String),
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(String),
     #[error("already exists: {0}")]
     Exists(String),
     #[error("conflict: {0}")]
@@ -60,6 +62,7 @@ impl From<NotifyError> for Status {
             }
             NotifyError::NotFound(m) => Status::not_found(m),
             NotifyError::Denied(m) => Status::permission_denied(m),
+            NotifyError::Unauthenticated(m) => Status::unauthenticated(m),
             NotifyError::Exists(m) => Status::already_exists(m),
             NotifyError::Conflict(m) => Status::aborted(m),
             NotifyError::Precondition(m) => Status::failed_precondition(m),

@@ -5,6 +5,7 @@
 //! Every operation is scoped to the caller ([`crate::scope`]); the gRPC
 //! adapters in [`crate::api`] only unwrap requests and wrap answers.
 
+use crate::api::TokenGuard;
 use crate::core::{Core, Effects, Logged};
 use crate::error::NotifyError;
 use crate::metrics as m;
@@ -139,6 +140,7 @@ impl Core {
         who: &Principal,
         r: pb::WatchIncidentsRequest,
         closing: CancellationToken,
+        guard: Option<TokenGuard>,
     ) -> Result<WatchItems, NotifyError> {
         let scope = Scoped::new(who, &r.filter.unwrap_or_default(), true)?;
         let resume = parse_cursor(&r.resume_cursor)?;
@@ -170,6 +172,7 @@ impl Core {
             live,
             tx,
             closing,
+            guard,
         };
         metrics::gauge!(m::WATCHERS).increment(1.0);
         tokio::spawn(async move {
@@ -366,7 +369,13 @@ struct Watch {
     live: tokio::sync::broadcast::Receiver<Arc<Logged>>,
     tx: tokio::sync::mpsc::Sender<Result<pb::WatchIncidentsResponse, NotifyError>>,
     closing: CancellationToken,
+    /// The caller's token, re-checked every [`TOKEN_RECHECK`]: the stream
+    /// ends (UNAUTHENTICATED) once it expires or is revoked.
+    guard: Option<TokenGuard>,
 }
+
+/// How often an open watch stream re-checks its token.
+const TOKEN_RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Watch {
     async fn send(&self, l: &Logged) -> bool {
@@ -377,10 +386,27 @@ impl Watch {
         self.tx.send(Ok(msg)).await.is_ok()
     }
 
+    /// Ends the stream with the token's refusal, if it no longer holds.
+    async fn token_ended(&self) -> bool {
+        match self.guard.as_ref().map(TokenGuard::check) {
+            Some(Err(e)) => {
+                metrics::counter!(m::WATCH_TOKEN_ENDED).increment(1);
+                let _ = self.tx.send(Err(e)).await;
+                true
+            }
+            _ => false,
+        }
+    }
+
     async fn run(mut self) {
+        let mut recheck = tokio::time::interval(TOKEN_RECHECK);
+        recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         'outer: loop {
             // Catch up from the log.
             loop {
+                if self.token_ended().await {
+                    break 'outer;
+                }
                 let (m, last) = (self.scope.municipality.clone(), self.last);
                 let page = match self
                     .core
@@ -410,6 +436,9 @@ impl Watch {
                 tokio::select! {
                     _ = self.tx.closed() => break 'outer,
                     _ = self.closing.cancelled() => break 'outer,
+                    _ = recheck.tick() => if self.token_ended().await {
+                        break 'outer;
+                    },
                     item = self.live.recv() => match item {
                         Ok(l) => {
                             if l.seq <= self.last {

@@ -24,6 +24,9 @@ pub const MESSAGES_PENDING: &str = "dolbom_notify_messages_pending";
 pub const PUBLISHER_UP: &str = "dolbom_notify_publisher_up";
 pub const AUTH_FAILURES: &str = "dolbom_notify_auth_failures_total";
 pub const WATCHERS: &str = "dolbom_notify_watchers";
+pub const WATCH_TOKEN_ENDED: &str = "dolbom_notify_watch_streams_ended_by_token_total";
+pub const REVOKED_TOKENS: &str = "dolbom_notify_revoked_tokens";
+pub const REVOCATION_RELOAD_FAILURES: &str = "dolbom_notify_revocation_reload_failures_total";
 pub const REGISTRY_CHANGES: &str = "dolbom_notify_registry_changes_total";
 
 /// Describes this crate's metrics (call once the exporter is installed).
@@ -95,6 +98,21 @@ pub fn describe() {
         "gRPC calls refused for a missing or invalid bearer token"
     );
     describe_gauge!(WATCHERS, Unit::Count, "Open WatchIncidents streams");
+    describe_counter!(
+        WATCH_TOKEN_ENDED,
+        Unit::Count,
+        "Watch streams ended because their token expired or was revoked"
+    );
+    describe_gauge!(
+        REVOKED_TOKENS,
+        Unit::Count,
+        "Entries (token ids and subjects) in the revocation list in force"
+    );
+    describe_counter!(
+        REVOCATION_RELOAD_FAILURES,
+        Unit::Count,
+        "Revocation file reloads that failed (the previous list stays in force)"
+    );
     describe_counter!(
         REGISTRY_CHANGES,
         Unit::Count,

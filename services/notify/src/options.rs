@@ -37,6 +37,12 @@ pub struct NotifyOptions {
     pub public_keys: Vec<String>,
     /// A file with one `kid:base64` public key per line (added to `public_keys`).
     pub public_keys_file: Option<PathBuf>,
+    /// Revoked tokens (`jti <id>`, `sub <subject>`, `sub <subject> <unix
+    /// seconds>` per line), re-read within 10 s of a change. Calls with a
+    /// revoked token are refused and open watch streams end.
+    pub revoked_tokens_file: Option<PathBuf>,
+    /// The longest token lifetime (`exp - iat`) accepted, hours.
+    pub max_token_lifetime_hours: u64,
     /// Contact encryption keys (`id:base64(32 bytes)` per line, the first
     /// encrypts); default `data_dir/contact.key`.
     pub contact_key_file: Option<PathBuf>,
@@ -84,6 +90,8 @@ impl Default for NotifyOptions {
             households_topic: "care.households".into(),
             public_keys: Vec::new(),
             public_keys_file: None,
+            revoked_tokens_file: None,
+            max_token_lifetime_hours: dolbom_auth::DEFAULT_MAX_LIFETIME_S / 3600,
             contact_key_file: None,
             create_contact_key: false,
             history_store: "embedded".into(),
@@ -192,7 +200,16 @@ impl NotifyOptions {
             .iter()
             .map(|l| VerifyingKey::from_text(l).map_err(|e| bad("public_keys", &e.to_string())))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Verifier::new(&keys))
+        if self.max_token_lifetime_hours == 0 {
+            return Err(bad("max_token_lifetime_hours", "must be at least 1"));
+        }
+        let v = Verifier::new(&keys).with_max_lifetime(self.max_token_lifetime_hours * 3600);
+        if let Some(f) = &self.revoked_tokens_file {
+            let r = dolbom_auth::Revocations::load(f)
+                .map_err(|e| bad("revoked_tokens_file", &e.to_string()))?;
+            v.set_revocations(r);
+        }
+        Ok(v)
     }
 
     pub fn router(&self) -> Result<Router, NotifyError> {
@@ -273,6 +290,10 @@ pub struct NotifyFlags {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub public_keys_file: Option<PathBuf>,
+    /// File of revoked tokens (`jti <id>` / `sub <subject> [before]` per line).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revoked_tokens_file: Option<PathBuf>,
     /// Create the contact encryption key if it is missing.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -213,6 +213,47 @@ pub async fn serve(
     Ok(())
 }
 
+/// How often the revocation file is checked for changes.
+const REVOCATIONS_EVERY: Duration = Duration::from_secs(5);
+
+/// Re-reads the revocation file whenever it changes, until `shutdown`. A
+/// file that does not parse leaves the previous list in force (counted and
+/// logged): a typo must not un-revoke every token.
+async fn follow_revocations(
+    path: std::path::PathBuf,
+    verifier: dolbom_auth::Verifier,
+    shutdown: CancellationToken,
+) {
+    let stamp = |p: &std::path::Path| {
+        std::fs::metadata(p)
+            .ok()
+            .map(|m| (m.modified().ok(), m.len()))
+    };
+    let mut seen = stamp(&path);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(REVOCATIONS_EVERY) => {}
+        }
+        let now = stamp(&path);
+        if now == seen {
+            continue;
+        }
+        seen = now;
+        match dolbom_auth::Revocations::load(&path) {
+            Ok(r) => {
+                metrics::gauge!(crate::metrics::REVOKED_TOKENS).set(r.len() as f64);
+                tracing::info!(entries = r.len(), "revocation list reloaded");
+                verifier.set_revocations(r);
+            }
+            Err(e) => {
+                metrics::counter!(crate::metrics::REVOCATION_RELOAD_FAILURES).increment(1);
+                tracing::error!(error = %e, "revocation file not reloaded; the previous list stays in force");
+            }
+        }
+    }
+}
+
 /// `dolbom notify`: Kafka in and out, the API, the clocks, until `shutdown`;
 /// then the API drains, the consumer stops after committing what is stored,
 /// and the history writer flushes.
@@ -267,7 +308,14 @@ pub async fn run(opts: NotifyOptions, shutdown: CancellationToken) -> Result<(),
             r
         })
     };
+    let revocations = opts
+        .revoked_tokens_file
+        .clone()
+        .map(|f| tokio::spawn(follow_revocations(f, verifier.clone(), shutdown.clone())));
     let served = serve(built.api, verifier, listener, shutdown.clone()).await;
+    if let Some(r) = revocations {
+        r.abort();
+    }
     shutdown.cancel();
     let consumed = consumer
         .await

@@ -186,6 +186,8 @@ struct Service {
     server: tokio::task::JoinHandle<()>,
     history: Arc<dyn HistoryStore>,
     publisher: Arc<MemoryPublisher>,
+    /// Shares its revocation list with the server's.
+    verifier: Verifier,
 }
 
 impl Service {
@@ -261,7 +263,7 @@ impl Service {
         let verifier = Verifier::new(&[key.verifying_key()]);
         let server = tokio::spawn(dolbom_notify::serve(
             built.api,
-            verifier,
+            verifier.clone(),
             listener,
             shutdown.clone(),
         ));
@@ -276,6 +278,7 @@ impl Service {
             server,
             history,
             publisher,
+            verifier,
         }
     }
 
@@ -1948,5 +1951,70 @@ async fn tenants_can_neither_probe_nor_block_each_other() {
     let e = a.registry.create_household(typo).await.unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
     assert!(e.message().starts_with("config.registered_at"), "{e:?}");
+    svc.stop().await;
+}
+
+/// Issue 17, tokens: a watch stream does not outlive its token — it ends
+/// (UNAUTHENTICATED) when the token expires and when it is revoked, and the
+/// revoked token opens nothing new; a token living longer than the service
+/// accepts is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_stream_ends_when_its_token_expires_or_is_revoked() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::generate("k1").unwrap();
+    let gw = Gateway::start().await;
+    let (clock, _) = manual_clock(kst(2026, 11, 23, 10, 0));
+    let svc = Service::start(dir.path(), clock, &key, &gw.url).await;
+    let p = Principal::municipality("jongno-system", "11110", false);
+    let watch = |token: String| {
+        let addr = svc.addr.clone();
+        async move {
+            let mut c = client(&addr, Some(token)).await;
+            c.incidents
+                .watch_incidents(pb::WatchIncidentsRequest::default())
+                .await
+        }
+    };
+    let ended = |mut s: tonic::Streaming<pb::WatchIncidentsResponse>| async move {
+        let started = std::time::Instant::now();
+        let end = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match s.message().await {
+                    Ok(Some(_)) => continue,
+                    Ok(None) => return None,
+                    Err(e) => return Some(e),
+                }
+            }
+        })
+        .await
+        .expect("the stream did not end");
+        (end, started.elapsed())
+    };
+
+    // Expiry: a two-second token.
+    let (short, _) = key.mint_with_id(&p, unix_now(), 2, 60).unwrap();
+    let s = watch(short).await.unwrap().into_inner();
+    let (end, took) = ended(s).await;
+    assert_eq!(end.map(|e| e.code()), Some(Code::Unauthenticated));
+    assert!(took <= Duration::from_secs(5), "{took:?}");
+
+    // Revocation by id while the stream is open.
+    let (long, id) = key.mint_with_id(&p, unix_now(), 3600, 3600).unwrap();
+    let s = watch(long.clone()).await.unwrap().into_inner();
+    svc.verifier
+        .set_revocations(dolbom_auth::Revocations::parse(&format!("jti {id}"), "test").unwrap());
+    let (end, took) = ended(s).await;
+    assert_eq!(end.map(|e| e.code()), Some(Code::Unauthenticated));
+    assert!(took <= Duration::from_secs(3), "{took:?}");
+    let refused = watch(long).await.unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated);
+
+    // A token minted for longer than the service accepts (90 days).
+    let (too_long, _) = key
+        .mint_with_id(&p, unix_now(), 365 * 86_400, u64::MAX)
+        .unwrap();
+    let e = watch(too_long).await.unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated);
+    assert!(e.message().contains("lifetime"), "{e:?}");
     svc.stop().await;
 }
