@@ -95,6 +95,10 @@ pub struct Api {
     /// Cancelled when the server shuts down: open watch streams end (clients
     /// reconnect with their cursor), so the drain does not wait on them.
     pub closing: tokio_util::sync::CancellationToken,
+    /// The server's limits and whether reflection is served.
+    pub limits: crate::limits::ApiOptions,
+    /// Open watch streams per token.
+    pub watch_permits: crate::limits::WatchPermits,
 }
 
 #[tonic::async_trait]
@@ -224,12 +228,28 @@ impl IncidentService for Api {
     ) -> Result<Response<WatchStream>, Status> {
         let guard = req.extensions().get::<TokenGuard>().cloned();
         let (who, r) = split(req)?;
+        // One token may hold only so many streams: a thousand from one
+        // caller must not starve the others.
+        let key = match &guard {
+            Some(g) if !g.token.id.is_empty() => format!("jti:{}", g.token.id),
+            _ => format!("sub:{}", who.subject),
+        };
+        let Some(permit) = self.watch_permits.take(&key) else {
+            metrics::counter!(m::WATCH_REFUSED).increment(1);
+            return Err(Status::resource_exhausted(format!(
+                "at most {} open WatchIncidents streams per token",
+                self.limits.watch_streams_per_token
+            )));
+        };
         let items = self
             .core
             .watch_incidents(&who, r, self.closing.clone(), guard)
             .await?;
-        let stream = tokio_stream::wrappers::ReceiverStream::new(items)
-            .map(|item| item.map_err(Status::from));
+        // The permit lives as long as the stream.
+        let stream = tokio_stream::wrappers::ReceiverStream::new(items).map(move |item| {
+            let _held = &permit;
+            item.map_err(Status::from)
+        });
         Ok(Response::new(Box::pin(stream)))
     }
 

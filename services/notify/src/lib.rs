@@ -42,6 +42,7 @@ pub mod housekeeping;
 pub mod incidents;
 pub mod ingest;
 pub mod kafka;
+pub mod limits;
 pub mod metrics;
 pub mod options;
 mod policies;

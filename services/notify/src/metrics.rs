@@ -24,6 +24,7 @@ pub const MESSAGES_PENDING: &str = "dolbom_notify_messages_pending";
 pub const PUBLISHER_UP: &str = "dolbom_notify_publisher_up";
 pub const AUTH_FAILURES: &str = "dolbom_notify_auth_failures_total";
 pub const WATCHERS: &str = "dolbom_notify_watchers";
+pub const WATCH_REFUSED: &str = "dolbom_notify_watch_streams_refused_total";
 pub const WATCH_TOKEN_ENDED: &str = "dolbom_notify_watch_streams_ended_by_token_total";
 pub const REVOKED_TOKENS: &str = "dolbom_notify_revoked_tokens";
 pub const REVOCATION_RELOAD_FAILURES: &str = "dolbom_notify_revocation_reload_failures_total";
@@ -98,6 +99,11 @@ pub fn describe() {
         "gRPC calls refused for a missing or invalid bearer token"
     );
     describe_gauge!(WATCHERS, Unit::Count, "Open WatchIncidents streams");
+    describe_counter!(
+        WATCH_REFUSED,
+        Unit::Count,
+        "WatchIncidents calls refused (RESOURCE_EXHAUSTED): the token had the most streams allowed open"
+    );
     describe_counter!(
         WATCH_TOKEN_ENDED,
         Unit::Count,

@@ -43,6 +43,8 @@ pub struct NotifyOptions {
     pub revoked_tokens_file: Option<PathBuf>,
     /// The longest token lifetime (`exp - iat`) accepted, hours.
     pub max_token_lifetime_hours: u64,
+    /// The API's limits and reflection (the `[api]` section).
+    pub api: crate::limits::ApiOptions,
     /// Contact encryption keys (`id:base64(32 bytes)` per line, the first
     /// encrypts); default `data_dir/contact.key`.
     pub contact_key_file: Option<PathBuf>,
@@ -92,6 +94,7 @@ impl Default for NotifyOptions {
             public_keys_file: None,
             revoked_tokens_file: None,
             max_token_lifetime_hours: dolbom_auth::DEFAULT_MAX_LIFETIME_S / 3600,
+            api: crate::limits::ApiOptions::default(),
             contact_key_file: None,
             create_contact_key: false,
             history_store: "embedded".into(),

@@ -98,6 +98,8 @@ pub async fn build(
             core: core.clone(),
             history,
             closing: CancellationToken::new(),
+            limits: opts.api.clone(),
+            watch_permits: crate::limits::WatchPermits::new(opts.api.watch_streams_per_token),
         },
         publish: PublishLoop {
             core: core.clone(),
@@ -169,11 +171,18 @@ pub async fn serve(
     health.set_serving::<RegistryServiceServer<Api>>().await;
     health.set_serving::<IncidentServiceServer<Api>>().await;
     health.set_serving::<StatisticsServiceServer<Api>>().await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(dolbom_proto::v1::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .map_err(|e| NotifyError::Internal(format!("reflection: {e}")))?;
+    let reflection = if api.limits.reflection {
+        Some(
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(dolbom_proto::v1::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                .build_v1()
+                .map_err(|e| NotifyError::Internal(format!("reflection: {e}")))?,
+        )
+    } else {
+        None
+    };
+    let limits = api.limits.clone();
     let follower = tokio::spawn(follow_readiness(api.core.clone(), health, shutdown.clone()));
     let addr: SocketAddr = listener.local_addr()?;
     tracing::info!(%addr, "municipality gRPC API listening");
@@ -184,8 +193,11 @@ pub async fn serve(
         closing.cancel();
     };
     let server = tonic::transport::Server::builder()
+        .max_concurrent_streams(Some(limits.max_concurrent_streams))
+        .concurrency_limit_per_connection(limits.concurrency_per_connection)
+        .timeout(Duration::from_secs(limits.request_timeout_secs))
         .add_service(health_service)
-        .add_service(reflection)
+        .add_optional_service(reflection)
         .add_service(RegistryServiceServer::with_interceptor(
             api.clone(),
             auth.clone(),

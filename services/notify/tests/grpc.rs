@@ -1361,7 +1361,12 @@ async fn health_follows_readiness_and_reflection_lists_the_services_without_a_to
     let key = SigningKey::generate("k1").unwrap();
     let gw = Gateway::start().await;
     let (clock, _) = manual_clock(kst(2026, 11, 23, 10, 0));
-    let svc = Service::start(dir.path(), clock, &key, &gw.url).await;
+    let history: Arc<dyn HistoryStore> =
+        Arc::new(EmbeddedStore::open_dir(dir.path(), Retention::default()).unwrap());
+    let svc = Service::start_with(dir.path(), clock, &key, &gw.url, history, |o| {
+        o.api.reflection = true
+    })
+    .await;
     let ch = Channel::from_shared(svc.addr.clone())
         .unwrap()
         .connect()
@@ -2016,5 +2021,114 @@ async fn a_watch_stream_ends_when_its_token_expires_or_is_revoked() {
     let e = watch(too_long).await.unwrap_err();
     assert_eq!(e.code(), Code::Unauthenticated);
     assert!(e.message().contains("lifetime"), "{e:?}");
+    svc.stop().await;
+}
+
+/// Issue 17, limits: one token holds at most `watch_streams_per_token`
+/// watch streams (more get RESOURCE_EXHAUSTED; a closed one frees its
+/// place; another token is not affected); a watch stream outlives the
+/// request timeout; reflection is off unless configured.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_token_cannot_hold_more_watch_streams_than_allowed_and_reflection_is_off() {
+    use tonic_reflection::pb::v1 as refl;
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::generate("k1").unwrap();
+    let gw = Gateway::start().await;
+    let (clock, _) = manual_clock(kst(2026, 11, 23, 10, 0));
+    let history: Arc<dyn HistoryStore> =
+        Arc::new(EmbeddedStore::open_dir(dir.path(), Retention::default()).unwrap());
+    let svc = Service::start_with(dir.path(), clock, &key, &gw.url, history, |o| {
+        o.api.watch_streams_per_token = 3;
+        o.api.request_timeout_secs = 1;
+    })
+    .await;
+    let jongno = token(&key, &Principal::municipality("jongno", "11110", false));
+    let busan = token(&key, &Principal::municipality("busan", "26110", false));
+    let mut c = client(&svc.addr, Some(jongno)).await;
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        open.push(
+            c.incidents
+                .watch_incidents(pb::WatchIncidentsRequest::default())
+                .await
+                .unwrap()
+                .into_inner(),
+        );
+    }
+    let e = c
+        .incidents
+        .watch_incidents(pb::WatchIncidentsRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+    // Another municipality's token is not held back by this one.
+    let mut b = client(&svc.addr, Some(busan)).await;
+    let _other = b
+        .incidents
+        .watch_incidents(pb::WatchIncidentsRequest::default())
+        .await
+        .unwrap();
+    // A closed stream gives its place back.
+    drop(open.pop());
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let again = loop {
+        match c
+            .incidents
+            .watch_incidents(pb::WatchIncidentsRequest::default())
+            .await
+        {
+            Ok(s) => break s.into_inner(),
+            Err(e) if e.code() == Code::ResourceExhausted => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the place never came back"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    };
+    open.push(again);
+    // Streams live past the 1 s request timeout and still carry events.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    svc.core
+        .ingest(vec![opened(
+            "11110-w",
+            "11110",
+            pb::Stage::Attention,
+            kst(2026, 11, 23, 10, 0),
+        )])
+        .await
+        .unwrap();
+    for s in &mut open {
+        let m = tokio::time::timeout(Duration::from_secs(5), s.message())
+            .await
+            .expect("an event")
+            .unwrap()
+            .unwrap();
+        assert_eq!(m.event.unwrap().household_id, "11110-w");
+    }
+    // Reflection is not served unless configured.
+    let ch = Channel::from_shared(svc.addr.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut r = refl::server_reflection_client::ServerReflectionClient::new(ch);
+    let req = refl::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(
+            refl::server_reflection_request::MessageRequest::ListServices(String::new()),
+        ),
+    };
+    let refused = match r
+        .server_reflection_info(tokio_stream::iter(vec![req]))
+        .await
+    {
+        Err(e) => e,
+        Ok(resp) => resp.into_inner().message().await.unwrap_err(),
+    };
+    assert_eq!(refused.code(), Code::Unimplemented);
+    drop(open);
     svc.stop().await;
 }

@@ -141,6 +141,11 @@ impl Api {
                 policy: Policy::watch_only(),
             }],
             holidays_file: router_holidays,
+            // A laptop's API: reflection on, for grpcurl and friends.
+            api: dolbom_notify::limits::ApiOptions {
+                reflection: true,
+                ..Default::default()
+            },
             ..Default::default()
         };
         let publisher = Arc::new(BusPublisher {
