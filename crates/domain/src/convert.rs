@@ -25,7 +25,9 @@ pub fn timestamp(t: Ts) -> Timestamp {
 
 /// protobuf `Timestamp` → `Ts` (sub-millisecond precision is dropped).
 pub fn ts(t: &Timestamp) -> Ts {
-    Ts(t.seconds.saturating_mul(1000) + (t.nanos as i64) / 1_000_000)
+    Ts(t.seconds
+        .saturating_mul(1000)
+        .saturating_add((t.nanos as i64) / 1_000_000))
 }
 
 fn required_ts(t: &Option<Timestamp>, field: &str) -> Result<Ts, ConfigError> {

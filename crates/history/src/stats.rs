@@ -23,8 +23,14 @@ pub struct Month {
     pub month: u32,
 }
 
+/// The years statistics can be asked for: the platform keeps nothing from
+/// before 2000, and bounding them keeps every month's midnight well defined
+/// (Seoul's historical offset changes, 1908–1961, put some local midnights
+/// in a gap).
+pub const STATS_YEARS: std::ops::RangeInclusive<i32> = 2000..=2100;
+
 impl Month {
-    /// Parses `YYYY-MM`.
+    /// Parses `YYYY-MM` within [`STATS_YEARS`].
     pub fn parse(s: &str) -> Option<Self> {
         let (y, m) = s.split_once('-')?;
         if y.len() != 4 || m.len() != 2 {
@@ -34,13 +40,13 @@ impl Month {
             year: y.parse().ok()?,
             month: m.parse().ok()?,
         };
-        (1..=12).contains(&month.month).then_some(month)
+        ((1..=12).contains(&month.month) && STATS_YEARS.contains(&month.year)).then_some(month)
     }
 
     pub fn next(self) -> Self {
         if self.month == 12 {
             Month {
-                year: self.year + 1,
+                year: self.year.saturating_add(1),
                 month: 1,
             }
         } else {
@@ -51,14 +57,25 @@ impl Month {
         }
     }
 
-    /// First instant of the month in Asia/Seoul, ms since the epoch.
+    /// First instant of the month in Asia/Seoul, ms since the epoch. A
+    /// midnight that fell in a historical offset gap starts at the first
+    /// instant after it; a month chrono cannot represent is clamped.
     pub fn start_ms(self) -> i64 {
-        let date = NaiveDate::from_ymd_opt(self.year, self.month, 1).expect("valid month");
-        Seoul
-            .from_local_datetime(&date.and_hms_opt(0, 0, 0).expect("midnight"))
-            .single()
-            .expect("Seoul has no DST")
-            .timestamp_millis()
+        let year = self.year.clamp(-200_000, 200_000);
+        let Some(date) = NaiveDate::from_ymd_opt(year, self.month.clamp(1, 12), 1) else {
+            return if year < 0 { i64::MIN / 2 } else { i64::MAX / 2 };
+        };
+        let midnight = date.and_hms_opt(0, 0, 0).expect("midnight");
+        (0..=3)
+            .find_map(|h| {
+                Seoul
+                    .from_local_datetime(&(midnight + chrono::Duration::hours(h)))
+                    .earliest()
+            })
+            .map_or_else(
+                || midnight.and_utc().timestamp_millis(),
+                |t| t.timestamp_millis(),
+            )
     }
 
     pub fn end_ms(self) -> i64 {
@@ -66,7 +83,12 @@ impl Month {
     }
 
     pub fn of_ms(at_ms: i64) -> Self {
-        let t = Seoul.timestamp_millis_opt(at_ms).single().expect("valid");
+        // chrono represents about ±262 000 years; clamp far inside that.
+        const LIMIT: i64 = 8_000_000_000_000_000 / 1000;
+        let t = Seoul
+            .timestamp_millis_opt(at_ms.clamp(-LIMIT, LIMIT))
+            .single()
+            .expect("in chrono's range");
         Month {
             year: t.year(),
             month: t.month(),
@@ -222,6 +244,25 @@ mod tests {
             "2027-01"
         );
         assert!(Month::parse("2026-13").is_none());
+        // Outside the years statistics cover (1908-04 and friends have a
+        // local midnight in an offset gap).
+        for bad in [
+            "1908-04", "1912-01", "1948-06", "1950-04", "1960-05", "9999-12", "0000-01",
+        ] {
+            assert!(Month::parse(bad).is_none(), "{bad}");
+        }
+        // Nothing panics, however the month was made.
+        for year in [1908, 1912, 1948, 1950, 1960, -5, 262_143, i32::MAX] {
+            for month in 1..=12 {
+                let m = Month { year, month };
+                let _ = (m.start_ms(), m.end_ms());
+            }
+        }
+        for ms in [i64::MIN, -1, 0, i64::MAX] {
+            let _ = Month::of_ms(ms);
+        }
+        let y2000 = Month::parse("2000-01").unwrap();
+        assert_eq!(Month::of_ms(y2000.start_ms()), y2000);
         assert!(Month::parse("26-01").is_none());
     }
 

@@ -163,6 +163,12 @@ async fn register_list_watch_ack_resolve_and_stats() {
     let (ok, out, err) = ctl(base(&["stats", "--from", &month])).await;
     assert!(ok, "{err}");
     assert!(out.contains(&month), "{out}");
+    // A month whose local midnight fell in one of Seoul's historical offset
+    // gaps (it panicked the handler once): a clear INVALID_ARGUMENT.
+    for bad in ["1908-04", "1960-05", "9999-12"] {
+        let (ok, _, err) = ctl(base(&["stats", "--from", bad, "--to", bad])).await;
+        assert!(!ok && err.contains("InvalidArgument"), "{bad}: {err}");
+    }
     let (ok, _, err) = ctl(vec![
         "--endpoint".into(),
         endpoint.clone(),

@@ -13,7 +13,7 @@ use crate::metrics as m;
 use crate::registry::id_arg;
 use crate::scope::listing_scope;
 use dolbom_auth::{Principal, Verifier};
-use dolbom_history::stats::Month;
+use dolbom_history::stats::{Month, STATS_YEARS};
 use dolbom_history::HistoryStore;
 use dolbom_proto::v1 as pb;
 use pb::incident_service_server::IncidentService;
@@ -284,10 +284,12 @@ impl StatisticsService for Api {
     ) -> Result<Response<pb::StatisticsResponse>, Status> {
         let (who, r) = split(req)?;
         let municipality = listing_scope(&who, &r.municipality_code, &r.dong_code, "")?;
-        let from = Month::parse(&r.from_month)
-            .ok_or_else(|| Status::invalid_argument("from_month: expected YYYY-MM"))?;
-        let to = Month::parse(&r.to_month)
-            .ok_or_else(|| Status::invalid_argument("to_month: expected YYYY-MM"))?;
+        let bad = |field: &str| {
+            let (a, b) = (STATS_YEARS.start(), STATS_YEARS.end());
+            Status::invalid_argument(format!("{field}: expected YYYY-MM, {a}–{b}"))
+        };
+        let from = Month::parse(&r.from_month).ok_or_else(|| bad("from_month"))?;
+        let to = Month::parse(&r.to_month).ok_or_else(|| bad("to_month"))?;
         if to < from {
             return Err(Status::invalid_argument("to_month: before from_month"));
         }
