@@ -25,6 +25,7 @@
 //! Personal data (names, phone numbers, addresses) has no type in this crate on
 //! purpose: it never flows through the monitoring pipeline.
 
+pub mod checks;
 pub mod clock;
 pub mod config;
 pub mod convert;

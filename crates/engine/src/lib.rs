@@ -60,6 +60,19 @@ use smallvec::SmallVec;
 pub const MAX_CLOCK_SKEW_MS: i64 = 5 * MINUTE_MS;
 /// Largest plausible power reading, in watts.
 pub const MAX_WATTS: f32 = 100_000.0;
+
+/// The value checks every reading passes, here and wherever else readings
+/// are taken in (the history ingest): finite, not negative, not absurd.
+pub fn check_values(watts: Option<f32>, lux: Option<f32>) -> Result<(), ReadingError> {
+    for (field, v, max) in [("watts", watts, MAX_WATTS), ("lux", lux, MAX_LUX)] {
+        if let Some(v) = v {
+            if !(v.is_finite() && (0.0..=max).contains(&v)) {
+                return Err(ReadingError::Implausible { field, value: v });
+            }
+        }
+    }
+    Ok(())
+}
 /// Largest plausible light reading, in lux (direct sunlight).
 pub const MAX_LUX: f32 = 200_000.0;
 /// How many recent sequence numbers per plug are remembered.
@@ -468,13 +481,7 @@ impl HouseholdState {
         if ahead_ms > MAX_CLOCK_SKEW_MS {
             return Err(ReadingError::FromTheFuture { ahead_ms });
         }
-        for (field, v, max) in [("watts", r.watts, MAX_WATTS), ("lux", r.lux, MAX_LUX)] {
-            if let Some(v) = v {
-                if !(v.is_finite() && (0.0..=max).contains(&v)) {
-                    return Err(ReadingError::Implausible { field, value: v });
-                }
-            }
-        }
+        check_values(r.watts, r.lux)?;
         let absence_before = self.absence_in_force(cfg, now).map(|a| a.starts_at);
         let device = device_hash(r.device_id);
         let noise = cfg.noise;

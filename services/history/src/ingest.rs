@@ -125,6 +125,9 @@ pub async fn run(
                         Ok(r) if r.observed_at_ms > dolbom_domain::Ts::now().millis() + opts.max_ahead_ms => {
                             reject(&mut summary, "reading_ahead_of_clock", p, offset);
                         }
+                        Ok(r) if implausible(&r) => {
+                            reject(&mut summary, "reading_implausible", p, offset);
+                        }
                         Ok(r) if !r.household_id.is_empty() => {
                             summary.readings += 1;
                             let watts = r.watts.or(r.current_amps.map(|a| a * 220.0));
@@ -138,7 +141,7 @@ pub async fn run(
                 } else {
                     incidents_next.insert(p, offset + 1);
                     match IncidentEvent::decode(payload) {
-                        Ok(e) if !e.event_id.is_empty() => {
+                        Ok(e) if dolbom_domain::checks::check_incident_event(&e).is_ok() => {
                             summary.incident_events += 1;
                             writer.send_incident_event(e).await?;
                         }
@@ -275,4 +278,11 @@ async fn commit(
         Err(e) => tracing::warn!(error = %e, "offset commit failed; the next one covers it"),
     }
     Ok(())
+}
+
+/// A reading the monitor's engine would refuse for its values (negative,
+/// not finite, absurd): kept out of the aggregates the same way.
+fn implausible(r: &PlugReading) -> bool {
+    let watts = r.watts.or(r.current_amps.map(|a| a * 220.0));
+    dolbom_engine::check_values(watts.map(|w| w as f32), r.lux.map(|l| l as f32)).is_err()
 }

@@ -1,6 +1,6 @@
 //! The history ingest against a real Kafka-protocol broker (Tansu): readings
 //! become minute and hour aggregates, incident events and state changes are
-//! stored once, a malformed record and a reading dated in year 3000 are
+//! stored once, a malformed record, a reading with negative watts and a reading dated in year 3000 are
 //! skipped (and harm no other reading), and a restart of the ingest (same
 //! group) neither loses nor double-counts readings.
 
@@ -130,6 +130,18 @@ async fn readings_and_incidents_reach_the_store_once_across_a_restart() {
         ..Default::default()
     };
     first.push(("hh-0".into(), future.encode_to_vec()));
+    // Values the engine refuses (negative, not finite): kept out of the
+    // aggregates just the same.
+    for watts in [-5.0, f64::NAN] {
+        let absurd = pb::PlugReading {
+            device_id: "plug-0".into(),
+            household_id: "hh-0".into(),
+            observed_at_ms: t0 + 10 * MINUTE_MS,
+            watts: Some(watts),
+            ..Default::default()
+        };
+        first.push(("hh-0".into(), absurd.encode_to_vec()));
+    }
     produce(&broker.addr, &opts.readings_topic, first).await;
     let event = |ty: pb::IncidentEventType, stage: pb::Stage, at: i64| pb::IncidentEvent {
         event_id: format!("INA:hh-1:{t0}/{}/{}", ty as i32, stage as i32),
@@ -181,8 +193,8 @@ async fn readings_and_incidents_reach_the_store_once_across_a_restart() {
     shutdown.cancel();
     let summary = ingest.await.unwrap().unwrap();
     assert_eq!(
-        summary.rejected, 2,
-        "the malformed reading and the one from year 3000 are skipped and counted"
+        summary.rejected, 4,
+        "the malformed reading, the one from year 3000 and the two with absurd watts are skipped and counted"
     );
     assert_eq!(summary.late_readings, 0);
     assert_eq!(summary.readings, 90 * HOUSEHOLDS as u64);

@@ -1,7 +1,7 @@
 //! Incident events in: from `care.incidents` (Kafka) or the in-process bus.
 //!
 //! [`Core::ingest`] takes a batch in one transaction: each event is checked
-//! ([`check_event`]; malformed ones are counted and skipped), logged (a
+//! (`dolbom_domain::checks::check_incident_event`; malformed ones are counted and skipped), logged (a
 //! duplicate `event_id` stops there), the incident view updated, and the
 //! incident's escalation opened, raised or stopped (see [`crate::escalate`]).
 
@@ -10,6 +10,7 @@ use crate::error::NotifyError;
 use crate::escalate::stage_of;
 use crate::metrics as m;
 use crate::store::{self, IncidentRow};
+use dolbom_domain::checks::check_incident_event;
 use dolbom_domain::convert::{kind_from_wire, timestamp, ts};
 use dolbom_domain::Ts;
 use dolbom_escalation::{Escalation, Opening, StopReason};
@@ -24,31 +25,6 @@ fn event_time(ev: &pb::IncidentEvent) -> Ts {
         .or(ev.emitted_at.as_ref())
         .map(ts)
         .unwrap_or_default()
-}
-
-/// Checks what every event must carry; the rest is optional. The error
-/// names the field.
-pub fn check_event(ev: &pb::IncidentEvent) -> Result<(), String> {
-    if ev.event_id.is_empty() || ev.event_id.len() > 256 {
-        return Err("event_id".into());
-    }
-    if ev.incident_id.is_empty() || ev.incident_id.len() > 200 {
-        return Err("incident_id".into());
-    }
-    let Some(kind) = kind_from_wire(ev.kind) else {
-        return Err("kind".into());
-    };
-    // A platform incident (a stalled partition) belongs to no municipality
-    // and carries none; every other incident carries exactly one.
-    let m = &ev.municipality_code;
-    let platform = kind.is_platform() && m.is_empty();
-    if !platform && (m.len() != 5 || !m.bytes().all(|b| b.is_ascii_digit())) {
-        return Err("municipality_code".into());
-    }
-    match pb::IncidentEventType::try_from(ev.r#type) {
-        Ok(pb::IncidentEventType::Unspecified) | Err(_) => Err("type".into()),
-        Ok(_) => Ok(()),
-    }
 }
 
 impl Core {
@@ -66,8 +42,8 @@ impl Core {
             let now = core.now();
             let mut new = 0;
             for ev in events {
-                if let Err(field) = check_event(&ev) {
-                    metrics::counter!(m::REJECTED_EVENTS, "field" => field.clone()).increment(1);
+                if let Err(field) = check_incident_event(&ev) {
+                    metrics::counter!(m::REJECTED_EVENTS, "field" => field).increment(1);
                     tracing::warn!(event_id = %ev.event_id, field, "malformed incident event skipped");
                     continue;
                 }
