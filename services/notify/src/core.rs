@@ -250,7 +250,16 @@ impl Core {
         now: Ts,
     ) -> Record {
         Record::Audit(AuditEntry {
-            audit_id: format!("{}/{}/{}/{}", now.millis(), who.subject, action, subject),
+            // Unique per entry: two reads in the same millisecond are two
+            // rows (the store writes by id).
+            audit_id: format!(
+                "{}/{}/{}/{}/{}",
+                now.millis(),
+                who.subject,
+                action,
+                subject,
+                audit_nonce()
+            ),
             municipality_code: municipality.to_string(),
             at_ms: now.millis(),
             principal: who.subject.clone(),
@@ -261,7 +270,8 @@ impl Core {
     }
 
     /// Writes an audit entry and waits until it is durable (used before
-    /// personal data is returned).
+    /// personal data is returned), at most [`AUDIT_TIMEOUT`]: with the
+    /// history store down the read is refused (UNAVAILABLE), not hung.
     pub(crate) async fn audit_now(
         &self,
         who: &Principal,
@@ -270,14 +280,14 @@ impl Core {
         subject: &str,
     ) -> Result<(), NotifyError> {
         let r = self.audit_record(who, municipality, action, subject, self.now());
-        self.history
-            .send(r)
+        let unavailable = || NotifyError::Unavailable("audit log (the history store)".into());
+        let durable = async {
+            self.history.send(r).await.map_err(|_| unavailable())?;
+            self.history.flush().await.map_err(|_| unavailable())
+        };
+        tokio::time::timeout(AUDIT_TIMEOUT, durable)
             .await
-            .map_err(|_| NotifyError::Unavailable("audit log".into()))?;
-        self.history
-            .flush()
-            .await
-            .map_err(|_| NotifyError::Unavailable("audit log".into()))
+            .map_err(|_| unavailable())?
     }
 
     /// Waits until every escalation, delivery and audit record recorded so
@@ -337,4 +347,24 @@ impl Core {
     pub async fn health_changed(&self) {
         self.readiness.changed().await
     }
+}
+
+/// How long a read of personal data waits for its audit entry to be durable.
+pub const AUDIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A value no other audit entry of any notify process has: a random
+/// per-process base (the standard library's hasher keys come from the OS)
+/// plus a counter.
+fn audit_nonce() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+    static BASE: OnceLock<u64> = OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let base = *BASE.get_or_init(|| {
+        std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish()
+    });
+    format!("{base:016x}{:08x}", NEXT.fetch_add(1, Ordering::Relaxed))
 }

@@ -698,17 +698,30 @@ async fn tenants_are_isolated_both_ways_and_contact_reads_are_audited() {
         .unwrap()
         .into_inner();
     assert_eq!(h.contact.unwrap().phone, "010-1234-5678");
+    // A second read in the same millisecond (the clock stands still here)
+    // leaves its own audit row: reads never collapse into one.
+    a.registry
+        .get_household(pb::GetHouseholdRequest {
+            household_id: "11110-a".into(),
+            include_contact: true,
+        })
+        .await
+        .unwrap();
     let now = kst(2026, 11, 23, 10, 0).millis();
     let audit = svc
         .history
         .audit("11110", now - 60_000, now + 60_000)
         .await
         .unwrap();
-    assert!(audit
+    let reads = audit
         .iter()
-        .any(|e| e.action == "registry.GetHousehold.contact"
-            && e.principal == "jongno-system"
-            && e.subject == "11110-a"));
+        .filter(|e| {
+            e.action == "registry.GetHousehold.contact"
+                && e.principal == "jongno-system"
+                && e.subject == "11110-a"
+        })
+        .count();
+    assert_eq!(reads, 2, "{audit:?}");
     // The contact is sealed at rest and never published.
     let raw = std::fs::read(dir.path().join("notify.sqlite")).unwrap();
     assert!(!raw.windows(13).any(|w| w == b"010-1234-5678"));
@@ -1703,6 +1716,30 @@ async fn alerts_go_out_while_the_history_store_is_down_and_its_records_drain_aft
         "ready while the history store is down"
     );
     assert!(inner.escalation(first).await.unwrap().is_empty());
+    // Personal data is returned only once its read is audited: with the
+    // store down the read is refused within the audit timeout, not hung.
+    let pii = Principal::municipality("jongno-welfare", "11110", true);
+    let mut w = client(&svc.addr, Some(token(&key, &pii))).await;
+    w.registry
+        .create_household(pb::CreateHouseholdRequest {
+            config: Some(config("11110-c", "11110", false)),
+            contact: Some(contact()),
+        })
+        .await
+        .unwrap();
+    let asked = std::time::Instant::now();
+    let e = tokio::time::timeout(
+        dolbom_notify::core::AUDIT_TIMEOUT + Duration::from_secs(5),
+        w.registry.get_household(pb::GetHouseholdRequest {
+            household_id: "11110-c".into(),
+            include_contact: true,
+        }),
+    )
+    .await
+    .expect("a contact read does not hang on the history store")
+    .unwrap_err();
+    assert_eq!(e.code(), Code::Unavailable, "{e:?}");
+    eprintln!("contact read refused after {:?}", asked.elapsed());
 
     // The store is back: the records drain into it.
     down.store(false, Ordering::SeqCst);
