@@ -349,10 +349,10 @@ impl HouseholdConfig {
             w.validate()?;
         }
         if let Some(b) = &self.building_id {
-            if b.len() > 64 {
+            if !valid_building_id(b) {
                 return Err(ConfigError::new(
                     "building_id",
-                    "is longer than 64 characters",
+                    "must be 1-32 characters of [A-Za-z0-9._-] (a code, never an address: it travels on Kafka)",
                 ));
             }
         }
@@ -360,9 +360,28 @@ impl HouseholdConfig {
     }
 }
 
+/// A building id is a code (e.g. a 건물관리번호 or the municipality's own),
+/// never free text: an address typed into it would travel on Kafka.
+fn valid_building_id(b: &str) -> bool {
+    (1..=32).contains(&b.len())
+        && b
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_building_id_is_a_code_not_an_address() {
+        for ok in ["B-1023", "1111051500.0042", "apt_7"] {
+            assert!(valid_building_id(ok), "{ok}");
+        }
+        for bad in ["", "서울 종로구 세종대로 209", "12 Main St", "a/b", &"x".repeat(33)] {
+            assert!(!valid_building_id(bad), "{bad}");
+        }
+    }
 
     fn cfg() -> HouseholdConfig {
         let m = MunicipalityCode::new("11110").unwrap();
