@@ -246,7 +246,9 @@ impl Channel for SmsGateway {
     }
 }
 
-pub use crate::webhook::{sign_webhook, verify_webhook, Webhook};
+pub use crate::webhook::{
+    sign_webhook, verify_webhook, Webhook, WebhookRejection, WebhookVerifier,
+};
 
 /// The `WatchIncidents` stream as a channel: subscribers pull incident
 /// events from the event log, so a message is delivered once the event is

@@ -5,7 +5,8 @@
 //! `X-Dolbom-Timestamp: {unix seconds}`,
 //! `X-Dolbom-Signature: v1={hex HMAC-SHA256(secret, "{timestamp}.{body}")}`
 //! and `Idempotency-Key: {message_id}`. Receivers check the signature and
-//! reject stale timestamps.
+//! reject stale timestamps: [`WebhookVerifier`] does both, and accepts the
+//! previous secret too while a secret is being rotated.
 //!
 //! Batched (`webhook_batch = true` on the recipient): notifications for the
 //! same endpoint that are ready within [`BATCH_LINGER`] (at most
@@ -90,6 +91,78 @@ pub fn verify_webhook(secret: &str, timestamp: u64, body: &[u8], signature: &str
     msg.push(b'.');
     msg.extend_from_slice(body);
     hmac::verify(&key, &msg, &sig).is_ok()
+}
+
+/// Why a receiver refuses a webhook ([`WebhookVerifier::check`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WebhookRejection {
+    /// The timestamp is further from the receiver's clock than allowed: a
+    /// replayed (or badly delayed) request.
+    Stale,
+    /// No configured secret signed it.
+    BadSignature,
+}
+
+/// What a receiver checks of a webhook: a signature by one of its secrets
+/// (the current one and, while the secret is being rotated, the previous
+/// one) over a timestamp within `max_age_s` of its own clock.
+#[derive(Clone)]
+pub struct WebhookVerifier {
+    secrets: Vec<String>,
+    max_age_s: u64,
+}
+
+impl std::fmt::Debug for WebhookVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookVerifier")
+            .field("secrets", &self.secrets.len())
+            .field("max_age_s", &self.max_age_s)
+            .finish()
+    }
+}
+
+impl WebhookVerifier {
+    /// Five minutes each way, as most webhook receivers allow.
+    pub const DEFAULT_MAX_AGE_S: u64 = 300;
+
+    /// `current` and, during a rotation, `previous` secrets.
+    pub fn new(current: &str, previous: Option<&str>) -> Self {
+        Self {
+            secrets: std::iter::once(current)
+                .chain(previous)
+                .map(String::from)
+                .collect(),
+            max_age_s: Self::DEFAULT_MAX_AGE_S,
+        }
+    }
+
+    pub fn with_max_age(mut self, secs: u64) -> Self {
+        self.max_age_s = secs;
+        self
+    }
+
+    /// Checks one webhook (its `X-Dolbom-Timestamp`, body and
+    /// `X-Dolbom-Signature`) at the receiver's `now_s`.
+    pub fn check(
+        &self,
+        timestamp: u64,
+        now_s: u64,
+        body: &[u8],
+        signature: &str,
+    ) -> Result<(), WebhookRejection> {
+        if timestamp.abs_diff(now_s) > self.max_age_s {
+            return Err(WebhookRejection::Stale);
+        }
+        if self
+            .secrets
+            .iter()
+            .any(|s| verify_webhook(s, timestamp, body, signature))
+        {
+            Ok(())
+        } else {
+            Err(WebhookRejection::BadSignature)
+        }
+    }
 }
 
 type Waiter = oneshot::Sender<Result<String, DeliveryError>>;
@@ -245,6 +318,36 @@ impl Channel for Webhook {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_receiver_takes_fresh_webhooks_signed_by_either_secret_during_a_rotation() {
+        let body = br#"{"incident_id":"INA:11110-1:1"}"#;
+        let now = 1_800_000_000;
+        let old = sign_webhook("old-secret-0123456789", now, body);
+        let new = sign_webhook("new-secret-0123456789", now, body);
+        let v = WebhookVerifier::new("new-secret-0123456789", Some("old-secret-0123456789"));
+        assert_eq!(v.check(now, now + 10, body, &new), Ok(()));
+        assert_eq!(v.check(now, now + 10, body, &old), Ok(()));
+        // After the rotation only the new secret holds.
+        let after = WebhookVerifier::new("new-secret-0123456789", None);
+        assert_eq!(
+            after.check(now, now, body, &old),
+            Err(WebhookRejection::BadSignature)
+        );
+        // A replay ten minutes later (or a timestamp from the future) is stale.
+        assert_eq!(
+            v.check(now, now + 600, body, &new),
+            Err(WebhookRejection::Stale)
+        );
+        assert_eq!(
+            v.check(now, now - 600, body, &new),
+            Err(WebhookRejection::Stale)
+        );
+        assert_eq!(
+            v.check(now, now, b"tampered", &new),
+            Err(WebhookRejection::BadSignature)
+        );
+    }
 
     #[test]
     fn webhook_signatures_verify_and_bind_the_timestamp() {
