@@ -364,8 +364,7 @@ impl HouseholdConfig {
 /// never free text: an address typed into it would travel on Kafka.
 fn valid_building_id(b: &str) -> bool {
     (1..=32).contains(&b.len())
-        && b
-            .bytes()
+        && b.bytes()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
 }
 
@@ -378,7 +377,13 @@ mod tests {
         for ok in ["B-1023", "1111051500.0042", "apt_7"] {
             assert!(valid_building_id(ok), "{ok}");
         }
-        for bad in ["", "서울 종로구 세종대로 209", "12 Main St", "a/b", &"x".repeat(33)] {
+        for bad in [
+            "",
+            "서울 종로구 세종대로 209",
+            "12 Main St",
+            "a/b",
+            &"x".repeat(33),
+        ] {
             assert!(!valid_building_id(bad), "{bad}");
         }
     }

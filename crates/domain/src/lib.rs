@@ -31,6 +31,7 @@ pub mod config;
 pub mod convert;
 pub mod ids;
 pub mod incident;
+pub mod logsafe;
 pub mod named;
 pub mod time;
 

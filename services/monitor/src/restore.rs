@@ -94,7 +94,7 @@ pub(crate) async fn restore(src: &Sources, p: i32) -> Result<Restored, MonitorEr
                     shard.on_config_bytes(key.unwrap_or_default(), payload, at, &mut out)
                 {
                     metrics::counter!(m::CONFIGS_REJECTED, "reason" => e.label()).increment(1);
-                    tracing::warn!(partition = p, reason = e.label(), error = %e, "household config rejected during restore");
+                    tracing::warn!(partition = p, reason = e.label(), error = %dolbom_domain::logsafe::LogSafe(&e.to_string()), "household config rejected during restore");
                 }
             })?;
         // Events from configs replayed here are re-derived later anyway.

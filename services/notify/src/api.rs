@@ -13,6 +13,7 @@ use crate::metrics as m;
 use crate::registry::id_arg;
 use crate::scope::listing_scope;
 use dolbom_auth::{Principal, Verifier};
+use dolbom_domain::logsafe::LogSafe;
 use dolbom_history::stats::{Month, STATS_YEARS};
 use dolbom_history::HistoryStore;
 use dolbom_proto::v1 as pb;
@@ -47,10 +48,34 @@ pub fn authenticate(
             }
             Err(e) => {
                 metrics::counter!(m::AUTH_FAILURES).increment(1);
-                tracing::info!(reason = %e, "unauthenticated call refused");
+                // A flood of bad tokens must not flood the logs: at most one
+                // line a second (the counter has them all).
+                if let Some(skipped) = auth_log_allowed() {
+                    tracing::info!(reason = %LogSafe(&e.to_string()), skipped, "unauthenticated call refused");
+                }
                 Err(Status::unauthenticated(e.to_string()))
             }
         }
+    }
+}
+
+/// Whether this refused call may be logged (at most one a second); if so,
+/// how many were not logged since the last one.
+fn auth_log_allowed() -> Option<u64> {
+    use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+    static LAST_S: AtomicI64 = AtomicI64::new(i64::MIN);
+    static SKIPPED: AtomicU64 = AtomicU64::new(0);
+    let now_s = dolbom_domain::Ts::now().millis() / 1000;
+    let last = LAST_S.load(Ordering::Relaxed);
+    if now_s > last
+        && LAST_S
+            .compare_exchange(last, now_s, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        Some(SKIPPED.swap(0, Ordering::Relaxed))
+    } else {
+        SKIPPED.fetch_add(1, Ordering::Relaxed);
+        None
     }
 }
 
@@ -317,5 +342,18 @@ impl StatisticsService for Api {
             m = m.next();
         }
         Ok(Response::new(pb::StatisticsResponse { months }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn refused_calls_are_logged_at_most_once_a_second() {
+        let logged = (0..10_000)
+            .filter(|_| super::auth_log_allowed().is_some())
+            .count();
+        // 10 000 refusals take far less than a second; at most a second
+        // boundary falls in between.
+        assert!((1..=2).contains(&logged), "{logged}");
     }
 }

@@ -12,6 +12,7 @@ use crate::metrics as m;
 use crate::store::{self, IncidentRow};
 use dolbom_domain::checks::check_incident_event;
 use dolbom_domain::convert::{kind_from_wire, timestamp, ts};
+use dolbom_domain::logsafe::LogSafe;
 use dolbom_domain::Ts;
 use dolbom_escalation::{Escalation, Opening, StopReason};
 use dolbom_proto::v1 as pb;
@@ -44,7 +45,7 @@ impl Core {
             for ev in events {
                 if let Err(field) = check_incident_event(&ev) {
                     metrics::counter!(m::REJECTED_EVENTS, "field" => field).increment(1);
-                    tracing::warn!(event_id = %ev.event_id, field, "malformed incident event skipped");
+                    tracing::warn!(event_id = %LogSafe(&ev.event_id), field, "malformed incident event skipped");
                     continue;
                 }
                 let Some(seq) = store::append_event(tx, &ev, false, now.millis())? else {

@@ -11,6 +11,7 @@ use crate::metrics as m;
 use crate::restore::{self, Restored};
 use dolbom_domain::convert::{event_type_from_wire, kind_from_wire, stage_from_wire, ts};
 use dolbom_domain::incident::Stage;
+use dolbom_domain::logsafe::LogSafe;
 use dolbom_domain::{IncidentId, Ts};
 use dolbom_proto::v1 as pb;
 use dolbom_shard::{ClockMode, Output, Rejection, Shard};
@@ -210,10 +211,10 @@ impl ShardState {
                 Err(e) => {
                     metrics::counter!(m::READINGS_REJECTED, "reason" => e.label()).increment(1);
                     if dead_letter_worthy(&e) {
-                        tracing::warn!(partition = self.partition, offset = rec.offset, reason = e.label(), error = %e, "reading rejected and dead-lettered");
+                        tracing::warn!(partition = self.partition, offset = rec.offset, reason = e.label(), error = %LogSafe(&e.to_string()), "reading rejected and dead-lettered");
                         self.dead_letter(&topic, rec, e.label());
                     } else {
-                        tracing::debug!(partition = self.partition, offset = rec.offset, reason = e.label(), error = %e, "reading rejected");
+                        tracing::debug!(partition = self.partition, offset = rec.offset, reason = e.label(), error = %LogSafe(&e.to_string()), "reading rejected");
                     }
                 }
             }
@@ -251,7 +252,7 @@ impl ShardState {
                 &mut self.out,
             ) {
                 metrics::counter!(m::CONFIGS_REJECTED, "reason" => e.label()).increment(1);
-                tracing::warn!(partition = self.partition, offset = rec.offset, reason = e.label(), error = %e, "household config rejected");
+                tracing::warn!(partition = self.partition, offset = rec.offset, reason = e.label(), error = %LogSafe(&e.to_string()), "household config rejected");
                 if dead_letter_worthy(&e) {
                     self.dead_letter(&topic, rec, e.label());
                 }
