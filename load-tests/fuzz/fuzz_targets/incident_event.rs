@@ -1,0 +1,3 @@
+//! libFuzzer entry for `dolbom_fuzz::incident_event` (see `src/lib.rs`).
+#![no_main]
+libfuzzer_sys::fuzz_target!(|data: &[u8]| dolbom_fuzz::incident_event(data));
