@@ -25,6 +25,18 @@ pub struct IngestSummary {
     pub commits: u64,
 }
 
+/// A reading stamped after its record was sent (a plug clock running
+/// ahead) counts at the send time, as the monitor counts it: one skewed
+/// plug must not move its partition's minutes ahead and make every
+/// neighbour's readings late.
+fn retimed(mut r: PlugReading, sent_ms: Option<i64>) -> PlugReading {
+    if let Some(sent) = sent_ms.filter(|&s| r.observed_at_ms > s) {
+        metrics::counter!(m::READINGS_RETIMED).increment(1);
+        r.observed_at_ms = sent;
+    }
+    r
+}
+
 /// Remembers partitions taken away, so their in-memory minutes are dropped
 /// (the next owner replays them from the committed offset).
 #[derive(Default)]
@@ -121,7 +133,8 @@ pub async fn run(
                         }
                     };
                     part.next = offset + 1;
-                    match PlugReading::decode(payload) {
+                    let sent_ms = msg.timestamp().to_millis();
+                    match PlugReading::decode(payload).map(|r| retimed(r, sent_ms)) {
                         Ok(r) if r.observed_at_ms > dolbom_domain::Ts::now().millis() + opts.max_ahead_ms => {
                             reject(&mut summary, "reading_ahead_of_clock", p, offset);
                         }

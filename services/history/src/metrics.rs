@@ -5,6 +5,7 @@ use metrics::{describe_counter, Unit};
 
 pub const LATE_READINGS: &str = "dolbom_history_late_readings_total";
 pub const REJECTED: &str = "dolbom_history_rejected_total";
+pub const READINGS_RETIMED: &str = "dolbom_history_readings_retimed_total";
 
 /// Describes this crate's metrics (call once the exporter is installed).
 pub fn describe() {
@@ -12,6 +13,11 @@ pub fn describe() {
         LATE_READINGS,
         Unit::Count,
         "Readings that arrived after their minute was aggregated and stored"
+    );
+    describe_counter!(
+        READINGS_RETIMED,
+        Unit::Count,
+        "Readings stamped after their record was sent (plug clock ahead), counted at the send time"
     );
     describe_counter!(
         REJECTED,

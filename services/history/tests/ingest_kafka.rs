@@ -1,8 +1,10 @@
 //! The history ingest against a real Kafka-protocol broker (Tansu): readings
 //! become minute and hour aggregates, incident events and state changes are
-//! stored once, a malformed record, a reading with negative watts and a reading dated in year 3000 are
-//! skipped (and harm no other reading), and a restart of the ingest (same
-//! group) neither loses nor double-counts readings.
+//! stored once, a malformed record and readings with negative or NaN watts
+//! are skipped, readings from plugs whose clocks run ahead (year 3000, seven
+//! minutes) count at their send time and harm no other reading, and a
+//! restart of the ingest (same group) neither loses nor double-counts
+//! readings.
 
 use std::io::Write as _;
 
@@ -18,25 +20,30 @@ use tokio_util::sync::CancellationToken;
 
 const HOUSEHOLDS: i64 = 6;
 
-async fn produce(brokers: &str, topic: &str, records: Vec<(String, Vec<u8>)>) {
+/// Records as (key, payload, Kafka timestamp ms: when it was sent, if set).
+type Rec = (String, Vec<u8>, Option<i64>);
+
+async fn produce(brokers: &str, topic: &str, records: Vec<Rec>) {
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("enable.idempotence", "true")
         .create()
         .unwrap();
-    for (key, payload) in records {
+    for (key, payload, sent) in records {
+        let mut rec = FutureRecord::to(topic).key(&key).payload(&payload);
+        if let Some(ms) = sent {
+            rec = rec.timestamp(ms);
+        }
         producer
-            .send(
-                FutureRecord::to(topic).key(&key).payload(&payload),
-                Duration::from_secs(10),
-            )
+            .send(rec, Duration::from_secs(10))
             .await
             .map_err(|(e, _)| e)
             .unwrap();
     }
 }
 
-fn readings(t0: i64, minutes: std::ops::Range<i64>) -> Vec<(String, Vec<u8>)> {
+/// Every household's reading of each minute, each sent when it was observed.
+fn readings(t0: i64, minutes: std::ops::Range<i64>) -> Vec<Rec> {
     let mut out = Vec::new();
     for m in minutes {
         for h in 0..HOUSEHOLDS {
@@ -49,7 +56,11 @@ fn readings(t0: i64, minutes: std::ops::Range<i64>) -> Vec<(String, Vec<u8>)> {
                 sequence: m as u64,
                 current_amps: None,
             };
-            out.push((r.household_id.clone(), r.encode_to_vec()));
+            out.push((
+                r.household_id.clone(),
+                r.encode_to_vec(),
+                Some(r.observed_at_ms),
+            ));
         }
     }
     out
@@ -117,11 +128,12 @@ async fn readings_and_incidents_reach_the_store_once_across_a_restart() {
         .unwrap();
 
     let t0 = dolbom_domain::Ts::now().millis() / HOUR_MS * HOUR_MS - 3 * HOUR_MS;
-    let mut first = readings(t0, 0..90);
-    first.push(("hh-x".into(), vec![0xff, 0xff, 0xff])); // malformed
-                                                         // A plug whose clock says year 3000: rejected, and it must not close
-                                                         // every later minute of its partition (before the fix every reading
-                                                         // after it was dropped as late, across restarts).
+    let mut first = readings(t0, 0..11);
+    first.push(("hh-x".into(), vec![0xff, 0xff, 0xff], None)); // malformed
+                                                               // A plug whose clock says year 3000, its record sent at minute 10: it
+                                                               // counts at its send time (as the monitor counts it), and it must not
+                                                               // close every later minute of its partition (before, it did, across
+                                                               // restarts; then a plug merely minutes ahead did the same).
     let future = pb::PlugReading {
         device_id: "plug-0".into(),
         household_id: "hh-0".into(),
@@ -129,7 +141,27 @@ async fn readings_and_incidents_reach_the_store_once_across_a_restart() {
         watts: Some(1.0),
         ..Default::default()
     };
-    first.push(("hh-0".into(), future.encode_to_vec()));
+    first.push((
+        "hh-0".into(),
+        future.encode_to_vec(),
+        Some(t0 + 10 * MINUTE_MS + 500),
+    ));
+    first.extend(readings(t0, 11..21));
+    // A plug seven minutes ahead, sent on time at minute 20: the same.
+    let ahead = pb::PlugReading {
+        device_id: "plug-1".into(),
+        household_id: "hh-1".into(),
+        observed_at_ms: t0 + 27 * MINUTE_MS,
+        watts: Some(1.0),
+        sequence: 1_000,
+        ..Default::default()
+    };
+    first.push((
+        "hh-1".into(),
+        ahead.encode_to_vec(),
+        Some(t0 + 20 * MINUTE_MS + 500),
+    ));
+    first.extend(readings(t0, 21..90));
     // Values the engine refuses (negative, not finite): kept out of the
     // aggregates just the same.
     for watts in [-5.0, f64::NAN] {
@@ -140,7 +172,7 @@ async fn readings_and_incidents_reach_the_store_once_across_a_restart() {
             watts: Some(watts),
             ..Default::default()
         };
-        first.push(("hh-0".into(), absurd.encode_to_vec()));
+        first.push(("hh-0".into(), absurd.encode_to_vec(), None));
     }
     produce(&broker.addr, &opts.readings_topic, first).await;
     let event = |ty: pb::IncidentEventType, stage: pb::Stage, at: i64| pb::IncidentEvent {
@@ -177,7 +209,7 @@ async fn readings_and_incidents_reach_the_store_once_across_a_restart() {
     ];
     let mut records: Vec<_> = events
         .iter()
-        .map(|e| ("hh-1".to_string(), e.encode_to_vec()))
+        .map(|e| ("hh-1".to_string(), e.encode_to_vec(), None))
         .collect();
     records.push(records[0].clone()); // a duplicate delivery
     produce(&broker.addr, &opts.incidents_topic, records).await;
@@ -193,14 +225,16 @@ async fn readings_and_incidents_reach_the_store_once_across_a_restart() {
     shutdown.cancel();
     let summary = ingest.await.unwrap().unwrap();
     assert_eq!(
-        summary.rejected, 4,
-        "the malformed reading, the one from year 3000 and the two with absurd watts are skipped and counted"
+        summary.rejected, 3,
+        "the malformed reading and the two with absurd watts are skipped and counted"
     );
+    // The two plugs ahead of their send time were taken at it, and made no
+    // neighbour's reading late.
     assert_eq!(summary.late_readings, 0);
-    assert_eq!(summary.readings, 90 * HOUSEHOLDS as u64);
+    assert_eq!(summary.readings, 90 * HOUSEHOLDS as u64 + 2);
     assert_eq!(
         readings_stored(&store, t0, t0 + 4 * HOUR_MS).await,
-        90 * HOUSEHOLDS as u32
+        90 * HOUSEHOLDS as u32 + 2
     );
 
     // A restart of the same group: more readings, nothing counted twice.
@@ -220,7 +254,7 @@ async fn readings_and_incidents_reach_the_store_once_across_a_restart() {
     );
     assert_eq!(
         readings_stored(&store, t0, t0 + 4 * HOUR_MS).await,
-        150 * HOUSEHOLDS as u32,
+        150 * HOUSEHOLDS as u32 + 2,
         "every reading in exactly one minute aggregate"
     );
     let hours = store
@@ -230,8 +264,8 @@ async fn readings_and_incidents_reach_the_store_once_across_a_restart() {
         .aggregates;
     assert_eq!(
         hours.iter().map(|a| a.readings).collect::<Vec<_>>(),
-        vec![60, 60, 30],
-        "hours rolled up from their minutes"
+        vec![61, 60, 30],
+        "hours rolled up from their minutes (the year-3000 reading in the first)"
     );
     let page = store
         .incidents(&IncidentQuery {
