@@ -284,11 +284,7 @@ impl SigningKey {
 
     /// Reads a key file written by [`SigningKey::create_file`].
     pub fn from_file(path: &std::path::Path) -> Result<Self, AuthError> {
-        let text = std::fs::read_to_string(path).map_err(|e| AuthError::KeyFile {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        })?;
-        Self::from_text(&text)
+        Self::from_text(&read_file(path)?)
     }
 
     pub fn verifying_key(&self) -> VerifyingKey {
@@ -503,6 +499,14 @@ impl Verifier {
             .ok_or_else(|| AuthError::Malformed("expected `Bearer <token>`".into()))?;
         self.verify_token(token.trim())
     }
+}
+
+/// A key or revocation file's text; an error names the file.
+fn read_file(path: &std::path::Path) -> Result<String, AuthError> {
+    std::fs::read_to_string(path).map_err(|e| AuthError::KeyFile {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })
 }
 
 /// Seconds since the Unix epoch (for minting).

@@ -60,11 +60,7 @@ impl Revocations {
 
     /// Reads and parses a revocation file.
     pub fn load(path: &std::path::Path) -> Result<Self, AuthError> {
-        let text = std::fs::read_to_string(path).map_err(|e| AuthError::KeyFile {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        })?;
-        Self::parse(&text, &path.display().to_string())
+        Self::parse(&crate::read_file(path)?, &path.display().to_string())
     }
 
     /// Whether `t` is revoked.

@@ -286,6 +286,14 @@ fn event_type(e: EventType) -> (pb::IncidentEventType, pb::SuppressionCause) {
 
 // ── wire → domain ───────────────────────────────────────────────────────
 
+/// Mains voltage in Korea, for plugs that report current only.
+pub const MAINS_VOLTS: f64 = 220.0;
+
+/// A reading's active power: `watts`, else `current_amps` × 220 V.
+pub fn reading_watts(r: &pb::PlugReading) -> Option<f64> {
+    r.watts.or(r.current_amps.map(|a| a * MAINS_VOLTS))
+}
+
 /// A wire `IncidentKind` (`None` for UNSPECIFIED or an unknown value).
 pub fn kind_from_wire(k: i32) -> Option<IncidentKind> {
     Some(match pb::IncidentKind::try_from(k).ok()? {

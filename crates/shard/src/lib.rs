@@ -743,7 +743,7 @@ impl Shard {
         if retimed_by > RETIME_REPORT_MS {
             self.stats.readings_retimed += 1;
         }
-        let watts = r.watts.or(r.current_amps.map(|a| a * 220.0));
+        let watts = convert::reading_watts(r);
         let reading = Reading {
             device_id: &r.device_id,
             observed_at: observed,

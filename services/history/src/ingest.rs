@@ -143,7 +143,7 @@ pub async fn run(
                         }
                         Ok(r) if !r.household_id.is_empty() => {
                             summary.readings += 1;
-                            let watts = r.watts.or(r.current_amps.map(|a| a * 220.0));
+                            let watts = dolbom_domain::convert::reading_watts(&r);
                             if !part.downsampler.push(&r.household_id, r.observed_at_ms, watts, r.lux, offset) {
                                 summary.late_readings += 1;
                                 metrics::counter!(m::LATE_READINGS).increment(1);
@@ -296,6 +296,6 @@ async fn commit(
 /// A reading the monitor's engine would refuse for its values (negative,
 /// not finite, absurd): kept out of the aggregates the same way.
 fn implausible(r: &PlugReading) -> bool {
-    let watts = r.watts.or(r.current_amps.map(|a| a * 220.0));
+    let watts = dolbom_domain::convert::reading_watts(r);
     dolbom_engine::check_values(watts.map(|w| w as f32), r.lux.map(|l| l as f32)).is_err()
 }
