@@ -21,7 +21,7 @@ use prost::Message as _;
 use rdkafka::producer::{FutureRecord, Producer};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 #[test]
@@ -163,22 +163,29 @@ fn a_second_monitor_joining_and_leaving_keeps_incidents_exactly_once() {
     a.terminate();
 }
 
-/// The broker stops taking the monitor's incident events (the producer's
-/// requests are cut between it and the broker, its consumer still reads)
-/// while deadlines fall due, for longer than the producer's message
-/// timeout, so deliveries fail and snapshots are attempted meanwhile. When
-/// the network heals, every expected event is on `care.incidents` exactly
-/// once: none was dropped with its failed delivery, and no snapshot or
-/// commit passed an undelivered one.
-#[test]
-fn incident_events_the_broker_did_not_take_are_kept_and_resent() {
-    let _turn = serial();
-    let test = "t4";
+/// A monitor behind `faultnet` whose producer gives up on a record after
+/// 2 s, with the scripted homes registered and 11 h of readings in; then
+/// every request of its producer is cut (so it cannot reconnect either: its
+/// queued events time out, the consumer still reads) and the readings go
+/// past every ATTENTION deadline (12 h), until a delivery has failed.
+struct ProducerCut {
+    b: Broker,
+    proxy: dolbom_load_tests::faultnet::KafkaProxy,
+    dir: tempfile::TempDir,
+    t: Topics,
+    /// The monitor's arguments (its config file), for a replacement.
+    args: Vec<String>,
+    m: Monitor,
+    rt: tokio::runtime::Runtime,
+    p: rdkafka::producer::FutureProducer,
+}
+
+fn cut_producer_past_the_openings(test: &str) -> Option<ProducerCut> {
     let Some((b, proxy)) = dolbom_load_tests::broker::start_tansu_behind().expect("start tansu")
     else {
         assert!(std::env::var_os("CI").is_none(), "{test}: no tansu binary");
         let _ = writeln!(std::io::stderr(), "SKIPPED {test}: no tansu binary");
-        return;
+        return None;
     };
     let dir = tempfile::tempdir().unwrap();
     let t = topics(test);
@@ -188,15 +195,8 @@ fn incident_events_the_broker_did_not_take_are_kept_and_resent() {
         "[kafka_properties]\n\"message.timeout.ms\" = \"2000\"\n",
     )
     .unwrap();
-    let m = Monitor::start_with(
-        &proxy.addr,
-        &t,
-        dir.path(),
-        "a",
-        true,
-        &[],
-        &["--config", config.to_str().unwrap()],
-    );
+    let args = vec!["--config".to_string(), config.to_str().unwrap().to_string()];
+    let m = Monitor::start_with(&proxy.addr, &t, dir.path(), "a", true, &[], &strs(&args));
     m.wait_positioned(PARTITIONS as usize);
     let rt = runtime();
     let p = producer(&proxy.addr);
@@ -204,14 +204,10 @@ fn incident_events_the_broker_did_not_take_are_kept_and_resent() {
         produce_configs(&p, &t).await;
         produce_minutes(&p, &t, 0..11 * 60).await;
     });
-    // Every request of the monitor's producer, so it cannot reconnect
-    // either: its queued events time out (the consumer still reads).
     proxy.cut(Cut {
         api_key: None,
         client_id: dolbom_monitor::kafka::PRODUCER_CLIENT_ID.into(),
     });
-    // Past every ATTENTION deadline (12 h): the events are emitted and
-    // cannot be delivered.
     rt.block_on(produce_minutes(&p, &t, 11 * 60..12 * 60 + 30));
     let deadline = Instant::now() + Duration::from_secs(60);
     while !m.log().contains("incident event not delivered") {
@@ -222,6 +218,65 @@ fn incident_events_the_broker_did_not_take_are_kept_and_resent() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    Some(ProducerCut {
+        b,
+        proxy,
+        dir,
+        t,
+        args,
+        m,
+        rt,
+        p,
+    })
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// Waits (at most `within`) until every expected OPENED event is on
+/// `care.incidents`.
+fn wait_for_the_openings(addr: &str, t: &Topics, within: Duration) {
+    let attention: BTreeSet<String> = expected()
+        .into_iter()
+        .filter(|e| e.contains("OPENED"))
+        .collect();
+    let deadline = Instant::now() + within;
+    loop {
+        let have: BTreeSet<String> = read_all(addr, &t.incidents)
+            .into_iter()
+            .map(|e| e.event_id)
+            .collect();
+        if attention.is_subset(&have) || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The broker stops taking the monitor's incident events (the producer's
+/// requests are cut between it and the broker, its consumer still reads)
+/// while deadlines fall due, for longer than the producer's message
+/// timeout, so deliveries fail and snapshots are attempted meanwhile. When
+/// the network heals, every expected event is on `care.incidents` exactly
+/// once: none was dropped with its failed delivery, and no snapshot or
+/// commit passed an undelivered one.
+#[test]
+fn incident_events_the_broker_did_not_take_are_kept_and_resent() {
+    let _turn = serial();
+    let Some(ProducerCut {
+        b,
+        proxy,
+        dir: _dir,
+        t,
+        m,
+        rt,
+        p,
+        ..
+    }) = cut_producer_past_the_openings("t4")
+    else {
+        return;
+    };
     // Snapshots keep being attempted (every second) while nothing can be
     // delivered; none may pass the undelivered events.
     std::thread::sleep(Duration::from_secs(4));
@@ -232,21 +287,7 @@ fn incident_events_the_broker_did_not_take_are_kept_and_resent() {
     );
     proxy.heal();
     let healed = Instant::now();
-    let attention: BTreeSet<String> = expected()
-        .into_iter()
-        .filter(|e| e.contains("OPENED"))
-        .collect();
-    let deadline = healed + Duration::from_secs(60);
-    loop {
-        let have: BTreeSet<String> = read_all(&proxy.addr, &t.incidents)
-            .into_iter()
-            .map(|e| e.event_id)
-            .collect();
-        if attention.is_subset(&have) || Instant::now() > deadline {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_the_openings(&proxy.addr, &t, Duration::from_secs(60));
     let recovered_in = healed.elapsed();
     rt.block_on(produce_minutes(&p, &t, 12 * 60 + 30..14 * 60));
     assert_exactly_expected(&proxy.addr, &t, &[&m]);
@@ -275,43 +316,19 @@ fn incident_events_the_broker_did_not_take_are_kept_and_resent() {
 fn a_monitor_killed_while_its_producer_fails_loses_nothing() {
     let _turn = serial();
     let test = "t12";
-    let Some((b, proxy)) = dolbom_load_tests::broker::start_tansu_behind().expect("start tansu")
+    let Some(ProducerCut {
+        b,
+        proxy,
+        dir,
+        t,
+        args,
+        m,
+        rt,
+        p,
+    }) = cut_producer_past_the_openings(test)
     else {
-        assert!(std::env::var_os("CI").is_none(), "{test}: no tansu binary");
-        let _ = writeln!(std::io::stderr(), "SKIPPED {test}: no tansu binary");
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let t = topics(test);
-    let config = dir.path().join("monitor.toml");
-    std::fs::write(
-        &config,
-        "[kafka_properties]\n\"message.timeout.ms\" = \"2000\"\n",
-    )
-    .unwrap();
-    let args = ["--config", config.to_str().unwrap()];
-    let m = Monitor::start_with(&proxy.addr, &t, dir.path(), "a", true, &[], &args);
-    m.wait_positioned(PARTITIONS as usize);
-    let rt = runtime();
-    let p = producer(&proxy.addr);
-    rt.block_on(async {
-        produce_configs(&p, &t).await;
-        produce_minutes(&p, &t, 0..11 * 60).await;
-    });
-    proxy.cut(Cut {
-        api_key: None,
-        client_id: dolbom_monitor::kafka::PRODUCER_CLIENT_ID.into(),
-    });
-    rt.block_on(produce_minutes(&p, &t, 11 * 60..12 * 60 + 30));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !m.log().contains("incident event not delivered") {
-        assert!(
-            Instant::now() < deadline,
-            "no failed delivery while cut:\n{}",
-            m.log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
     // Snapshots are attempted meanwhile (every second); then the kill.
     std::thread::sleep(Duration::from_secs(3));
     let killed_log = m.log();
@@ -322,22 +339,8 @@ fn a_monitor_killed_while_its_producer_fails_loses_nothing() {
     );
     proxy.heal();
     let restarted = Instant::now();
-    let m2 = Monitor::start_with(&proxy.addr, &t, dir.path(), "b", true, &[], &args);
-    let attention: BTreeSet<String> = expected()
-        .into_iter()
-        .filter(|e| e.contains("OPENED"))
-        .collect();
-    let deadline = restarted + Duration::from_secs(90);
-    loop {
-        let have: BTreeSet<String> = read_all(&proxy.addr, &t.incidents)
-            .into_iter()
-            .map(|e| e.event_id)
-            .collect();
-        if attention.is_subset(&have) || Instant::now() > deadline {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let m2 = Monitor::start_with(&proxy.addr, &t, dir.path(), "b", true, &[], &strs(&args));
+    wait_for_the_openings(&proxy.addr, &t, Duration::from_secs(90));
     let recovered_in = restarted.elapsed();
     rt.block_on(produce_minutes(&p, &t, 12 * 60 + 30..14 * 60));
     eprintln!("killed monitor's log:\n{killed_log}");
@@ -511,43 +514,9 @@ fn a_pipeline_stall_reaches_the_sre_webhook_end_to_end() {
     // notify, as deployed: keys from `dolbom token keygen`, recipients for
     // every tier (SRE's webhook is the receiver).
     let (hook, received) = webhook_receiver();
-    let keys = Command::new(env!("CARGO_BIN_EXE_dolbom"))
-        .args(["token", "keygen", "--kid", "t6", "--out"])
-        .arg(dir.path().join("signing.key"))
-        .output()
-        .unwrap();
-    assert!(keys.status.success(), "{keys:?}");
-    std::fs::write(dir.path().join("public.keys"), &keys.stdout).unwrap();
-    let mut toml = format!(
-        "listen = \"127.0.0.1:0\"\nbrokers = \"{}\"\ngroup_id = \"t6-notify\"\nincidents_topic = \"{}\"\nhouseholds_topic = \"{}\"\ndata_dir = \"{}\"\npublic_keys_file = \"{}\"\ncreate_contact_key = true\n[sms]\nendpoint = \"{hook}/sms\"\n",
-        b.addr,
-        t.incidents,
-        t.households,
-        dir.path().join("notify").display(),
-        dir.path().join("public.keys").display(),
-    );
-    for tier in [
-        "DONG_OFFICE",
-        "CONTROL_CENTER",
-        "EMERGENCY",
-        "MAINTENANCE",
-        "SRE",
-    ] {
-        toml.push_str(&format!(
-            "[[recipients]]\nmunicipality = \"*\"\ntier = \"{tier}\"\nsms = [\"0200000000\"]\nwebhook_url = \"{hook}/{tier}\"\nwebhook_secret = \"t6-webhook-secret-0123\"\n"
-        ));
-    }
-    std::fs::write(dir.path().join("notify.toml"), toml).unwrap();
+    write_notify_config(dir.path(), test, &b.addr, &t, &hook);
     let notify_log = dir.path().join("notify.log");
-    let mut notify = Command::new(env!("CARGO_BIN_EXE_dolbom"))
-        .arg("notify")
-        .arg("--config")
-        .arg(dir.path().join("notify.toml"))
-        .env("DOLBOM_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&notify_log).unwrap())
-        .spawn()
-        .unwrap();
+    let mut notify = start_notify(dir.path(), "notify.log");
 
     // Households and a few seconds of readings, then nothing.
     let rt = runtime();

@@ -16,8 +16,6 @@ use rdkafka::config::ClientConfig;
 use rdkafka::producer::FutureRecord;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -129,18 +127,6 @@ fn serve(conn: std::net::TcpStream, hang: &AtomicBool, seen: &Mutex<Vec<Seen>>) 
     }
 }
 
-fn notify(dir: &Path, log: &str) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_dolbom"))
-        .arg("notify")
-        .arg("--config")
-        .arg(dir.join("notify.toml"))
-        .env("DOLBOM_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join(log)).unwrap())
-        .spawn()
-        .unwrap()
-}
-
 fn opened(i: usize, now_ms: i64) -> pb::IncidentEvent {
     let incident_id = format!("INA:{}:{}", hh(i), now_ms - 12 * 3_600_000);
     pb::IncidentEvent {
@@ -222,34 +208,8 @@ fn notify_killed_between_a_send_and_its_record_sends_each_message_once_per_key()
     // notify as deployed, every tier with an SMS number and a webhook at the receiver.
     let rx = Receiver::start();
     let hook = &rx.url;
-    let keys = Command::new(env!("CARGO_BIN_EXE_dolbom"))
-        .args(["token", "keygen", "--kid", test, "--out"])
-        .arg(dir.path().join("signing.key"))
-        .output()
-        .unwrap();
-    assert!(keys.status.success(), "{keys:?}");
-    std::fs::write(dir.path().join("public.keys"), &keys.stdout).unwrap();
-    let mut toml = format!(
-        "listen = \"127.0.0.1:0\"\nbrokers = \"{}\"\ngroup_id = \"{test}-notify\"\nincidents_topic = \"{}\"\nhouseholds_topic = \"{}\"\ndata_dir = \"{}\"\npublic_keys_file = \"{}\"\ncreate_contact_key = true\n[sms]\nendpoint = \"{hook}/sms\"\n",
-        b.addr,
-        t.incidents,
-        t.households,
-        dir.path().join("notify").display(),
-        dir.path().join("public.keys").display(),
-    );
-    for tier in [
-        "DONG_OFFICE",
-        "CONTROL_CENTER",
-        "EMERGENCY",
-        "MAINTENANCE",
-        "SRE",
-    ] {
-        toml.push_str(&format!(
-            "[[recipients]]\nmunicipality = \"*\"\ntier = \"{tier}\"\nsms = [\"0200000000\"]\nwebhook_url = \"{hook}/{tier}\"\nwebhook_secret = \"{test}-webhook-secret-0123\"\n"
-        ));
-    }
-    std::fs::write(dir.path().join("notify.toml"), toml).unwrap();
-    let mut first = notify(dir.path(), "notify-1.log");
+    write_notify_config(dir.path(), test, &b.addr, &t, hook);
+    let mut first = start_notify(dir.path(), "notify-1.log");
 
     let p = producer(&b.addr);
     let now = wall_ms();
@@ -288,7 +248,7 @@ fn notify_killed_between_a_send_and_its_record_sends_each_message_once_per_key()
     rx.hang.store(false, Ordering::SeqCst);
 
     // The restarted notify re-sends what it never heard back about.
-    let mut second = notify(dir.path(), "notify-2.log");
+    let mut second = start_notify(dir.path(), "notify-2.log");
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut last_change = (Instant::now(), 0);
     loop {

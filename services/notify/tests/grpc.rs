@@ -192,9 +192,20 @@ struct Service {
 
 impl Service {
     async fn start(dir: &Path, clock: Clock, key: &SigningKey, gateway: &str) -> Service {
+        Self::start_tuned(dir, clock, key, gateway, |_| {}).await
+    }
+
+    /// [`Service::start`] with options changed by `tweak`.
+    async fn start_tuned(
+        dir: &Path,
+        clock: Clock,
+        key: &SigningKey,
+        gateway: &str,
+        tweak: impl FnOnce(&mut NotifyOptions),
+    ) -> Service {
         let history: Arc<dyn HistoryStore> =
             Arc::new(EmbeddedStore::open_dir(dir, Retention::default()).unwrap());
-        Self::start_with(dir, clock, key, gateway, history, |_| {}).await
+        Self::start_with(dir, clock, key, gateway, history, tweak).await
     }
 
     /// [`Service::start`] with a given history store and options changed by `tweak`.
@@ -288,6 +299,29 @@ impl Service {
         self.core.drain_deliveries().await;
         self.core.history_flush().await;
     }
+}
+
+/// The services reflection lists, asked as grpcurl asks (no token).
+async fn list_services(ch: Channel) -> Result<Vec<String>, tonic::Status> {
+    use tonic_reflection::pb::v1 as refl;
+    let mut r = refl::server_reflection_client::ServerReflectionClient::new(ch);
+    let req = refl::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(
+            refl::server_reflection_request::MessageRequest::ListServices(String::new()),
+        ),
+    };
+    let mut resp = r
+        .server_reflection_info(tokio_stream::iter(vec![req]))
+        .await?
+        .into_inner();
+    let m = resp.message().await?.expect("a reply");
+    let Some(refl::server_reflection_response::MessageResponse::ListServicesResponse(l)) =
+        m.message_response
+    else {
+        panic!("not a service list: {m:?}");
+    };
+    Ok(l.service.into_iter().map(|s| s.name).collect())
 }
 
 type Auth = Box<dyn FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Send>;
@@ -1369,14 +1403,11 @@ async fn health_follows_readiness_and_reflection_lists_the_services_without_a_to
     use tonic_health::pb::health_check_response::ServingStatus;
     use tonic_health::pb::health_client::HealthClient;
     use tonic_health::pb::HealthCheckRequest;
-    use tonic_reflection::pb::v1 as refl;
     let dir = tempfile::tempdir().unwrap();
     let key = SigningKey::generate("k1").unwrap();
     let gw = Gateway::start().await;
     let (clock, _) = manual_clock(kst(2026, 11, 23, 10, 0));
-    let history: Arc<dyn HistoryStore> =
-        Arc::new(EmbeddedStore::open_dir(dir.path(), Retention::default()).unwrap());
-    let svc = Service::start_with(dir.path(), clock, &key, &gw.url, history, |o| {
+    let svc = Service::start_tuned(dir.path(), clock, &key, &gw.url, |o| {
         o.api.reflection = true
     })
     .await;
@@ -1421,25 +1452,7 @@ async fn health_follows_readiness_and_reflection_lists_the_services_without_a_to
     while next(&mut statuses).await != ServingStatus::Serving as i32 {}
 
     // Reflection, as grpcurl uses it.
-    let mut r = refl::server_reflection_client::ServerReflectionClient::new(ch);
-    let req = refl::ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(
-            refl::server_reflection_request::MessageRequest::ListServices(String::new()),
-        ),
-    };
-    let mut resp = r
-        .server_reflection_info(tokio_stream::iter(vec![req]))
-        .await
-        .unwrap()
-        .into_inner();
-    let m = resp.message().await.unwrap().unwrap();
-    let Some(refl::server_reflection_response::MessageResponse::ListServicesResponse(l)) =
-        m.message_response
-    else {
-        panic!("not a service list: {m:?}");
-    };
-    let names: Vec<String> = l.service.into_iter().map(|s| s.name).collect();
+    let names = list_services(ch).await.unwrap();
     for s in [
         "dolbom.v1.RegistryService",
         "dolbom.v1.IncidentService",
@@ -1448,7 +1461,7 @@ async fn health_follows_readiness_and_reflection_lists_the_services_without_a_to
     ] {
         assert!(names.iter().any(|n| n == s), "{s} missing from {names:?}");
     }
-    drop((statuses, resp));
+    drop(statuses);
     svc.stop().await;
 }
 
@@ -2067,14 +2080,11 @@ async fn a_watch_stream_ends_when_its_token_expires_or_is_revoked() {
 /// request timeout; reflection is off unless configured.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_token_cannot_hold_more_watch_streams_than_allowed_and_reflection_is_off() {
-    use tonic_reflection::pb::v1 as refl;
     let dir = tempfile::tempdir().unwrap();
     let key = SigningKey::generate("k1").unwrap();
     let gw = Gateway::start().await;
     let (clock, _) = manual_clock(kst(2026, 11, 23, 10, 0));
-    let history: Arc<dyn HistoryStore> =
-        Arc::new(EmbeddedStore::open_dir(dir.path(), Retention::default()).unwrap());
-    let svc = Service::start_with(dir.path(), clock, &key, &gw.url, history, |o| {
+    let svc = Service::start_tuned(dir.path(), clock, &key, &gw.url, |o| {
         o.api.watch_streams_per_token = 3;
         o.api.request_timeout_secs = 1;
     })
@@ -2151,20 +2161,7 @@ async fn one_token_cannot_hold_more_watch_streams_than_allowed_and_reflection_is
         .connect()
         .await
         .unwrap();
-    let mut r = refl::server_reflection_client::ServerReflectionClient::new(ch);
-    let req = refl::ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(
-            refl::server_reflection_request::MessageRequest::ListServices(String::new()),
-        ),
-    };
-    let refused = match r
-        .server_reflection_info(tokio_stream::iter(vec![req]))
-        .await
-    {
-        Err(e) => e,
-        Ok(resp) => resp.into_inner().message().await.unwrap_err(),
-    };
+    let refused = list_services(ch).await.unwrap_err();
     assert_eq!(refused.code(), Code::Unimplemented);
     drop(open);
     svc.stop().await;

@@ -488,3 +488,49 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .build()
         .unwrap()
 }
+
+/// Writes what `dolbom notify` needs in `dir`, as deployed: its token keys
+/// from `dolbom token keygen` and a `notify.toml` reading `t`'s topics on
+/// `brokers`, with an SMS number and a webhook at `hook` for every tier.
+pub fn write_notify_config(dir: &Path, test: &str, brokers: &str, t: &Topics, hook: &str) {
+    let keys = Command::new(env!("CARGO_BIN_EXE_dolbom"))
+        .args(["token", "keygen", "--kid", test, "--out"])
+        .arg(dir.join("signing.key"))
+        .output()
+        .unwrap();
+    assert!(keys.status.success(), "{keys:?}");
+    std::fs::write(dir.join("public.keys"), &keys.stdout).unwrap();
+    let mut toml = format!(
+        "listen = \"127.0.0.1:0\"\nbrokers = \"{brokers}\"\ngroup_id = \"{test}-notify\"\nincidents_topic = \"{}\"\nhouseholds_topic = \"{}\"\ndata_dir = \"{}\"\npublic_keys_file = \"{}\"\ncreate_contact_key = true\n[sms]\nendpoint = \"{hook}/sms\"\n",
+        t.incidents,
+        t.households,
+        dir.join("notify").display(),
+        dir.join("public.keys").display(),
+    );
+    for tier in [
+        "DONG_OFFICE",
+        "CONTROL_CENTER",
+        "EMERGENCY",
+        "MAINTENANCE",
+        "SRE",
+    ] {
+        toml.push_str(&format!(
+            "[[recipients]]\nmunicipality = \"*\"\ntier = \"{tier}\"\nsms = [\"0200000000\"]\nwebhook_url = \"{hook}/{tier}\"\nwebhook_secret = \"{test}-webhook-secret-0123\"\n"
+        ));
+    }
+    std::fs::write(dir.join("notify.toml"), toml).unwrap();
+}
+
+/// Starts `dolbom notify` on the configuration [`write_notify_config`]
+/// wrote in `dir`, logging to `dir/log`.
+pub fn start_notify(dir: &Path, log: &str) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_dolbom"))
+        .arg("notify")
+        .arg("--config")
+        .arg(dir.join("notify.toml"))
+        .env("DOLBOM_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join(log)).unwrap())
+        .spawn()
+        .unwrap()
+}
