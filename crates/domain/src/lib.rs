@@ -14,7 +14,9 @@
 //!   with one display name ([`named`]);
 //! - [`convert`]: the edge between the wire protocol (`dolbom-proto`) and these
 //!   types, both ways, and the display name of every wire enum. Wire data is
-//!   validated here, once, and never trusted further in.
+//!   validated here, once, and never trusted further in; [`checks`] is what
+//!   every consumer checks of an incident event from the bus;
+//! - [`logsafe`]: outside input as it may appear in a log line.
 //!
 //! Data flow: a `dolbom.v1.HouseholdConfig` from the registry or the
 //! `care.households` changelog becomes a [`config::HouseholdConfig`] through

@@ -9,9 +9,10 @@
 //! - one [`dolbom_escalation::Escalation`] per incident, persisted after every
 //!   transition, and the outbox of messages it sends over SMS, webhooks and
 //!   the watch stream;
-//! - authentication (Ed25519 bearer tokens, [`dolbom_auth`]) and tenant
-//!   scoping of every call, and the audit of every personal-data read (into
-//!   the history store).
+//! - authentication (Ed25519 bearer tokens, [`dolbom_auth`], with their
+//!   revocation list and watch streams ended when their token no longer
+//!   holds) and tenant scoping of every call, the API's limits ([`limits`]),
+//!   and the audit of every personal-data read (into the history store).
 //!
 //! Data flow: `care.incidents` (Kafka [`kafka::consume`], or the in-process
 //! bus in standalone) → [`Core::ingest`] ([`ingest`]; one transaction: log,
