@@ -283,7 +283,13 @@ impl SigningKey {
     }
 
     /// Reads a key file written by [`SigningKey::create_file`].
+    /// Reads a key file from [`SigningKey::create_file`]; refused if others
+    /// can read it (see `dolbom_options::secret`).
     pub fn from_file(path: &std::path::Path) -> Result<Self, AuthError> {
+        dolbom_options::check_private(path).map_err(|e| AuthError::KeyFile {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
         Self::from_text(&read_file(path)?)
     }
 

@@ -8,6 +8,8 @@
 //! and [`Options::load`], the one "layer, then validate" every command uses.
 //! [`ServiceFlags`] are the flags the Kafka services share, and
 //! [`OptionsError`] the error of options that name no error of their own.
+//! [`Secret`] and [`read_secret_file`] (module `secret`) keep keys and
+//! passwords out of `Debug` output and refuse secret files others can read.
 //!
 //! Data flow: `main` parses flags → `ServiceOptions::load(file, flags)`
 //! (layered, then validated) → `run(options, shutdown)`.
@@ -18,6 +20,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::path::Path;
 use std::path::PathBuf;
+
+pub mod secret;
+pub use secret::{check_private, read_secret_bytes, read_secret_file, Secret, SecretFileError};
 
 /// Options that cannot be read (a missing or malformed file, a wrongly typed
 /// variable or flag); the message names the key and where it came from.

@@ -33,7 +33,9 @@ use tonic::transport::Channel;
     about = "dolbom's municipality API from the command line"
 )]
 struct Cli {
-    /// The notify service's gRPC address.
+    /// The notify service's gRPC address: `https://host:port` for TLS
+    /// (with --ca, or the system's trust roots), `http://` only for a
+    /// server on loopback.
     #[arg(
         long,
         env = "DOLBOM_ENDPOINT",
@@ -47,6 +49,19 @@ struct Cli {
     /// A file holding the bearer token.
     #[arg(long, env = "DOLBOM_TOKEN_FILE", global = true)]
     token_file: Option<PathBuf>,
+    /// PEM CA bundle the server's certificate must chain to.
+    #[arg(long, env = "DOLBOM_CA", global = true)]
+    ca: Option<PathBuf>,
+    /// PEM client certificate, for servers that require mutual TLS.
+    #[arg(long, env = "DOLBOM_CERT", global = true, requires = "key")]
+    cert: Option<PathBuf>,
+    /// PEM private key of --cert (mode 0600).
+    #[arg(long, env = "DOLBOM_KEY", global = true, requires = "cert")]
+    key: Option<PathBuf>,
+    /// The name the server's certificate must carry (default: the
+    /// endpoint's host).
+    #[arg(long, global = true)]
+    tls_domain: Option<String>,
     #[arg(long, short, value_enum, default_value_t = Output::Table, global = true)]
     output: Output,
     #[command(subcommand)]
@@ -212,8 +227,20 @@ async fn connect(cli: &Cli) -> anyhow::Result<Clients> {
     let value: MetadataValue<_> = format!("Bearer {token}")
         .parse()
         .context("the token is not a valid header value")?;
-    let ch = Channel::from_shared(cli.endpoint.clone())?
-        .connect_timeout(Duration::from_secs(5))
+    let tls = dolbom_tls::ClientTls {
+        ca_file: cli.ca.clone(),
+        cert_file: cli.cert.clone(),
+        key_file: cli.key.clone(),
+        domain: cli.tls_domain.clone(),
+    };
+    let mut endpoint =
+        Channel::from_shared(cli.endpoint.clone())?.connect_timeout(Duration::from_secs(5));
+    if cli.endpoint.starts_with("https://") {
+        endpoint = endpoint.tls_config(tls.config()?)?;
+    } else if tls.is_set() {
+        bail!("--ca, --cert and --tls-domain need an https:// endpoint");
+    }
+    let ch = endpoint
         .connect()
         .await
         .with_context(|| format!("connecting to {}", cli.endpoint))?;

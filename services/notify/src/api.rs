@@ -124,6 +124,8 @@ pub struct Api {
     pub limits: crate::limits::ApiOptions,
     /// Open watch streams per token.
     pub watch_permits: crate::limits::WatchPermits,
+    /// The server's TLS (certificate, key, client CA), read at build.
+    pub tls: Option<tonic::transport::ServerTlsConfig>,
 }
 
 #[tonic::async_trait]

@@ -10,8 +10,10 @@
 use dolbom_domain::incident::{IncidentKind, Stage};
 use dolbom_domain::named::as_name;
 use dolbom_escalation::{ChannelKind, Purpose, Tier};
+use dolbom_options::Secret;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -72,8 +74,15 @@ pub struct Recipient {
     pub municipality: String,
     pub tier: String,
     pub sms: Vec<String>,
+    /// `https://…`; `http://` only with `allow_insecure_http`.
     pub webhook_url: String,
-    pub webhook_secret: String,
+    /// The HMAC secret (at least 16 characters), or `webhook_secret_file`.
+    pub webhook_secret: Secret,
+    /// A file (mode 0600/0640) holding the webhook secret; read at start.
+    pub webhook_secret_file: Option<PathBuf>,
+    /// Allow a plain `http://` webhook_url for this endpoint (a receiver on
+    /// the same host or behind a TLS-terminating proxy).
+    pub allow_insecure_http: bool,
     /// Send this endpoint's webhooks in batches (see [`crate::webhook`]):
     /// several notifications per request, each still signed on its own.
     pub webhook_batch: bool,
@@ -182,7 +191,7 @@ pub(crate) fn status_result(status: reqwest::StatusCode) -> Result<String, Deliv
 pub struct SmsGateway {
     client: reqwest::Client,
     endpoint: String,
-    api_key: String,
+    api_key: Secret,
     directory: Arc<Directory>,
 }
 
@@ -190,8 +199,15 @@ pub struct SmsGateway {
 #[serde(default)]
 pub struct SmsOptions {
     /// Empty = SMS disabled (every SMS send fails as not configured).
+    /// `https://…`; `http://` only with `allow_insecure_http`.
     pub endpoint: String,
-    pub api_key: String,
+    /// The gateway's bearer key, or `api_key_file`.
+    pub api_key: Secret,
+    /// A file (mode 0600/0640) holding the API key; read at start.
+    pub api_key_file: Option<PathBuf>,
+    /// Allow a plain `http://` endpoint (a gateway on the same host or
+    /// behind a TLS-terminating proxy).
+    pub allow_insecure_http: bool,
 }
 
 impl SmsGateway {
@@ -232,7 +248,7 @@ impl Channel for SmsGateway {
         let resp = self
             .client
             .post(&self.endpoint)
-            .bearer_auth(&self.api_key)
+            .bearer_auth(self.api_key.expose())
             .header("Idempotency-Key", &n.message_id)
             .json(&SmsBody {
                 message_id: &n.message_id,

@@ -79,10 +79,10 @@ impl Cipher {
             std::io::Write::write_all(&mut opts.open(path)?, text.as_bytes())?;
             tracing::warn!(path = %path.display(), "created a new contact encryption key; back it up");
         }
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            NotifyError::Config(format!("contact key file {}: {e}", path.display()))
-        })?;
-        Self::from_text(&text)
+        // Refused if others can read it (see dolbom_options::secret).
+        let text = dolbom_options::read_secret_file(path)
+            .map_err(|e| NotifyError::Config(format!("contact key file: {e}")))?;
+        Self::from_text(text.expose())
     }
 
     pub fn encrypt(&self, aad: &str, plain: &[u8]) -> Result<Vec<u8>, NotifyError> {

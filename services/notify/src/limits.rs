@@ -27,6 +27,9 @@ pub struct ApiOptions {
     /// Open `WatchIncidents` streams per token (per subject for a token
     /// without an id); more get RESOURCE_EXHAUSTED.
     pub watch_streams_per_token: usize,
+    /// Plaintext gRPC health (and nothing else) on this address, for
+    /// Kubernetes' native gRPC probes, which cannot speak TLS; empty = off.
+    pub health_listen: String,
 }
 
 impl Default for ApiOptions {
@@ -37,6 +40,7 @@ impl Default for ApiOptions {
             concurrency_per_connection: 64,
             request_timeout_secs: 30,
             watch_streams_per_token: 8,
+            health_listen: String::new(),
         }
     }
 }

@@ -23,8 +23,15 @@ pub struct MunicipalityPolicy {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct NotifyOptions {
-    /// gRPC listen address.
+    /// gRPC listen address. Beyond loopback it needs `[tls]` or
+    /// `insecure_plaintext`.
     pub listen: String,
+    /// Server TLS for the API (`[tls]`: `cert_file`, `key_file`, optional
+    /// `client_ca_file` for mutual TLS).
+    pub tls: Option<dolbom_tls::ServerTls>,
+    /// Serve the API without TLS on an address beyond loopback (TLS ends at
+    /// a proxy or service mesh in front). Off: such a listen is refused.
+    pub insecure_plaintext: bool,
     /// Where `notify.sqlite` (and the embedded history store) live.
     pub data_dir: PathBuf,
     /// Brokers, extra librdkafka properties, debug contexts.
@@ -85,6 +92,8 @@ impl Default for NotifyOptions {
     fn default() -> Self {
         NotifyOptions {
             listen: "127.0.0.1:50051".into(),
+            tls: None,
+            insecure_plaintext: false,
             data_dir: PathBuf::from("dolbom-data"),
             kafka: KafkaOptions::default(),
             group_id: "dolbom-notify".into(),
@@ -128,6 +137,13 @@ impl dolbom_options::Options for NotifyOptions {
         self.kafka
             .validate()
             .map_err(|e| NotifyError::Config(e.to_string()))?;
+        dolbom_tls::check_listen(
+            "listen",
+            &self.listen,
+            self.tls.is_some(),
+            self.insecure_plaintext,
+        )
+        .map_err(|e| NotifyError::Config(e.to_string()))?;
         if !["embedded", "scylla"].contains(&self.history_store.as_str()) {
             return Err(bad("history_store", "must be embedded or scylla"));
         }
@@ -159,14 +175,27 @@ impl dolbom_options::Options for NotifyOptions {
                 .map_err(|e| bad(&format!("policies[{i}]"), &e.to_string()))?;
         }
         self.check_reachable()?;
+        check_url(
+            "sms.endpoint",
+            &self.sms.endpoint,
+            self.sms.allow_insecure_http,
+        )?;
         for (i, r) in self.recipients.iter().enumerate() {
             if dolbom_escalation::Tier::parse(&r.tier).is_none() {
                 return Err(bad(&format!("recipients[{i}].tier"), "unknown tier"));
             }
-            if !r.webhook_url.is_empty() && r.webhook_secret.len() < 16 {
+            check_url(
+                &format!("recipients[{i}].webhook_url"),
+                &r.webhook_url,
+                r.allow_insecure_http,
+            )?;
+            if !r.webhook_url.is_empty()
+                && r.webhook_secret_file.is_none()
+                && r.webhook_secret.len() < 16
+            {
                 return Err(bad(
                     &format!("recipients[{i}].webhook_secret"),
-                    "at least 16 characters when a webhook_url is set",
+                    "at least 16 characters (or a webhook_secret_file) when a webhook_url is set",
                 ));
             }
         }
@@ -174,7 +203,76 @@ impl dolbom_options::Options for NotifyOptions {
     }
 }
 
+/// An endpoint that carries names and phone numbers: `https://` unless the
+/// operator allowed plain `http://` for it; empty = not configured.
+fn check_url(field: &str, url: &str, allow_http: bool) -> Result<(), NotifyError> {
+    if url.is_empty() || url.starts_with("https://") || (allow_http && url.starts_with("http://")) {
+        Ok(())
+    } else if url.starts_with("http://") {
+        Err(bad(
+            field,
+            "must be https:// (set allow_insecure_http = true for this endpoint to send in the clear)",
+        ))
+    } else {
+        Err(bad(field, "must be an https:// URL"))
+    }
+}
+
 impl NotifyOptions {
+    /// These options with every secret file read into its value (SMS API
+    /// key, webhook secrets); a file that is missing, empty or readable by
+    /// others is refused.
+    pub fn with_secrets(&self) -> Result<NotifyOptions, NotifyError> {
+        let mut o = self.clone();
+        if let Some(f) = &o.sms.api_key_file {
+            o.sms.api_key = dolbom_options::read_secret_file(f)
+                .map_err(|e| bad("sms.api_key_file", &e.to_string()))?;
+        }
+        for (i, r) in o.recipients.iter_mut().enumerate() {
+            if let Some(f) = &r.webhook_secret_file {
+                let field = format!("recipients[{i}].webhook_secret_file");
+                r.webhook_secret =
+                    dolbom_options::read_secret_file(f).map_err(|e| bad(&field, &e.to_string()))?;
+                if r.webhook_secret.len() < 16 {
+                    return Err(bad(&field, "the secret must have at least 16 characters"));
+                }
+            }
+        }
+        Ok(o)
+    }
+
+    /// Everything `validate` checks, and what only the files can tell:
+    /// token keys, the revocation list, the contact key, secret files, TLS
+    /// material and the holidays file (`dolbom notify --check-config`).
+    pub fn check_files(&self) -> Result<(), NotifyError> {
+        use dolbom_options::Options as _;
+        self.validate()?;
+        self.verifier()?;
+        self.router()?;
+        self.with_secrets()?;
+        if let Some(t) = &self.tls {
+            t.check()
+                .map_err(|e| NotifyError::Config(format!("tls: {e}")))?;
+        }
+        if let Some(f) = &self.revoked_tokens_file {
+            dolbom_auth::Revocations::load(f)
+                .map_err(|e| bad("revoked_tokens_file", &e.to_string()))?;
+        }
+        let key = self.contact_key_path();
+        if key.exists() {
+            crate::crypto::Cipher::from_file(&key, false)?;
+        } else if !self.create_contact_key {
+            return Err(bad(
+                "contact_key_file",
+                &format!(
+                    "{} does not exist (and create_contact_key is off)",
+                    key.display()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     pub fn contact_key_path(&self) -> PathBuf {
         self.contact_key_file
             .clone()
@@ -301,6 +399,10 @@ pub struct NotifyFlags {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub create_contact_key: Option<bool>,
+    /// Serve the API without TLS beyond loopback (TLS ends at a proxy).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub insecure_plaintext: bool,
 }
 
 #[cfg(test)]
@@ -418,5 +520,54 @@ wait_minutes = 10
             .unwrap_err()
             .to_string()
             .contains("sms.endpoint"));
+    }
+
+    #[test]
+    fn endpoints_need_https_and_secrets_stay_out_of_debug_and_open_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut o = NotifyOptions::default();
+        o.policies.push(MunicipalityPolicy {
+            municipality: "*".into(),
+            policy: Policy::watch_only(),
+        });
+        o.sms.endpoint = "http://sms.example/v1".into();
+        o.sms.api_key = "sms-api-key-value".into();
+        let e = o.validate().unwrap_err().to_string();
+        assert!(e.contains("sms.endpoint") && e.contains("https"), "{e}");
+        o.sms.allow_insecure_http = true;
+        o.validate().unwrap();
+        o.recipients.push(Recipient {
+            municipality: "*".into(),
+            tier: "SRE".into(),
+            webhook_url: "http://sre.example/hook".into(),
+            webhook_secret_file: Some(dir.path().join("hook.secret")),
+            ..Default::default()
+        });
+        let e = o.validate().unwrap_err().to_string();
+        assert!(e.contains("recipients[0].webhook_url"), "{e}");
+        o.recipients[0].webhook_url = "https://sre.example/hook".into();
+        o.validate().unwrap();
+        // Secrets never show in Debug output (options are logged at start).
+        let shown = format!("{o:?}");
+        assert!(!shown.contains("sms-api-key-value"), "{shown}");
+        // Secret files: missing, too open, too short, then good.
+        assert!(o.with_secrets().is_err());
+        let f = dir.path().join("hook.secret");
+        std::fs::write(&f, "a-webhook-secret-of-24ch\n").unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+            let e = o.with_secrets().unwrap_err().to_string();
+            assert!(e.contains("too open"), "{e}");
+            std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        let resolved = o.with_secrets().unwrap();
+        assert_eq!(
+            resolved.recipients[0].webhook_secret.expose(),
+            "a-webhook-secret-of-24ch"
+        );
+        std::fs::write(&f, "short\n").unwrap();
+        assert!(o.with_secrets().is_err());
     }
 }

@@ -58,6 +58,7 @@ pub async fn build(
     history: Arc<dyn HistoryStore>,
 ) -> Result<Built, NotifyError> {
     opts.validate()?;
+    let opts = &opts.with_secrets()?;
     let lock = store::lock(&opts.data_dir)?;
     let path = opts.data_dir.join("notify.sqlite");
     let conn = store::open(&path)?;
@@ -100,6 +101,12 @@ pub async fn build(
             closing: CancellationToken::new(),
             limits: opts.api.clone(),
             watch_permits: crate::limits::WatchPermits::new(opts.api.watch_streams_per_token),
+            tls: opts
+                .tls
+                .as_ref()
+                .map(dolbom_tls::ServerTls::config)
+                .transpose()
+                .map_err(|e| NotifyError::Config(format!("tls: {e}")))?,
         },
         publish: PublishLoop {
             core: core.clone(),
@@ -171,33 +178,72 @@ pub async fn serve(
     health.set_serving::<RegistryServiceServer<Api>>().await;
     health.set_serving::<IncidentServiceServer<Api>>().await;
     health.set_serving::<StatisticsServiceServer<Api>>().await;
-    let reflection = if api.limits.reflection {
-        Some(
-            tonic_reflection::server::Builder::configure()
-                .register_encoded_file_descriptor_set(dolbom_proto::v1::FILE_DESCRIPTOR_SET)
-                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-                .build_v1()
-                .map_err(|e| NotifyError::Internal(format!("reflection: {e}")))?,
+    // Both reflection versions: grpcurl speaks v1, Python's grpcio and
+    // older tools still ask v1alpha.
+    fn schema() -> tonic_reflection::server::Builder<'static> {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(dolbom_proto::v1::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    }
+    let (reflection_v1, reflection_v1alpha) = if api.limits.reflection {
+        let e = |e| NotifyError::Internal(format!("reflection: {e}"));
+        (
+            Some(schema().build_v1().map_err(e)?),
+            Some(schema().build_v1alpha().map_err(e)?),
         )
     } else {
+        (None, None)
+    };
+    let health_only = if api.limits.health_listen.is_empty() {
         None
+    } else {
+        let l = tokio::net::TcpListener::bind(&api.limits.health_listen)
+            .await
+            .map_err(|e| {
+                NotifyError::Config(format!(
+                    "api.health_listen {}: {e}",
+                    api.limits.health_listen
+                ))
+            })?;
+        tracing::info!(addr = %l.local_addr()?, "plaintext gRPC health (probes) listening");
+        let svc = health_service.clone();
+        let stop = shutdown.clone();
+        Some(tokio::spawn(async move {
+            let r = tonic::transport::Server::builder()
+                .add_service(svc)
+                .serve_with_incoming_shutdown(
+                    tonic::transport::server::TcpIncoming::from(l),
+                    stop.cancelled_owned(),
+                )
+                .await;
+            if let Err(e) = r {
+                tracing::error!(error = %e, "health listener stopped");
+            }
+        }))
     };
     let limits = api.limits.clone();
     let follower = tokio::spawn(follow_readiness(api.core.clone(), health, shutdown.clone()));
     let addr: SocketAddr = listener.local_addr()?;
-    tracing::info!(%addr, "municipality gRPC API listening");
+    tracing::info!(%addr, tls = api.tls.is_some(), "municipality gRPC API listening");
     let closing = api.closing.clone();
     let stopping = shutdown.clone();
     let stop = async move {
         stopping.cancelled().await;
         closing.cancel();
     };
-    let server = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = api.tls.clone() {
+        builder = builder
+            .tls_config(tls)
+            .map_err(|e| NotifyError::Config(format!("tls: {e}")))?;
+    }
+    let server = builder
         .max_concurrent_streams(Some(limits.max_concurrent_streams))
         .concurrency_limit_per_connection(limits.concurrency_per_connection)
         .timeout(Duration::from_secs(limits.request_timeout_secs))
         .add_service(health_service)
-        .add_optional_service(reflection)
+        .add_optional_service(reflection_v1)
+        .add_optional_service(reflection_v1alpha)
         .add_service(RegistryServiceServer::with_interceptor(
             api.clone(),
             auth.clone(),
@@ -222,6 +268,9 @@ pub async fn serve(
     // The follower holds the core: once it ends, a stopped in-process
     // instance lets go of its store.
     let _ = follower.await;
+    if let Some(h) = health_only {
+        let _ = h.await;
+    }
     Ok(())
 }
 

@@ -196,7 +196,7 @@ impl Webhook {
         tokio::spawn(run_batches(
             self.client.clone(),
             r.webhook_url.clone(),
-            r.webhook_secret.clone(),
+            r.webhook_secret.expose().to_string(),
             rx,
         ));
         all.insert(r.webhook_url.clone(), tx.clone());
@@ -292,7 +292,7 @@ impl Channel for Webhook {
             return post(
                 &self.client,
                 &r.webhook_url,
-                &r.webhook_secret,
+                r.webhook_secret.expose(),
                 body,
                 &[("Idempotency-Key", n.message_id.clone())],
             )
@@ -303,7 +303,7 @@ impl Channel for Webhook {
         let item = SignedNotification {
             idempotency_key: n.message_id.clone(),
             timestamp: ts,
-            signature: sign_webhook(&r.webhook_secret, ts, body.as_bytes()),
+            signature: sign_webhook(r.webhook_secret.expose(), ts, body.as_bytes()),
             body,
         };
         let (tx, rx) = oneshot::channel();

@@ -220,9 +220,12 @@ impl Service {
         let mut opts = NotifyOptions {
             data_dir: dir.to_path_buf(),
             create_contact_key: true,
+            // The test's gateway is plain HTTP on loopback.
             sms: SmsOptions {
                 endpoint: format!("{gateway}/sms"),
                 api_key: "gateway-key".into(),
+                allow_insecure_http: true,
+                ..Default::default()
             },
             retry: RetryOptions {
                 attempts: 3,
@@ -245,6 +248,7 @@ impl Service {
                 sms: vec![number.into()],
                 webhook_url: format!("{gateway}/hook"),
                 webhook_secret: "webhook-secret-123456".into(),
+                allow_insecure_http: true,
                 ..Default::default()
             });
         }
@@ -301,27 +305,41 @@ impl Service {
     }
 }
 
-/// The services reflection lists, asked as grpcurl asks (no token).
+/// The services reflection lists, asked as grpcurl asks (no token), in
+/// reflection version `v1` or `v1alpha` (Python's grpcio, older tools).
+macro_rules! list_services_in {
+    ($refl:path, $ch:expr) => {{
+        use $refl as refl;
+        let mut r = refl::server_reflection_client::ServerReflectionClient::new($ch);
+        let req = refl::ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(
+                refl::server_reflection_request::MessageRequest::ListServices(String::new()),
+            ),
+        };
+        async move {
+            let mut resp = r
+                .server_reflection_info(tokio_stream::iter(vec![req]))
+                .await?
+                .into_inner();
+            let m = resp.message().await?.expect("a reply");
+            let Some(refl::server_reflection_response::MessageResponse::ListServicesResponse(l)) =
+                m.message_response
+            else {
+                panic!("not a service list: {m:?}");
+            };
+            Ok::<Vec<String>, tonic::Status>(l.service.into_iter().map(|s| s.name).collect())
+        }
+        .await
+    }};
+}
+
 async fn list_services(ch: Channel) -> Result<Vec<String>, tonic::Status> {
-    use tonic_reflection::pb::v1 as refl;
-    let mut r = refl::server_reflection_client::ServerReflectionClient::new(ch);
-    let req = refl::ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(
-            refl::server_reflection_request::MessageRequest::ListServices(String::new()),
-        ),
-    };
-    let mut resp = r
-        .server_reflection_info(tokio_stream::iter(vec![req]))
-        .await?
-        .into_inner();
-    let m = resp.message().await?.expect("a reply");
-    let Some(refl::server_reflection_response::MessageResponse::ListServicesResponse(l)) =
-        m.message_response
-    else {
-        panic!("not a service list: {m:?}");
-    };
-    Ok(l.service.into_iter().map(|s| s.name).collect())
+    list_services_in!(tonic_reflection::pb::v1, ch)
+}
+
+async fn list_services_v1alpha(ch: Channel) -> Result<Vec<String>, tonic::Status> {
+    list_services_in!(tonic_reflection::pb::v1alpha, ch)
 }
 
 type Auth = Box<dyn FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Send>;
@@ -1451,8 +1469,18 @@ async fn health_follows_readiness_and_reflection_lists_the_services_without_a_to
     svc.core.set_input_ok(true);
     while next(&mut statuses).await != ServingStatus::Serving as i32 {}
 
-    // Reflection, as grpcurl uses it.
-    let names = list_services(ch).await.unwrap();
+    // Reflection, as grpcurl uses it, and as older clients ask it.
+    let names = list_services(ch.clone()).await.unwrap();
+    // (Each version lists itself as the reflection service.)
+    let not_reflection = |v: Vec<String>| -> Vec<String> {
+        v.into_iter()
+            .filter(|n| !n.starts_with("grpc.reflection."))
+            .collect()
+    };
+    assert_eq!(
+        not_reflection(list_services_v1alpha(ch).await.unwrap()),
+        not_reflection(names.clone())
+    );
     for s in [
         "dolbom.v1.RegistryService",
         "dolbom.v1.IncidentService",
@@ -2161,7 +2189,9 @@ async fn one_token_cannot_hold_more_watch_streams_than_allowed_and_reflection_is
         .connect()
         .await
         .unwrap();
-    let refused = list_services(ch).await.unwrap_err();
+    let refused = list_services(ch.clone()).await.unwrap_err();
+    assert_eq!(refused.code(), Code::Unimplemented);
+    let refused = list_services_v1alpha(ch).await.unwrap_err();
     assert_eq!(refused.code(), Code::Unimplemented);
     drop(open);
     svc.stop().await;

@@ -42,6 +42,10 @@ pub struct StandaloneOptions {
     /// empty = no API. Needs a data directory. Tokens are written to
     /// `data_dir/tokens/`.
     pub grpc_listen: String,
+    /// Let `grpc_listen` be reachable beyond loopback. standalone has no TLS
+    /// (it is the laptop demo; `dolbom notify` has): its API, tokens and
+    /// contact data would cross the network in the clear.
+    pub insecure_plaintext: bool,
     /// Keep the API up after the simulation ends, until Ctrl-C.
     pub serve: bool,
 }
@@ -67,6 +71,7 @@ impl Default for StandaloneOptions {
             retention: dolbom_history::Retention::default(),
             history_writer: dolbom_history::WriterOptions::default(),
             grpc_listen: "127.0.0.1:50051".into(),
+            insecure_plaintext: false,
             serve: false,
         }
     }
@@ -84,6 +89,14 @@ impl dolbom_options::Options for StandaloneOptions {
         };
         if self.households == 0 {
             return bad("households", "must be at least 1");
+        }
+        if let Err(e) = dolbom_tls::check_listen(
+            "grpc_listen",
+            &self.grpc_listen,
+            false,
+            self.insecure_plaintext,
+        ) {
+            return bad("grpc_listen", &e.to_string());
         }
         if self.partitions == 0 || self.partitions > 1024 {
             return bad("partitions", "must be between 1 and 1024");
@@ -168,6 +181,10 @@ pub struct StandaloneFlags {
     #[arg(long)]
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub serve: bool,
+    /// Allow --grpc-listen beyond loopback without TLS.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub insecure_plaintext: bool,
 }
 
 #[cfg(test)]

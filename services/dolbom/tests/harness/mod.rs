@@ -501,7 +501,7 @@ pub fn write_notify_config(dir: &Path, test: &str, brokers: &str, t: &Topics, ho
     assert!(keys.status.success(), "{keys:?}");
     std::fs::write(dir.join("public.keys"), &keys.stdout).unwrap();
     let mut toml = format!(
-        "listen = \"127.0.0.1:0\"\nbrokers = \"{brokers}\"\ngroup_id = \"{test}-notify\"\nincidents_topic = \"{}\"\nhouseholds_topic = \"{}\"\ndata_dir = \"{}\"\npublic_keys_file = \"{}\"\ncreate_contact_key = true\n[sms]\nendpoint = \"{hook}/sms\"\n",
+        "listen = \"127.0.0.1:0\"\nbrokers = \"{brokers}\"\ngroup_id = \"{test}-notify\"\nincidents_topic = \"{}\"\nhouseholds_topic = \"{}\"\ndata_dir = \"{}\"\npublic_keys_file = \"{}\"\ncreate_contact_key = true\n[sms]\nendpoint = \"{hook}/sms\"\nallow_insecure_http = true\n",
         t.incidents,
         t.households,
         dir.join("notify").display(),
@@ -515,7 +515,7 @@ pub fn write_notify_config(dir: &Path, test: &str, brokers: &str, t: &Topics, ho
         "SRE",
     ] {
         toml.push_str(&format!(
-            "[[recipients]]\nmunicipality = \"*\"\ntier = \"{tier}\"\nsms = [\"0200000000\"]\nwebhook_url = \"{hook}/{tier}\"\nwebhook_secret = \"{test}-webhook-secret-0123\"\n"
+            "[[recipients]]\nmunicipality = \"*\"\ntier = \"{tier}\"\nsms = [\"0200000000\"]\nwebhook_url = \"{hook}/{tier}\"\nwebhook_secret = \"{test}-webhook-secret-0123\"\nallow_insecure_http = true\n"
         ));
     }
     std::fs::write(dir.join("notify.toml"), toml).unwrap();
