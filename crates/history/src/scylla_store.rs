@@ -27,6 +27,7 @@
 
 use crate::error::HistoryError;
 use crate::model::*;
+use crate::scylla_options::ScyllaOptions;
 use crate::store::HistoryStore;
 use async_trait::async_trait;
 use chrono::{Datelike, TimeZone, Utc};
@@ -42,7 +43,6 @@ use scylla::policies::load_balancing::DefaultPolicy;
 use scylla::statement::batch::{Batch, BatchType};
 use scylla::statement::prepared::PreparedStatement;
 use scylla::statement::Consistency;
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -54,73 +54,6 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[(
 )];
 
 const SNAPSHOT_CHUNK: usize = 512 * 1024;
-
-/// How to reach and use the cluster.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct ScyllaOptions {
-    /// Contact points, comma-separated `host:port` (e.g. from
-    /// `DOLBOM_SCYLLA_URI`; a `scylla://` prefix is accepted).
-    pub uri: String,
-    pub keyspace: String,
-    /// For a keyspace created here.
-    pub replication_factor: u32,
-    /// Keep requests in this datacenter (recommended in production).
-    pub local_dc: Option<String>,
-    pub user: Option<String>,
-    pub password: Option<String>,
-    pub request_timeout_ms: u64,
-    /// Statements in flight per write.
-    pub concurrency: usize,
-}
-
-impl Default for ScyllaOptions {
-    fn default() -> Self {
-        Self {
-            uri: "127.0.0.1:9042".into(),
-            keyspace: "dolbom".into(),
-            replication_factor: 3,
-            local_dc: None,
-            user: None,
-            password: None,
-            request_timeout_ms: 5_000,
-            concurrency: 256,
-        }
-    }
-}
-
-impl ScyllaOptions {
-    pub fn nodes(&self) -> Vec<String> {
-        self.uri
-            .trim_start_matches("scylla://")
-            .trim_start_matches("cql://")
-            .split(',')
-            .map(|s| s.trim().trim_end_matches('/').to_string())
-            .filter(|s| !s.is_empty())
-            .collect()
-    }
-
-    pub fn validate(&self) -> Result<(), HistoryError> {
-        if self.nodes().is_empty() {
-            return Err(HistoryError::Invalid("scylla.uri: no contact point".into()));
-        }
-        let ks = &self.keyspace;
-        if ks.is_empty()
-            || ks.len() > 48
-            || !ks.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-        {
-            return Err(HistoryError::Invalid(
-                "scylla.keyspace: 1-48 letters, digits or _".into(),
-            ));
-        }
-        if self.replication_factor == 0 || self.concurrency == 0 {
-            return Err(HistoryError::Invalid(
-                "scylla.replication_factor and scylla.concurrency must be at least 1".into(),
-            ));
-        }
-        Ok(())
-    }
-}
 
 struct Statements {
     insert_minute: PreparedStatement,
@@ -282,8 +215,11 @@ impl ScyllaStore {
             .known_nodes(opts.nodes())
             .connection_timeout(Duration::from_millis(opts.request_timeout_ms))
             .default_execution_profile_handle(profile.into_handle());
-        if let (Some(user), Some(password)) = (&opts.user, &opts.password) {
-            builder = builder.user(user.clone(), password.clone());
+        if let Some((user, password)) = opts.credentials()? {
+            builder = builder.user(user, password.expose());
+        }
+        if let Some(tls) = &opts.tls {
+            builder = builder.tls_context(Some(tls.client_config()?));
         }
         let session = builder.build().await.map_err(HistoryError::scylla)?;
         session

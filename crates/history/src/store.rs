@@ -4,7 +4,8 @@
 use crate::embedded::EmbeddedStore;
 use crate::error::HistoryError;
 use crate::model::*;
-use crate::scylla_store::{ScyllaOptions, ScyllaStore};
+use crate::scylla_options::ScyllaOptions;
+use crate::scylla_store::ScyllaStore;
 use crate::stats::{self, Month};
 use async_trait::async_trait;
 use dolbom_proto::v1::{IncidentEvent, MonthStatistics};

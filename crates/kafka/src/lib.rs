@@ -8,7 +8,11 @@
 //! reader for a partition assigned by hand, and an idempotent producer.
 //! Operator properties go last, so they can tune anything except the few
 //! settings the platform's guarantees rest on ([`PROTECTED`]), which are
-//! refused when the options are validated.
+//! refused when the options are validated. Secret properties (passwords,
+//! client secrets, private keys) are never written inline: they come from
+//! files named in `[kafka_secret_files]` (private, see
+//! `dolbom_options::secret`), are read when a client is configured, and
+//! never appear in `Debug` output.
 //!
 //! Data flow: options → `KafkaOptions::{group_consumer, reader, producer}`
 //! → `ClientConfig::create()` in the service.
@@ -16,6 +20,7 @@
 use rdkafka::ClientConfig;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 /// Properties a service sets itself because its guarantees depend on them
 /// (commits after durable work, the idempotent producer, its own group).
@@ -37,17 +42,36 @@ pub enum KafkaOptionsError {
     NoBrokers,
     #[error("kafka_properties.{0}: set by the service itself and cannot be overridden")]
     Protected(String),
+    #[error(
+        "kafka_properties.{0}: a secret; name a file holding it in [kafka_secret_files] instead"
+    )]
+    InlineSecret(String),
+    #[error("kafka_secret_files.{0}")]
+    SecretFile(String),
+}
+
+/// Whether a librdkafka property holds a secret (a password, a client
+/// secret, a private key or an OAuth configuration).
+pub fn is_secret_property(key: &str) -> bool {
+    key.contains("password")
+        || key.contains("secret")
+        || key == "ssl.key.pem"
+        || key == "sasl.oauthbearer.config"
 }
 
 /// Where the brokers are and how to talk to them.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct KafkaOptions {
     /// Bootstrap servers, `host:port[,host:port…]`.
     pub brokers: String,
     /// Extra librdkafka properties for every client of the service, e.g.
-    /// `security.protocol = "SASL_SSL"`, `sasl.mechanism = "SCRAM-SHA-512"`.
+    /// `security.protocol = "SASL_SSL"`, `sasl.mechanism = "SCRAM-SHA-512"`,
+    /// `ssl.ca.location = "/etc/dolbom/kafka/ca.crt"`.
     pub kafka_properties: BTreeMap<String, String>,
+    /// Secret librdkafka properties, each read from a file (mode 0600 or
+    /// 0640), e.g. `"sasl.password" = "/etc/dolbom/kafka/password"`.
+    pub kafka_secret_files: BTreeMap<String, PathBuf>,
     /// librdkafka `debug` contexts (e.g. `cgrp,topic`) for troubleshooting.
     pub kafka_debug: String,
 }
@@ -57,8 +81,32 @@ impl Default for KafkaOptions {
         KafkaOptions {
             brokers: "127.0.0.1:9092".into(),
             kafka_properties: BTreeMap::new(),
+            kafka_secret_files: BTreeMap::new(),
             kafka_debug: String::new(),
         }
+    }
+}
+
+impl std::fmt::Debug for KafkaOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown: BTreeMap<&str, &str> = self
+            .kafka_properties
+            .iter()
+            .map(|(k, v)| {
+                let v = if is_secret_property(k) {
+                    "<redacted>"
+                } else {
+                    v.as_str()
+                };
+                (k.as_str(), v)
+            })
+            .collect();
+        f.debug_struct("KafkaOptions")
+            .field("brokers", &self.brokers)
+            .field("kafka_properties", &shown)
+            .field("kafka_secret_files", &self.kafka_secret_files)
+            .field("kafka_debug", &self.kafka_debug)
+            .finish()
     }
 }
 
@@ -81,6 +129,16 @@ impl KafkaOptions {
             .find(|k| PROTECTED.contains(&k.as_str()))
         {
             return Err(KafkaOptionsError::Protected(k.clone()));
+        }
+        if let Some(k) = self.kafka_properties.keys().find(|k| is_secret_property(k)) {
+            return Err(KafkaOptionsError::InlineSecret(k.clone()));
+        }
+        for (k, path) in &self.kafka_secret_files {
+            if PROTECTED.contains(&k.as_str()) {
+                return Err(KafkaOptionsError::Protected(k.clone()));
+            }
+            dolbom_options::read_secret_file(path)
+                .map_err(|e| KafkaOptionsError::SecretFile(format!("{k}: {e}")))?;
         }
         Ok(())
     }
@@ -107,6 +165,18 @@ impl KafkaOptions {
     fn with_operator(&self, mut c: ClientConfig) -> ClientConfig {
         for (k, v) in &self.kafka_properties {
             c.set(k, v);
+        }
+        // Read again for each client, so a rotated password is picked up by
+        // the next client; `validate` has checked the files at start.
+        for (k, path) in &self.kafka_secret_files {
+            match dolbom_options::read_secret_file(path) {
+                Ok(v) => {
+                    c.set(k, v.expose());
+                }
+                Err(e) => {
+                    tracing::error!(property = %k, error = %e, "Kafka secret file unreadable; the client will fail to authenticate")
+                }
+            }
         }
         if !self.kafka_debug.is_empty() {
             c.set("debug", &self.kafka_debug);
@@ -210,5 +280,42 @@ mod tests {
         );
         bad.brokers = " ".into();
         assert_eq!(bad.validate(), Err(KafkaOptionsError::NoBrokers));
+    }
+
+    #[test]
+    fn secrets_come_from_private_files_and_never_show() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut o = KafkaOptions::brokers("b:1");
+        o.kafka_properties
+            .insert("sasl.password".into(), "inline-pass".into());
+        assert_eq!(
+            o.validate(),
+            Err(KafkaOptionsError::InlineSecret("sasl.password".into()))
+        );
+        assert!(!format!("{o:?}").contains("inline-pass"));
+        o.kafka_properties.clear();
+        o.kafka_properties
+            .insert("sasl.username".into(), "dolbom".into());
+        let f = dir.path().join("kafka-password");
+        o.kafka_secret_files
+            .insert("sasl.password".into(), f.clone());
+        assert!(matches!(
+            o.validate(),
+            Err(KafkaOptionsError::SecretFile(_))
+        ));
+        std::fs::write(&f, "s3cret-pass\n").unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+            let e = o.validate().unwrap_err().to_string();
+            assert!(e.contains("too open"), "{e}");
+            std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        o.validate().unwrap();
+        let c = o.producer("dolbom-test", 1000);
+        assert_eq!(c.get("sasl.password"), Some("s3cret-pass"));
+        assert_eq!(c.get("sasl.username"), Some("dolbom"));
+        assert!(!format!("{o:?}").contains("s3cret-pass"));
     }
 }

@@ -83,6 +83,12 @@ pub struct ServiceFlags {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics_listen: Option<String>,
+    /// Load, layer and validate the options, read every file they name
+    /// (keys, certificates, secrets, holidays), print what is wrong or
+    /// "configuration OK", and exit without starting.
+    #[arg(long)]
+    #[serde(skip)]
+    pub check_config: bool,
 }
 
 /// A service's options: layered with [`layered`], then validated.
@@ -91,6 +97,13 @@ pub trait Options: Default + Serialize + DeserializeOwned {
 
     /// Checks values the types cannot; the error names the option.
     fn validate(&self) -> Result<(), Self::Error>;
+
+    /// Everything `validate` checks and what only the files the options
+    /// name can tell (keys, certificates, secret files, holidays), without
+    /// connecting anywhere: `--check-config`.
+    fn check_files(&self) -> Result<(), Self::Error> {
+        self.validate()
+    }
 
     /// Defaults → TOML `file` → `DOLBOM_*` environment → `flags`, validated.
     fn load(file: Option<&Path>, flags: impl Serialize) -> Result<Self, Self::Error> {

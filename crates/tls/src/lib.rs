@@ -45,6 +45,17 @@ pub enum TlsError {
     BadListen { field: &'static str, listen: String },
 }
 
+/// Selects rustls' ring provider for the process, once. A binary that links
+/// more than one provider (reqwest and the ScyllaDB driver may bring
+/// aws-lc-rs) would otherwise panic at its first handshake.
+pub fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // Err = another provider was installed first: that one is used.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
 /// A server's TLS: its certificate chain and key, and (for mutual TLS) the
 /// CA bundle that client certificates must chain to.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,6 +75,7 @@ pub struct ServerTls {
 impl ServerTls {
     /// Reads the files and builds the server configuration.
     pub fn config(&self) -> Result<ServerTlsConfig, TlsError> {
+        install_crypto_provider();
         let cert = read_pem("cert_file", &self.cert_file, "CERTIFICATE")?;
         let key = dolbom_options::read_secret_bytes(&self.key_file)?;
         expect_pem("key_file", &self.key_file, &key, "PRIVATE KEY")?;
@@ -103,6 +115,7 @@ pub struct ClientTls {
 
 impl ClientTls {
     pub fn config(&self) -> Result<ClientTlsConfig, TlsError> {
+        install_crypto_provider();
         let mut c = ClientTlsConfig::new();
         match &self.ca_file {
             Some(ca) => {

@@ -10,6 +10,9 @@
 //!   mints bearer tokens for municipalities and operators (`dolbom-auth`).
 //! - `dolbom holidays YEAR` prints Korean public holidays (see `dolbom-calendar`).
 //!
+//! `--check-config` on a service loads and checks its options and every file
+//! they name, then exits (0 = usable) without starting it.
+//!
 //! This file only dispatches: each service's flags live beside its options
 //! and are layered over them (`dolbom_options::Options::load`); logging and
 //! signal handling are set up here, and the services own their logic.
@@ -159,6 +162,15 @@ fn token(cmd: TokenCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `--check-config`: "configuration OK" and exit 0, or the problem.
+fn checked<E: std::error::Error + Send + Sync + 'static>(
+    r: Result<(), E>,
+) -> anyhow::Result<ExitCode> {
+    r.context("checking the configuration")?;
+    println!("configuration OK");
+    Ok(ExitCode::SUCCESS)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
     tracing_subscriber::fmt()
@@ -180,17 +192,26 @@ async fn main() -> anyhow::Result<ExitCode> {
         Command::Monitor(flags) => {
             let opts = dolbom_monitor::MonitorOptions::load(flags.common.config.as_deref(), &flags)
                 .context("loading monitor options")?;
+            if flags.common.check_config {
+                return checked(opts.check_files());
+            }
             dolbom_monitor::run(opts, shutdown_on_signals()).await?;
         }
         Command::Notify(flags) => {
             let opts = dolbom_notify::NotifyOptions::load(flags.common.config.as_deref(), &flags)
                 .context("loading notify options")?;
+            if flags.common.check_config {
+                return checked(opts.check_files());
+            }
             dolbom_notify::run(opts, shutdown_on_signals()).await?;
         }
         Command::History(flags) => {
             let opts =
                 dolbom_history_ingest::HistoryOptions::load(flags.common.config.as_deref(), &flags)
                     .context("loading history options")?;
+            if flags.common.check_config {
+                return checked(opts.check_files());
+            }
             dolbom_history_ingest::run(opts, shutdown_on_signals()).await?;
         }
         Command::Standalone(flags) => {

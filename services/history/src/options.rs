@@ -62,6 +62,17 @@ impl Default for HistoryOptions {
 impl dolbom_options::Options for HistoryOptions {
     type Error = IngestError;
 
+    /// Also: the ScyllaDB password and TLS files.
+    fn check_files(&self) -> Result<(), IngestError> {
+        self.validate()?;
+        if self.store == "scylla" {
+            self.scylla
+                .check_files()
+                .map_err(|e| IngestError::Invalid("scylla", e.to_string()))?;
+        }
+        Ok(())
+    }
+
     fn validate(&self) -> Result<(), IngestError> {
         self.kafka
             .validate()

@@ -173,6 +173,19 @@ impl Default for MonitorOptions {
 impl dolbom_options::Options for MonitorOptions {
     type Error = OptionsError;
 
+    /// Also: the ScyllaDB password and TLS files, and the holidays file.
+    fn check_files(&self) -> Result<(), OptionsError> {
+        self.validate()?;
+        if self.snapshot_store == "scylla" {
+            self.scylla
+                .check_files()
+                .map_err(|e| OptionsError::invalid("scylla", e))?;
+        }
+        dolbom_calendar::Router::load(self.holidays_file.as_deref(), Default::default())
+            .map_err(|e| OptionsError::invalid("holidays_file", e))?;
+        Ok(())
+    }
+
     fn validate(&self) -> Result<(), OptionsError> {
         let bad = |field, problem: &str| Err(OptionsError::invalid(field, problem));
         if let Err(e) = self.kafka.validate() {

@@ -201,6 +201,41 @@ impl dolbom_options::Options for NotifyOptions {
         }
         Ok(())
     }
+
+    /// Also: token keys, the revocation list, the contact key, secret
+    /// files, TLS material and the holidays file.
+    fn check_files(&self) -> Result<(), NotifyError> {
+        self.validate()?;
+        self.verifier()?;
+        self.router()?;
+        self.with_secrets()?;
+        if self.history_store == "scylla" {
+            self.scylla
+                .check_files()
+                .map_err(|e| NotifyError::Config(format!("scylla: {e}")))?;
+        }
+        if let Some(t) = &self.tls {
+            t.check()
+                .map_err(|e| NotifyError::Config(format!("tls: {e}")))?;
+        }
+        if let Some(f) = &self.revoked_tokens_file {
+            dolbom_auth::Revocations::load(f)
+                .map_err(|e| bad("revoked_tokens_file", &e.to_string()))?;
+        }
+        let key = self.contact_key_path();
+        if key.exists() {
+            crate::crypto::Cipher::from_file(&key, false)?;
+        } else if !self.create_contact_key {
+            return Err(bad(
+                "contact_key_file",
+                &format!(
+                    "{} does not exist (and create_contact_key is off)",
+                    key.display()
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// An endpoint that carries names and phone numbers: `https://` unless the
@@ -239,38 +274,6 @@ impl NotifyOptions {
             }
         }
         Ok(o)
-    }
-
-    /// Everything `validate` checks, and what only the files can tell:
-    /// token keys, the revocation list, the contact key, secret files, TLS
-    /// material and the holidays file (`dolbom notify --check-config`).
-    pub fn check_files(&self) -> Result<(), NotifyError> {
-        use dolbom_options::Options as _;
-        self.validate()?;
-        self.verifier()?;
-        self.router()?;
-        self.with_secrets()?;
-        if let Some(t) = &self.tls {
-            t.check()
-                .map_err(|e| NotifyError::Config(format!("tls: {e}")))?;
-        }
-        if let Some(f) = &self.revoked_tokens_file {
-            dolbom_auth::Revocations::load(f)
-                .map_err(|e| bad("revoked_tokens_file", &e.to_string()))?;
-        }
-        let key = self.contact_key_path();
-        if key.exists() {
-            crate::crypto::Cipher::from_file(&key, false)?;
-        } else if !self.create_contact_key {
-            return Err(bad(
-                "contact_key_file",
-                &format!(
-                    "{} does not exist (and create_contact_key is off)",
-                    key.display()
-                ),
-            ));
-        }
-        Ok(())
     }
 
     pub fn contact_key_path(&self) -> PathBuf {
