@@ -15,8 +15,14 @@
 //! process dies; the outbox survives.) A crash between commit and delivery leaves pending
 //! outbox rows, which a restart delivers with the same idempotency keys; a
 //! crash before the commit leaves nothing, and the Kafka offset (committed
-//! after `ingest` returns) brings the event back. Reads run on the reader
-//! connection ([`Core::read`]) and never wait for the writer.
+//! after `ingest` returns) brings the event back.
+//!
+//! Readers never hold up the writer: transactions run on one dedicated
+//! writer thread (not the shared blocking pool, which a thousand waiting
+//! reads could fill), and reads ([`Core::read`]) on a small pool of reader
+//! connections (WAL: they never wait for the writer), entered through a
+//! semaphore so that callers queued for a connection wait as tasks, not as
+//! blocked threads.
 //!
 //! The rest of `impl Core` lives with its job: [`crate::ingest`] (incident
 //! events in), [`crate::escalate`] (the people's clock), [`crate::incidents`]
@@ -58,6 +64,9 @@ pub(crate) struct Effects {
     pub(crate) publish: bool,
 }
 
+/// A transaction for the writer thread.
+type WriterJob = Box<dyn FnOnce() + Send>;
+
 /// How long notify keeps what the history store also keeps.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Retention {
@@ -73,7 +82,8 @@ pub struct CoreParts {
     /// as the core lives.
     pub lock: Option<std::fs::File>,
     pub conn: Connection,
-    pub reader: Connection,
+    /// Reader connections (at least one): reads run on them in parallel.
+    pub readers: Vec<Connection>,
     pub cipher: Cipher,
     pub router: Router,
     /// Current policy per municipality; `"*"` for everyone else (the
@@ -95,7 +105,11 @@ pub struct CoreParts {
 pub struct Core {
     _lock: Option<std::fs::File>,
     writer: Mutex<Connection>,
-    reader: Mutex<Connection>,
+    /// Transactions for the writer thread.
+    writer_jobs: std::sync::mpsc::Sender<WriterJob>,
+    readers: Vec<Mutex<Connection>>,
+    /// One permit per reader connection.
+    read_permits: tokio::sync::Semaphore,
     pub(crate) cipher: Cipher,
     router: Router,
     pub(crate) policies: Policies,
@@ -113,12 +127,25 @@ pub struct Core {
 impl Core {
     pub fn new(p: CoreParts) -> Arc<Self> {
         let (watch, _) = broadcast::channel(4096);
+        assert!(!p.readers.is_empty(), "a core needs a reader connection");
+        let (writer_jobs, jobs) = std::sync::mpsc::channel::<WriterJob>();
+        std::thread::Builder::new()
+            .name("notify-writer".into())
+            .spawn(move || {
+                // Ends when the core (the only sender) is gone.
+                for job in jobs {
+                    job();
+                }
+            })
+            .expect("the notify writer thread");
         let (deliveries, finisher) =
             Deliveries::new(p.channels, p.retry, p.max_in_flight, p.clock.clone());
         let core = Arc::new(Core {
             _lock: p.lock,
             writer: Mutex::new(p.conn),
-            reader: Mutex::new(p.reader),
+            writer_jobs,
+            read_permits: tokio::sync::Semaphore::new(p.readers.len()),
+            readers: p.readers.into_iter().map(Mutex::new).collect(),
             cipher: p.cipher,
             router: p.router,
             policies: Policies::new(p.policies),
@@ -154,7 +181,7 @@ impl Core {
         self.policies.install(&c)
     }
 
-    /// Runs `f` in a transaction on the writer connection (on a blocking
+    /// Runs `f` in a transaction on the writer connection (on the writer
     /// thread), then lets its effects out.
     pub(crate) async fn write<R, F>(self: &Arc<Self>, f: F) -> Result<R, NotifyError>
     where
@@ -164,37 +191,63 @@ impl Core {
             + 'static,
     {
         let me = self.clone();
-        let (r, fx) = tokio::task::spawn_blocking(move || {
-            let mut conn = me.writer.lock().expect("writer lock");
-            let tx = conn.transaction()?;
-            let mut fx = Effects::default();
-            let r = f(&me, &tx, &mut fx)?;
-            tx.commit()?;
-            // Still under the writer lock: subscribers see log order.
-            for l in fx.logged.drain(..) {
-                let _ = me.watch.send(Arc::new(l));
-            }
-            Ok::<_, NotifyError>((r, fx))
-        })
-        .await
-        .map_err(|e| NotifyError::Internal(format!("store task: {e}")))??;
+        let (done, result) = tokio::sync::oneshot::channel();
+        let job: WriterJob = Box::new(move || {
+            let run = || {
+                let mut conn = me.writer.lock().expect("writer lock");
+                let tx = conn.transaction()?;
+                let mut fx = Effects::default();
+                let r = f(&me, &tx, &mut fx)?;
+                tx.commit()?;
+                // Still under the writer lock: subscribers see log order.
+                for l in fx.logged.drain(..) {
+                    let _ = me.watch.send(Arc::new(l));
+                }
+                Ok::<_, NotifyError>((r, fx))
+            };
+            // A panicking transaction must not end the writer thread.
+            let r =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).unwrap_or_else(|_| {
+                    Err(NotifyError::Internal("store transaction panicked".into()))
+                });
+            let _ = done.send(r);
+        });
+        self.writer_jobs
+            .send(job)
+            .map_err(|_| NotifyError::Internal("the writer thread is gone".into()))?;
+        let (r, fx) = result.await.map_err(|_| {
+            NotifyError::Internal("the writer thread dropped a transaction".into())
+        })??;
         self.let_out(fx).await;
         Ok(r)
     }
 
-    /// Runs `f` on the reader connection on a blocking thread.
+    /// Runs `f` on a free reader connection on a blocking thread; waits (as
+    /// a task) while every reader is busy.
     pub(crate) async fn read<R, F>(self: &Arc<Self>, f: F) -> Result<R, NotifyError>
     where
         R: Send + 'static,
         F: FnOnce(&Core, &Connection) -> Result<R, NotifyError> + Send + 'static,
     {
+        let permit = self
+            .read_permits
+            .acquire()
+            .await
+            .map_err(|_| NotifyError::Internal("readers closed".into()))?;
         let me = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let c = me.reader.lock().expect("reader lock");
+        let r = tokio::task::spawn_blocking(move || {
+            // Holding a permit, at least one reader is free.
+            let c = me
+                .readers
+                .iter()
+                .find_map(|r| r.try_lock().ok())
+                .unwrap_or_else(|| me.readers[0].lock().expect("reader lock"));
             f(&me, &c)
         })
         .await
-        .map_err(|e| NotifyError::Internal(format!("store task: {e}")))?
+        .map_err(|e| NotifyError::Internal(format!("store task: {e}")))?;
+        drop(permit);
+        r
     }
 
     async fn let_out(&self, fx: Effects) {

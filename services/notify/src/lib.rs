@@ -33,6 +33,8 @@
 pub mod api;
 pub mod channels;
 pub mod core;
+#[cfg(test)]
+mod core_tests;
 pub mod crypto;
 pub mod delivery;
 pub mod error;

@@ -22,6 +22,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+/// Reader connections of the store: API reads run on up to this many at
+/// once (the writer has its own connection and thread).
+const READERS: usize = 4;
 /// Calls in flight get this long to finish when the server shuts down;
 /// streams that outlive it are closed.
 const DRAIN: Duration = Duration::from_secs(10);
@@ -62,7 +65,9 @@ pub async fn build(
     let lock = store::lock(&opts.data_dir)?;
     let path = opts.data_dir.join("notify.sqlite");
     let conn = store::open(&path)?;
-    let reader = store::open(&path)?;
+    let readers = (0..READERS)
+        .map(|_| store::open(&path))
+        .collect::<Result<Vec<_>, _>>()?;
     let cipher = Cipher::from_file(&opts.contact_key_path(), opts.create_contact_key)?;
     let (writer, history_task) = HistoryWriter::spawn(history.clone(), opts.writer.clone());
     let writer = Arc::new(writer);
@@ -79,7 +84,7 @@ pub async fn build(
     let core = Core::new(CoreParts {
         lock: Some(lock),
         conn,
-        reader,
+        readers,
         cipher,
         router: opts.router()?,
         policies: opts.policy_map(),

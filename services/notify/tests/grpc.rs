@@ -2196,3 +2196,132 @@ async fn one_token_cannot_hold_more_watch_streams_than_allowed_and_reflection_is
     drop(open);
     svc.stop().await;
 }
+
+/// A thousand `WatchIncidents` streams from one token, all replaying the
+/// log from its start, do not hold up another municipality's alert: ingest
+/// runs on its own writer thread and reads queue for a pool of reader
+/// connections as tasks, so a new DANGER event for Busan reaches Busan's
+/// watcher while Jongno's thousand streams read. The bound (5 s) is a
+/// starvation bound, far above the milliseconds it takes; the figure is
+/// printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_watch_streams_from_one_token_do_not_delay_another_municipality() {
+    const STREAMS: usize = 1000;
+    const LOGGED: usize = 300;
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::generate("k1").unwrap();
+    let gw = Gateway::start().await;
+    let (clock, _) = manual_clock(kst(2026, 11, 23, 10, 0));
+    let svc = Service::start_tuned(dir.path(), clock, &key, &gw.url, |o| {
+        o.api.watch_streams_per_token = STREAMS;
+        o.api.max_concurrent_streams = 2 * STREAMS as u32;
+        o.policies = vec![dolbom_notify::options::MunicipalityPolicy {
+            municipality: "*".into(),
+            policy: dolbom_escalation::Policy::watch_only(),
+        }];
+    })
+    .await;
+    // A log for the streams to replay.
+    let events: Vec<_> = (0..LOGGED)
+        .map(|i| {
+            opened(
+                &format!("11110-{i}"),
+                "11110",
+                pb::Stage::Attention,
+                kst(2026, 11, 23, 10, 0),
+            )
+        })
+        .collect();
+    for chunk in events.chunks(50) {
+        svc.core.ingest(chunk.to_vec()).await.unwrap();
+    }
+    let jongno = token(&key, &Principal::municipality("jongno", "11110", false));
+    let busan = token(&key, &Principal::municipality("busan", "26110", false));
+    let mut b = client(&svc.addr, Some(busan)).await;
+    let mut busan_watch = b
+        .incidents
+        .watch_incidents(pb::WatchIncidentsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+
+    // A thousand streams over eight connections, each replaying from c0.
+    let replayed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let begun = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut readers = Vec::new();
+    for conn in 0..8 {
+        let ch = Channel::from_shared(svc.addr.clone())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        for _ in 0..STREAMS / 8 {
+            let mut c = pb::incident_service_client::IncidentServiceClient::with_interceptor(
+                ch.clone(),
+                bearer(Some(jongno.clone())),
+            );
+            let (replayed, begun) = (replayed.clone(), begun.clone());
+            readers.push(tokio::spawn(async move {
+                let mut s = c
+                    .watch_incidents(pb::WatchIncidentsRequest {
+                        resume_cursor: "c0".into(),
+                        ..Default::default()
+                    })
+                    .await
+                    .unwrap_or_else(|e| panic!("connection {conn}: {e:?}"))
+                    .into_inner();
+                let mut n = 0;
+                while let Ok(Some(m)) = s.message().await {
+                    assert_eq!(m.event.unwrap().municipality_code, "11110");
+                    n += 1;
+                    if n == 1 {
+                        begun.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    if n == LOGGED {
+                        replayed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                }
+            }));
+        }
+    }
+    // While they replay (half of them have begun): Busan's DANGER event.
+    while begun.load(std::sync::atomic::Ordering::SeqCst) < STREAMS / 2 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let started = std::time::Instant::now();
+    svc.core
+        .ingest(vec![opened(
+            "26110-1",
+            "26110",
+            pb::Stage::Danger,
+            kst(2026, 11, 23, 10, 0),
+        )])
+        .await
+        .unwrap();
+    let ingested = started.elapsed();
+    let m = tokio::time::timeout(Duration::from_secs(5), busan_watch.message())
+        .await
+        .expect("Busan's DANGER event was held up by Jongno's streams")
+        .unwrap()
+        .unwrap();
+    let seen = started.elapsed();
+    assert_eq!(m.event.unwrap().household_id, "26110-1");
+    let during = replayed.load(std::sync::atomic::Ordering::SeqCst);
+    println!(
+        "ingest {ingested:?}, ingest → Busan's watcher {seen:?}, with {during} of {STREAMS} Jongno streams done replaying {LOGGED} events"
+    );
+    // Every one of Jongno's streams gets its whole log.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while replayed.load(std::sync::atomic::Ordering::SeqCst) < STREAMS {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {} of {STREAMS} streams replayed the log",
+            replayed.load(std::sync::atomic::Ordering::SeqCst)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for r in &readers {
+        r.abort();
+    }
+    svc.stop().await;
+}
