@@ -67,7 +67,9 @@ pub fn start_tansu_behind() -> io::Result<Option<(Broker, KafkaProxy)>> {
     Ok(Some((broker, proxy)))
 }
 
-fn start_tansu_advertising(bin: &Path, advertised: Option<&str>) -> io::Result<Broker> {
+/// Starts Tansu on a free loopback port, advertising `advertised` (a proxy
+/// or TLS terminator in front of it) instead of its own address when given.
+pub fn start_tansu_advertising(bin: &Path, advertised: Option<&str>) -> io::Result<Broker> {
     let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let url = format!("tcp://127.0.0.1:{port}");
     let advertised = advertised.map_or_else(|| url.clone(), |a| format!("tcp://{a}"));
