@@ -171,17 +171,24 @@ fn checked<E: std::error::Error + Send + Sync + 'static>(
     Ok(ExitCode::SUCCESS)
 }
 
+/// Logs, and traces over OTLP when a collector is configured: kept until
+/// the command ends, then flushed.
+fn telemetry(
+    service: &str,
+    opts: &dolbom_telemetry::TelemetryOptions,
+) -> anyhow::Result<dolbom_telemetry::Telemetry> {
+    Ok(dolbom_telemetry::init(service, opts)?)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("DOLBOM_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    match Cli::parse().command {
+    let command = Cli::parse().command;
+    let _telemetry = match &command {
+        // The services set up telemetry from their own options, below.
+        Command::Monitor(_) | Command::Notify(_) | Command::History(_) => None,
+        _ => Some(telemetry("dolbom", &Default::default())?),
+    };
+    match command {
         Command::Holidays { year, extra } => {
             let router = dolbom_calendar::Router::load(extra.as_deref(), Default::default())?;
             for h in router.calendar().holidays(year)? {
@@ -195,6 +202,7 @@ async fn main() -> anyhow::Result<ExitCode> {
             if flags.common.check_config {
                 return checked(opts.check_files());
             }
+            let _telemetry = telemetry("dolbom-monitor", &opts.telemetry)?;
             dolbom_monitor::run(opts, shutdown_on_signals()).await?;
         }
         Command::Notify(flags) => {
@@ -203,6 +211,7 @@ async fn main() -> anyhow::Result<ExitCode> {
             if flags.common.check_config {
                 return checked(opts.check_files());
             }
+            let _telemetry = telemetry("dolbom-notify", &opts.telemetry)?;
             dolbom_notify::run(opts, shutdown_on_signals()).await?;
         }
         Command::History(flags) => {
@@ -212,6 +221,7 @@ async fn main() -> anyhow::Result<ExitCode> {
             if flags.common.check_config {
                 return checked(opts.check_files());
             }
+            let _telemetry = telemetry("dolbom-history", &opts.telemetry)?;
             dolbom_history_ingest::run(opts, shutdown_on_signals()).await?;
         }
         Command::Standalone(flags) => {

@@ -77,6 +77,7 @@ pub async fn run(
     dolbom_prometheus::install(&opts.metrics_listen)?;
     m::describe();
     dolbom_history::metrics::describe();
+    dolbom_telemetry::describe();
     let store = open_store(&opts).await?;
     let (writer, writer_task) = HistoryWriter::spawn(store.clone(), opts.writer.clone());
     let consumer: StreamConsumer<Ctx> = opts

@@ -36,6 +36,8 @@ pub struct HistoryOptions {
     pub retention_interval_secs: u64,
     /// Prometheus metrics on this address; empty = off.
     pub metrics_listen: String,
+    /// OTLP trace export (`[telemetry]`; `OTEL_*` variables honoured).
+    pub telemetry: dolbom_telemetry::TelemetryOptions,
 }
 
 impl Default for HistoryOptions {
@@ -55,6 +57,7 @@ impl Default for HistoryOptions {
             commit_interval_ms: 5_000,
             retention_interval_secs: 3_600,
             metrics_listen: String::new(),
+            telemetry: Default::default(),
         }
     }
 }
@@ -77,6 +80,9 @@ impl dolbom_options::Options for HistoryOptions {
         self.kafka
             .validate()
             .map_err(|e| IngestError::Invalid("kafka", e.to_string()))?;
+        self.telemetry
+            .validate()
+            .map_err(|e| IngestError::Invalid("telemetry", e.to_string()))?;
         if self.incidents_topic.trim().is_empty() {
             return Err(IngestError::Invalid(
                 "incidents_topic",

@@ -310,11 +310,25 @@ impl IncidentProducer {
     /// Enqueues an incident event keyed by its household (or its subject,
     /// for a platform incident); waits while the producer's queue is full.
     /// Returns the delivery and the producer generation it went to.
+    /// The send is a `care.incidents publish` span, child of `parent`; its
+    /// W3C trace context goes in the record's headers.
     pub(crate) fn publish(
         &self,
         partition: i32,
         ev: &pb::IncidentEvent,
+        parent: &tracing::Span,
     ) -> Result<(u64, DeliveryFuture), KafkaError> {
+        let span = tracing::info_span!(
+            parent: parent,
+            "care.incidents publish",
+            otel.kind = "producer",
+            messaging.system = "kafka",
+            messaging.operation.type = "publish",
+            messaging.destination.name = %self.incidents,
+            messaging.destination.partition.id = partition,
+            dolbom.incident_id = %ev.incident_id,
+        );
+        let headers = dolbom_telemetry::kafka::inject(&span, OwnedHeaders::new());
         let key = if ev.household_id.is_empty() {
             &ev.incident_id
         } else {
@@ -326,7 +340,8 @@ impl IncidentProducer {
             let record = FutureRecord::to(&self.incidents)
                 .partition(partition)
                 .key(key.as_str())
-                .payload(&payload);
+                .payload(&payload)
+                .headers(headers.clone());
             match producer.send_result(record) {
                 Ok(f) => return Ok((generation, f)),
                 Err((

@@ -115,6 +115,8 @@ pub struct MonitorOptions {
     pub assignment_strategy: String,
     /// Prometheus metrics on this address (e.g. `127.0.0.1:9464`); empty = off.
     pub metrics_listen: String,
+    /// OTLP trace export (`[telemetry]`; `OTEL_*` variables honoured).
+    pub telemetry: dolbom_telemetry::TelemetryOptions,
     /// Extra election/temporary holidays (same format as the shipped file).
     pub holidays_file: Option<PathBuf>,
     pub shard: ShardOptions,
@@ -157,6 +159,7 @@ impl Default for MonitorOptions {
             session_timeout_ms: 10_000,
             assignment_strategy: "cooperative-sticky".into(),
             metrics_listen: String::new(),
+            telemetry: Default::default(),
             holidays_file: None,
             shard: ShardOptions::default(),
             supervision: SupervisionOptions::default(),
@@ -190,6 +193,9 @@ impl dolbom_options::Options for MonitorOptions {
         let bad = |field, problem: &str| Err(OptionsError::invalid(field, problem));
         if let Err(e) = self.kafka.validate() {
             return bad("kafka", &e.to_string());
+        }
+        if let Err(e) = self.telemetry.validate() {
+            return bad("telemetry", &e.to_string());
         }
         if self.group_id.trim().is_empty() {
             return bad("group_id", "must not be empty");

@@ -116,6 +116,7 @@ pub async fn run(
     dolbom_prometheus::install(&opts.metrics_listen)?;
     crate::metrics::describe();
     dolbom_history::metrics::describe();
+    dolbom_telemetry::describe();
     let partitions = kafka::ensure_topics(&opts).await?;
     tracing::info!(brokers = %opts.kafka.brokers, group = %opts.group_id, instance = %opts.instance_id, partitions, "monitor starting");
     let router = Router::load(opts.holidays_file.as_deref(), OfficeHours::default())?;

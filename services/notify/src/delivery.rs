@@ -179,8 +179,16 @@ impl Inner {
         let status = loop {
             attempt += 1;
             let started = std::time::Instant::now();
+            let span = tracing::info_span!(
+                parent: &row.span,
+                "delivery attempt",
+                otel.kind = "client",
+                dolbom.incident_id = %row.incident_id,
+                dolbom.channel = label,
+                dolbom.attempt = attempt,
+            );
             let result = match &channel {
-                Some(c) => c.deliver(note).await,
+                Some(c) => tracing::Instrument::instrument(c.deliver(note), span).await,
                 None => Err(DeliveryError::Permanent("channel not configured".into())),
             };
             metrics::histogram!(m::DELIVERY_SECONDS, "channel" => label)

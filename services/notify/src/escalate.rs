@@ -130,6 +130,17 @@ impl Core {
         for a in actions {
             let entry = match a {
                 Action::Notify(n) => {
+                    // A child of the event being processed (or of nothing,
+                    // for a step the escalation clock reached later).
+                    let step = tracing::info_span!(
+                        "escalation step",
+                        dolbom.incident_id = %id,
+                        dolbom.municipality = %view.municipality_code,
+                        dolbom.step = n.step,
+                        dolbom.attempt = n.attempt,
+                        dolbom.tier = n.tier.as_str(),
+                        dolbom.purpose = n.purpose.as_str(),
+                    );
                     let json = serde_json::to_string(&c.notification(&n))
                         .map_err(|e| NotifyError::Internal(e.to_string()))?;
                     // Watch is a pull channel: the event is in the watch log
@@ -137,6 +148,7 @@ impl Core {
                     // track; the step's record lists it among the channels.
                     for ch in n.channels.iter().filter(|c| c.is_push()) {
                         let row = OutboxRow {
+                            span: step.clone(),
                             message_id: n.message_id.clone(),
                             channel: ch.as_str().into(),
                             incident_id: id.clone(),

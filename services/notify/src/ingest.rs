@@ -36,13 +36,30 @@ impl Core {
         self: &Arc<Self>,
         events: Vec<pb::IncidentEvent>,
     ) -> Result<usize, NotifyError> {
+        self.ingest_traced(
+            events
+                .into_iter()
+                .map(|e| (e, tracing::Span::none()))
+                .collect(),
+        )
+        .await
+    }
+
+    /// [`Core::ingest`], each event inside its span (the Kafka consumer's
+    /// `care.incidents process`): the escalation steps it starts, and their
+    /// deliveries, are that span's children.
+    pub async fn ingest_traced(
+        self: &Arc<Self>,
+        events: Vec<(pb::IncidentEvent, tracing::Span)>,
+    ) -> Result<usize, NotifyError> {
         if events.is_empty() {
             return Ok(0);
         }
         self.write(move |core, tx, fx| {
             let now = core.now();
             let mut new = 0;
-            for ev in events {
+            for (ev, span) in events {
+                let _in = span.enter();
                 if let Err(field) = check_incident_event(&ev) {
                     metrics::counter!(m::REJECTED_EVENTS, "field" => field).increment(1);
                     tracing::warn!(event_id = %LogSafe(&ev.event_id), field, "malformed incident event skipped");

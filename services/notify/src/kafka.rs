@@ -7,6 +7,7 @@ use crate::error::NotifyError;
 use crate::metrics as m;
 use crate::options::NotifyOptions;
 use crate::publish::Publisher;
+use dolbom_domain::logsafe::LogSafe;
 use dolbom_proto::v1 as pb;
 use prost::Message as _;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
@@ -101,8 +102,27 @@ pub async fn consume(
         };
         let mut batch = Vec::new();
         let mut malformed = 0u64;
+        // Each event is processed in a `care.incidents process` span whose
+        // parent is the monitor's send (the record's trace context).
+        let topic = opts.incidents_topic.as_str();
         let decode = |m: &rdkafka::message::BorrowedMessage<'_>| {
-            m.payload().and_then(|p| pb::IncidentEvent::decode(p).ok())
+            let ev = m
+                .payload()
+                .and_then(|p| pb::IncidentEvent::decode(p).ok())?;
+            let span = tracing::info_span!(
+                "care.incidents process",
+                otel.kind = "consumer",
+                messaging.system = "kafka",
+                messaging.operation.type = "process",
+                messaging.destination.name = %topic,
+                messaging.destination.partition.id = m.partition(),
+                messaging.kafka.offset = m.offset(),
+                dolbom.incident_id = %LogSafe(&ev.incident_id),
+                dolbom.household_id = %LogSafe(&ev.household_id),
+                dolbom.municipality = %LogSafe(&ev.municipality_code),
+            );
+            dolbom_telemetry::kafka::adopt(&span, m.headers());
+            Some((ev, span))
         };
         match first {
             Ok(m) => match decode(&m) {
@@ -129,7 +149,7 @@ pub async fn consume(
             metrics::counter!(m::REJECTED_EVENTS, "field" => "payload").increment(malformed);
             tracing::warn!(malformed, "undecodable incident events skipped");
         }
-        core.ingest(batch).await?;
+        core.ingest_traced(batch).await?;
         // Everything received so far is durable: commit the positions.
         if let Err(e) = consumer.commit_consumer_state(CommitMode::Async) {
             tracing::warn!(error = %e, "offset commit failed; the batch may be replayed (idempotent)");

@@ -78,6 +78,8 @@ pub struct NotifyOptions {
     pub max_in_flight: usize,
     /// Prometheus metrics on this address; empty = off.
     pub metrics_listen: String,
+    /// OTLP trace export (`[telemetry]`; `OTEL_*` variables honoured).
+    pub telemetry: dolbom_telemetry::TelemetryOptions,
     /// Days the watch log (how far back a `WatchIncidents` cursor can
     /// resume), finished messages and ended escalations are kept here; the
     /// history store keeps the record for its own retention.
@@ -119,6 +121,7 @@ impl Default for NotifyOptions {
             tick_ms: 1000,
             max_in_flight: 256,
             metrics_listen: String::new(),
+            telemetry: Default::default(),
             log_retention_days: 30,
             incident_retention_days: 400,
             sweep_interval_secs: 3600,
@@ -135,6 +138,9 @@ impl dolbom_options::Options for NotifyOptions {
 
     fn validate(&self) -> Result<(), NotifyError> {
         self.kafka
+            .validate()
+            .map_err(|e| NotifyError::Config(e.to_string()))?;
+        self.telemetry
             .validate()
             .map_err(|e| NotifyError::Config(e.to_string()))?;
         dolbom_tls::check_listen(

@@ -329,6 +329,7 @@ pub async fn run(opts: NotifyOptions, shutdown: CancellationToken) -> Result<(),
             .map_err(|e| NotifyError::Config(format!("metrics_listen: {e}")))?;
         crate::metrics::describe();
         dolbom_history::metrics::describe();
+        dolbom_telemetry::describe();
     }
     let verifier = opts.verifier()?;
     let history = dolbom_history::open_store(

@@ -4,6 +4,10 @@
 //! back and the exactly-once check.
 #![allow(dead_code)]
 
+mod receiver;
+#[allow(unused_imports)]
+pub use receiver::{Receiver, Seen};
+
 use std::io::Write as _;
 
 use dolbom_load_tests::broker::Broker;
@@ -524,11 +528,17 @@ pub fn write_notify_config(dir: &Path, test: &str, brokers: &str, t: &Topics, ho
 /// Starts `dolbom notify` on the configuration [`write_notify_config`]
 /// wrote in `dir`, logging to `dir/log`.
 pub fn start_notify(dir: &Path, log: &str) -> Child {
+    start_notify_with(dir, log, &[])
+}
+
+/// [`start_notify`] with extra environment variables.
+pub fn start_notify_with(dir: &Path, log: &str, env: &[(&str, &str)]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_dolbom"))
         .arg("notify")
         .arg("--config")
         .arg(dir.join("notify.toml"))
         .env("DOLBOM_LOG", "info")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(dir.join(log)).unwrap())
         .spawn()

@@ -90,9 +90,17 @@ impl Deps {
     /// is deterministic, so a retry that did land twice is one event to
     /// notify.
     pub(crate) fn publish_platform(self: Arc<Self>, p: i32, ev: dolbom_proto::v1::IncidentEvent) {
+        let span = tracing::info_span!(
+            parent: None,
+            "incident fire",
+            otel.kind = "internal",
+            dolbom.incident_id = %ev.incident_id,
+            dolbom.event_type = ev.r#type,
+            messaging.destination.partition.id = p,
+        );
         tokio::spawn(async move {
             loop {
-                let sent = match self.producer.publish(p, &ev) {
+                let sent = match self.producer.publish(p, &ev, &span) {
                     Ok((_, delivery)) => match delivery.await {
                         Ok(Ok(_)) => Ok(()),
                         Ok(Err((e, _))) => Err(e.to_string()),

@@ -12,6 +12,11 @@
 //! Data flow: shard output → [`Unacked::push`] → [`Unacked::send`] (the
 //! producer) → [`Unacked::acknowledged`] (at snapshot time) → the
 //! `care.incidents` offset the snapshot records.
+//!
+//! Tracing: each event opens its trace here, with the `incident fire` span
+//! (household and incident ids, stage); it lasts until the broker
+//! acknowledged the event, and every send is its child (see
+//! `KafkaIo::publish`), whose context travels in the record's headers.
 
 use super::Deps;
 use crate::metrics as m;
@@ -28,6 +33,8 @@ pub(crate) const ACK_WAIT: Duration = Duration::from_secs(5);
 
 struct Pending {
     ev: pb::IncidentEvent,
+    /// The event's `incident fire` span: the root of the incident's trace.
+    span: tracing::Span,
     /// `None` until the producer took it (again); with the generation of
     /// the producer that took it.
     delivery: Option<(u64, DeliveryFuture)>,
@@ -51,7 +58,22 @@ impl Unacked {
 
     /// Keeps an emitted event (sent by the next [`Unacked::send`]).
     pub(crate) fn push(&mut self, ev: pb::IncidentEvent) {
-        self.queue.push_back(Pending { ev, delivery: None });
+        let span = tracing::info_span!(
+            parent: None,
+            "incident fire",
+            otel.kind = "internal",
+            dolbom.household_id = %ev.household_id,
+            dolbom.incident_id = %ev.incident_id,
+            dolbom.municipality = %ev.municipality_code,
+            dolbom.stage = ev.stage,
+            dolbom.event_type = ev.r#type,
+            messaging.destination.partition.id = self.partition,
+        );
+        self.queue.push_back(Pending {
+            ev,
+            span,
+            delivery: None,
+        });
     }
 
     fn gauge(&self) {
@@ -64,7 +86,7 @@ impl Unacked {
     /// the partition holds.
     pub(crate) fn send(&mut self, deps: &Deps) {
         for u in self.queue.iter_mut().filter(|u| u.delivery.is_none()) {
-            match deps.producer.publish(self.partition, &u.ev) {
+            match deps.producer.publish(self.partition, &u.ev, &u.span) {
                 Ok(f) => u.delivery = Some(f),
                 Err(e) => {
                     metrics::counter!(m::PUBLISH_FAILURES, "stage" => "enqueue").increment(1);

@@ -4,8 +4,11 @@
 use crate::error::NotifyError;
 use rusqlite::{params, Connection, OptionalExtension};
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct OutboxRow {
+    /// The escalation step that queued it (not stored: a row delivered
+    /// after a restart starts a trace of its own).
+    pub span: tracing::Span,
     pub message_id: String,
     pub channel: String,
     pub incident_id: String,
@@ -53,6 +56,7 @@ pub fn outbox_pending(c: &Connection) -> Result<Vec<OutboxRow>, NotifyError> {
     )?;
     let rows = st.query_map([], |r| {
         Ok(OutboxRow {
+            span: tracing::Span::none(),
             message_id: r.get(0)?,
             channel: r.get(1)?,
             incident_id: r.get(2)?,
