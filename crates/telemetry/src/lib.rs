@@ -6,13 +6,15 @@
 //! layer, and the OpenTelemetry layer when an endpoint is set), the
 //! [`Telemetry`] guard that flushes on drop, and [`kafka`]: W3C
 //! `traceparent` in Kafka record headers, so that one incident is one trace
-//! from the monitor's shard to notify's deliveries.
+//! from the monitor's shard to notify's deliveries; [`metrics`] counts what
+//! happened to the spans; [`stored`] keeps an incident's trace context so
+//! that later work joins or links to its trace.
 //!
 //! Data flow: spans (`tracing`) → `tracing-opentelemetry` layer → sampler
 //! (parent-based, ratio for new traces) → batch processor (bounded queue, its
 //! own thread: the hot path never waits for the collector; when the queue is
-//! full spans are dropped) → [`CountingExporter`] (failed exports counted in
-//! `dolbom_telemetry_spans_failed_total`) → OTLP exporter → collector.
+//! full spans are dropped and counted: [`Bounded`]) → [`Counting`] (failed
+//! exports counted) → OTLP exporter → collector.
 //!
 //! Standard variables are honoured: `OTEL_EXPORTER_OTLP_ENDPOINT` (when the
 //! option is empty), `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES`
@@ -21,6 +23,11 @@
 //! nothing is exported and no OpenTelemetry code runs per span.
 
 pub mod kafka;
+pub mod metrics;
+mod queue;
+pub mod stored;
+
+pub use queue::{Bounded, Counting, InFlight};
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig as _;
@@ -32,24 +39,7 @@ use std::time::Duration;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
-/// Spans exported over OTLP that the collector did not take.
-pub const SPANS_FAILED: &str = "dolbom_telemetry_spans_failed_total";
-/// Spans handed to the OTLP exporter.
-pub const SPANS_EXPORTED: &str = "dolbom_telemetry_spans_exported_total";
-
-/// Describes this crate's metrics (once per process).
-pub fn describe() {
-    metrics::describe_counter!(
-        SPANS_EXPORTED,
-        metrics::Unit::Count,
-        "Spans the OTLP exporter sent to the collector."
-    );
-    metrics::describe_counter!(
-        SPANS_FAILED,
-        metrics::Unit::Count,
-        "Spans lost because the collector did not take their batch (down, slow, refusing)."
-    );
-}
+pub use metrics::describe;
 
 /// Where traces go and how many are kept.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -154,7 +144,12 @@ pub fn provider(
         .with_timeout(Duration::from_secs(5))
         .build()
         .map_err(|e| TelemetryError::Exporter(e.to_string()))?;
-    let batch = BatchSpanProcessor::builder(CountingExporter(exporter))
+    let waiting = InFlight::default();
+    let exporter = Counting {
+        inner: exporter,
+        waiting: waiting.clone(),
+    };
+    let batch = BatchSpanProcessor::builder(exporter)
         .with_batch_config(
             BatchConfigBuilder::default()
                 .with_max_queue_size(opts.max_queue)
@@ -162,6 +157,7 @@ pub fn provider(
                 .build(),
         )
         .build();
+    let batch = Bounded::new(batch, waiting, opts.max_queue);
     let mut resource = opentelemetry_sdk::Resource::builder();
     if std::env::var_os("OTEL_SERVICE_NAME").is_none() {
         resource = resource.with_service_name(service.to_string());
@@ -203,38 +199,4 @@ pub fn init(service: &str, opts: &TelemetryOptions) -> Result<Telemetry, Telemet
         tracing::info!(endpoint = %e, ratio = opts.sample_ratio, "exporting traces over OTLP");
     }
     Ok(Telemetry { provider })
-}
-
-/// The OTLP exporter, counting what it sent and what the collector did not
-/// take (a down collector costs spans, never the hot path).
-#[derive(Debug)]
-pub struct CountingExporter<E>(pub E);
-
-impl<E: opentelemetry_sdk::trace::SpanExporter> opentelemetry_sdk::trace::SpanExporter
-    for CountingExporter<E>
-{
-    async fn export(
-        &self,
-        batch: Vec<opentelemetry_sdk::trace::SpanData>,
-    ) -> opentelemetry_sdk::error::OTelSdkResult {
-        let n = batch.len() as u64;
-        let r = self.0.export(batch).await;
-        match &r {
-            Ok(()) => metrics::counter!(SPANS_EXPORTED).increment(n),
-            Err(_) => metrics::counter!(SPANS_FAILED).increment(n),
-        }
-        r
-    }
-
-    fn shutdown_with_timeout(&self, timeout: Duration) -> opentelemetry_sdk::error::OTelSdkResult {
-        self.0.shutdown_with_timeout(timeout)
-    }
-
-    fn force_flush(&self) -> opentelemetry_sdk::error::OTelSdkResult {
-        self.0.force_flush()
-    }
-
-    fn set_resource(&mut self, resource: &opentelemetry_sdk::Resource) {
-        self.0.set_resource(resource)
-    }
 }
