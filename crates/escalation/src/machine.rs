@@ -66,6 +66,8 @@ pub enum ReopenCause {
 }
 
 impl ReopenCause {
+    pub const ALL: [ReopenCause; 2] = [ReopenCause::StillQuiet, ReopenCause::StageRaised];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ReopenCause::StillQuiet => "still_quiet",
@@ -141,6 +143,12 @@ pub enum EscalationCause {
 }
 
 impl EscalationCause {
+    pub const ALL: [EscalationCause; 3] = [
+        EscalationCause::Timeout,
+        EscalationCause::StageRaised,
+        EscalationCause::DeliveryFailed,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             EscalationCause::Timeout => "timeout",

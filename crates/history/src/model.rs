@@ -355,6 +355,16 @@ pub enum Record {
 
 impl Record {
     /// The metric label of the record's kind.
+    /// Every [`Record::kind`].
+    pub const KINDS: [&'static str; 6] = [
+        "aggregate",
+        "roll_up_hour",
+        "incident_event",
+        "state_change",
+        "escalation",
+        "audit",
+    ];
+
     pub fn kind(&self) -> &'static str {
         match self {
             Record::Aggregate(_) => "aggregate",

@@ -121,6 +121,12 @@ impl HistoryWriter {
             backend,
         };
         metrics::gauge!(m::STORE_UP, "backend" => backend).set(1.0);
+        // The writer's series exist from the start.
+        metrics::gauge!(m::BEHIND, "backend" => backend).set(0.0);
+        metrics::counter!(m::WRITE_FAILURES, "backend" => backend).increment(0);
+        for kind in crate::model::Record::KINDS {
+            metrics::counter!(m::REFUSED, "kind" => kind).increment(0);
+        }
         let task = tokio::spawn(run(store, opts, rx, counters, writer.behind_at));
         (writer, task)
     }

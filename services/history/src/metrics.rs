@@ -24,4 +24,17 @@ pub fn describe() {
         Unit::Count,
         "Malformed records skipped (by kind: reading, incident_event)"
     );
+    // Counters without labels start at zero, so that a rate over the
+    // first increment is seen and an alert's series exists from the start.
+    for name in [LATE_READINGS, READINGS_RETIMED] {
+        metrics::counter!(name).increment(0);
+    }
+    for kind in [
+        "reading",
+        "reading_ahead_of_clock",
+        "reading_implausible",
+        "incident_event",
+    ] {
+        metrics::counter!(REJECTED, "kind" => kind).increment(0);
+    }
 }

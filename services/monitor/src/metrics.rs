@@ -87,7 +87,7 @@ pub fn describe() {
     describe_counter!(
         INCIDENT_EVENTS,
         Unit::Count,
-        "Incident events published (by kind and type)"
+        "Incident events published (by kind, type and stage)"
     );
     describe_histogram!(
         EMIT_DELAY_SECONDS,
@@ -190,4 +190,23 @@ pub fn describe() {
         Unit::Seconds,
         "The monitor's clock minus the newest Kafka record timestamp of the last readings batch (by partition): lag plus clock disagreement; minutes of negative offset mean the monitor's clock is behind"
     );
+    // Counters without labels start at zero, so that a rate over the
+    // first increment is seen and an alert's series exists from the start.
+    for name in [
+        ABSENCES_ENDED_EARLY,
+        AREA_PARTS_MERGED,
+        AREA_PARTS_SHARED,
+        AREA_SHARE_FAILURES,
+        MISSING_SNAPSHOTS,
+        PRODUCER_RENEWALS,
+        READINGS_ACCEPTED,
+        READINGS_RETIMED,
+        RECORDS_DISCARDED_BEFORE_SEEK,
+        SNAPSHOT_FAILURES,
+    ] {
+        metrics::counter!(name).increment(0);
+    }
+    for stage in ["enqueue", "delivery", "platform"] {
+        metrics::counter!(PUBLISH_FAILURES, "stage" => stage).increment(0);
+    }
 }

@@ -192,7 +192,10 @@ impl Core {
     {
         let me = self.clone();
         let (done, result) = tokio::sync::oneshot::channel();
+        // The transaction runs in the caller's span (a gRPC call's, say).
+        let caller = tracing::Span::current();
         let job: WriterJob = Box::new(move || {
+            let _in = caller.enter();
             let run = || {
                 let mut conn = me.writer.lock().expect("writer lock");
                 let tx = conn.transaction()?;

@@ -130,8 +130,8 @@ impl Core {
         for a in actions {
             let entry = match a {
                 Action::Notify(n) => {
-                    // A child of the event being processed (or of nothing,
-                    // for a step the escalation clock reached later).
+                    // A child of the event being processed, of the clock's
+                    // span (in the incident's trace), or of a person's call.
                     let step = tracing::info_span!(
                         "escalation step",
                         dolbom.incident_id = %id,
@@ -310,6 +310,16 @@ impl Core {
                             store::put_escalation(tx, &m, &e, now.millis())?;
                             continue;
                         };
+                        // The step the clock reached joins the incident's trace.
+                        let span = tracing::info_span!(
+                            "escalation clock",
+                            dolbom.incident_id = %e.incident_id,
+                            dolbom.municipality = %m,
+                        );
+                        if let Some(tp) = store::incident_trace(tx, &e.incident_id)? {
+                            dolbom_telemetry::stored::continue_trace(&span, &tp);
+                        }
+                        let _in = span.enter();
                         core.carry_out(tx, &mut e, &row.view, actions, now, fx)?;
                     }
                     Ok(n)

@@ -30,6 +30,11 @@ impl Core {
         metrics::gauge!(m::ESCALATIONS_RUNNING).set(c.running_escalations as f64);
         metrics::gauge!(m::OPEN_INCIDENTS).set(c.open_incidents as f64);
         metrics::gauge!(m::MESSAGES_PENDING).set(c.messages_pending as f64);
+        metrics::gauge!(m::HELD_INCIDENTS).set(c.held_escalations as f64);
+        let held_for = c
+            .held_since_ms
+            .map_or(0, |since| self.now().millis().saturating_sub(since).max(0));
+        metrics::gauge!(m::LONGEST_HELD_SECONDS).set(held_for as f64 / 1000.0);
         Ok(())
     }
 }

@@ -232,76 +232,109 @@ impl Core {
             return Err(NotifyError::invalid("note", "at most 2000 characters"));
         }
         let (who, id, note) = (who.clone(), incident_id.to_string(), note.to_string());
-        self.write(move |core, tx, fx| {
-            let mut row = core.visible_incident(tx, &who, &id)?;
-            let v = &mut row.view;
-            let resolved = v.state == pb::IncidentState::Resolved as i32;
-            let now = core.now();
-            let (ty, outcome, action) = match change {
-                PersonChange::Acknowledge => {
-                    if resolved {
-                        return Err(NotifyError::Precondition("the incident is resolved".into()));
-                    }
-                    if v.state == pb::IncidentState::Acknowledged as i32 {
-                        return Ok(v.clone());
-                    }
-                    v.state = pb::IncidentState::Acknowledged as i32;
-                    v.acknowledged_at = Some(timestamp(now));
-                    v.acknowledged_by = who.subject.clone();
-                    (
-                        pb::IncidentEventType::Acknowledged,
-                        0,
-                        "incidents.Acknowledge",
-                    )
+        let (view, acknowledged_after) = self
+            .write(move |core, tx, fx| {
+                let mut row = core.visible_incident(tx, &who, &id)?;
+                // A person's call is work of its own, linked to the incident's trace.
+                let span = match change {
+                    PersonChange::Acknowledge => tracing::info_span!(
+                        "incident acknowledge",
+                        dolbom.incident_id = %id,
+                        dolbom.municipality = %row.view.municipality_code,
+                    ),
+                    PersonChange::Resolve(_) => tracing::info_span!(
+                        "incident resolve",
+                        dolbom.incident_id = %id,
+                        dolbom.municipality = %row.view.municipality_code,
+                    ),
+                };
+                if let Some(tp) = store::incident_trace(tx, &id)? {
+                    dolbom_telemetry::stored::link_to(&span, &tp);
                 }
-                PersonChange::Resolve(outcome) => {
-                    if resolved && v.outcome == outcome {
-                        return Ok(v.clone());
+                let _in = span.enter();
+                let v = &mut row.view;
+                let resolved = v.state == pb::IncidentState::Resolved as i32;
+                let now = core.now();
+                let (ty, outcome, action) = match change {
+                    PersonChange::Acknowledge => {
+                        if resolved {
+                            return Err(NotifyError::Precondition(
+                                "the incident is resolved".into(),
+                            ));
+                        }
+                        if v.state == pb::IncidentState::Acknowledged as i32 {
+                            return Ok((v.clone(), None));
+                        }
+                        v.state = pb::IncidentState::Acknowledged as i32;
+                        v.acknowledged_at = Some(timestamp(now));
+                        v.acknowledged_by = who.subject.clone();
+                        (
+                            pb::IncidentEventType::Acknowledged,
+                            0,
+                            "incidents.Acknowledge",
+                        )
                     }
-                    if resolved {
-                        return Err(NotifyError::Precondition(
-                            "the incident is already resolved".into(),
-                        ));
-                    }
-                    v.state = pb::IncidentState::Resolved as i32;
-                    v.outcome = outcome;
-                    v.resolved_at = Some(timestamp(now));
-                    v.resolved_by = who.subject.clone();
-                    (
-                        pb::IncidentEventType::Resolved,
-                        outcome,
-                        "incidents.Resolve",
-                    )
-                }
-            };
-            v.updated_at = Some(timestamp(now));
-            if !note.is_empty() {
-                row.note = Some(core.cipher.encrypt(&id, note.as_bytes())?);
-            }
-            let view = row.view.clone();
-            store::put_incident(tx, &row)?;
-            core.own_event(tx, &view, ty, outcome, now, fx)?;
-            if let Some(mut e) = store::escalation(tx, &id)? {
-                let actions = match change {
-                    PersonChange::Acknowledge => e.acknowledge(now),
                     PersonChange::Resolve(outcome) => {
-                        let policy =
-                            core.policies
-                                .version(tx, &view.municipality_code, e.policy_version);
-                        // Found fine and at home: the home is rechecked if it
-                        // stays quiet. Taken away or dead: it ends here.
-                        let recheck =
-                            outcome_from_wire(outcome).is_none_or(|o| o.expects_activity());
-                        e.resolve(recheck, &policy, now)
+                        if resolved && v.outcome == outcome {
+                            return Ok((v.clone(), None));
+                        }
+                        if resolved {
+                            return Err(NotifyError::Precondition(
+                                "the incident is already resolved".into(),
+                            ));
+                        }
+                        v.state = pb::IncidentState::Resolved as i32;
+                        v.outcome = outcome;
+                        v.resolved_at = Some(timestamp(now));
+                        v.resolved_by = who.subject.clone();
+                        (
+                            pb::IncidentEventType::Resolved,
+                            outcome,
+                            "incidents.Resolve",
+                        )
                     }
                 };
-                core.carry_out(tx, &mut e, &view, actions, now, fx)?;
-            }
-            fx.records
-                .push(core.audit_record(&who, &view.municipality_code, action, &id, now));
-            Ok(view)
-        })
-        .await
+                v.updated_at = Some(timestamp(now));
+                if !note.is_empty() {
+                    row.note = Some(core.cipher.encrypt(&id, note.as_bytes())?);
+                }
+                let view = row.view.clone();
+                store::put_incident(tx, &row)?;
+                core.own_event(tx, &view, ty, outcome, now, fx)?;
+                if let Some(mut e) = store::escalation(tx, &id)? {
+                    let actions = match change {
+                        PersonChange::Acknowledge => e.acknowledge(now),
+                        PersonChange::Resolve(outcome) => {
+                            let policy = core.policies.version(
+                                tx,
+                                &view.municipality_code,
+                                e.policy_version,
+                            );
+                            // Found fine and at home: the home is rechecked if it
+                            // stays quiet. Taken away or dead: it ends here.
+                            let recheck =
+                                outcome_from_wire(outcome).is_none_or(|o| o.expects_activity());
+                            e.resolve(recheck, &policy, now)
+                        }
+                    };
+                    core.carry_out(tx, &mut e, &view, actions, now, fx)?;
+                }
+                fx.records
+                    .push(core.audit_record(&who, &view.municipality_code, action, &id, now));
+                let acknowledged_after = (ty == pb::IncidentEventType::Acknowledged)
+                    .then(|| {
+                        view.opened_at
+                            .as_ref()
+                            .map(|o| now.millis() - ts(o).millis())
+                    })
+                    .flatten();
+                Ok((view, acknowledged_after))
+            })
+            .await?;
+        if let Some(ms) = acknowledged_after {
+            metrics::histogram!(m::ACKNOWLEDGE_SECONDS).record(ms.max(0) as f64 / 1000.0);
+        }
+        Ok(view)
     }
 
     /// The incident if it exists and the caller may see it; otherwise the

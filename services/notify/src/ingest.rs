@@ -148,6 +148,10 @@ impl Core {
             // (A resolved incident whose escalation retention removed does
             // not start again when an old event is replayed.)
             (None, T::Opened | T::StageRaised) if !resolved => {
+                // Later steps (the escalation clock's) join this trace.
+                if let Some(tp) = dolbom_telemetry::stored::traceparent(&tracing::Span::current()) {
+                    store::put_incident_trace(tx, &ev.incident_id, &tp)?;
+                }
                 let kind = kind_from_wire(ev.kind).expect("checked");
                 let consent = match store::household(tx, &ev.household_id)? {
                     Some(h) => h.config.night_holiday_consent,

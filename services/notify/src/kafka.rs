@@ -42,7 +42,14 @@ impl KafkaPublisher {
         key: &str,
         payload: Option<Vec<u8>>,
     ) -> Result<(), NotifyError> {
-        let mut rec: FutureRecord<'_, str, Vec<u8>> = FutureRecord::to(topic).key(key);
+        // The current span's trace context (a registry change's) in the
+        // record's headers.
+        let headers = dolbom_telemetry::kafka::inject(
+            &tracing::Span::current(),
+            rdkafka::message::OwnedHeaders::new(),
+        );
+        let mut rec: FutureRecord<'_, str, Vec<u8>> =
+            FutureRecord::to(topic).key(key).headers(headers);
         if let Some(p) = &payload {
             rec = rec.payload(p);
         }

@@ -28,7 +28,9 @@
 //! store's transaction runner and the effects a commit lets out; [`api`] the
 //! thin gRPC adapters; [`scope`] the tenant checks every listing shares;
 //! [`store`] the SQLite tables; [`channels`] SMS, webhook and watch;
-//! [`metrics`] every metric's name and help.
+//! [`metrics`] every metric's name and help; [`rpcspan`] the span of each
+//! gRPC call (an incident's later steps join its trace, kept in the store;
+//! acknowledgements link to it).
 
 pub mod api;
 pub mod channels;
@@ -51,6 +53,7 @@ pub mod options;
 mod policies;
 pub mod publish;
 pub mod registry;
+pub mod rpcspan;
 mod scope;
 pub mod service;
 pub mod store;

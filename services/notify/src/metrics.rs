@@ -29,6 +29,9 @@ pub const WATCH_TOKEN_ENDED: &str = "dolbom_notify_watch_streams_ended_by_token_
 pub const REVOKED_TOKENS: &str = "dolbom_notify_revoked_tokens";
 pub const REVOCATION_RELOAD_FAILURES: &str = "dolbom_notify_revocation_reload_failures_total";
 pub const REGISTRY_CHANGES: &str = "dolbom_notify_registry_changes_total";
+pub const HELD_INCIDENTS: &str = "dolbom_notify_held_incidents";
+pub const LONGEST_HELD_SECONDS: &str = "dolbom_notify_longest_held_seconds";
+pub const ACKNOWLEDGE_SECONDS: &str = "dolbom_notify_acknowledge_seconds";
 
 /// Describes this crate's metrics (call once the exporter is installed).
 pub fn describe() {
@@ -140,8 +143,46 @@ pub fn describe() {
         "Escalation, delivery and audit records waiting for the history store (grows while it is down)"
     );
     describe_gauge!(
+        HELD_INCIDENTS,
+        Unit::Count,
+        "Incidents whose escalation step is held for the dong office's next opening"
+    );
+    describe_gauge!(
+        LONGEST_HELD_SECONDS,
+        Unit::Seconds,
+        "How long the longest-held incident has been held (0 when none is)"
+    );
+    describe_histogram!(
+        ACKNOWLEDGE_SECONDS,
+        Unit::Seconds,
+        "Time from an incident's opening to its acknowledgement by a person"
+    );
+    describe_gauge!(
         READY,
         Unit::Count,
         "1 while gRPC health says SERVING (incident input running, publishing to the bus works, not shutting down)"
     );
+    // Counters without labels start at zero, so that a rate over the
+    // first increment is seen and an alert's series exists from the start.
+    for name in [
+        AUTH_FAILURES,
+        DUPLICATE_EVENTS,
+        EVENTS,
+        EXHAUSTED,
+        HELD,
+        REVOCATION_RELOAD_FAILURES,
+        UNREACHABLE,
+        WATCH_TOKEN_ENDED,
+        WATCH_REFUSED,
+    ] {
+        metrics::counter!(name).increment(0);
+    }
+    // Bounded label sets start at zero too; no stream is open at start.
+    for cause in dolbom_escalation::EscalationCause::ALL {
+        metrics::counter!(ESCALATED, "cause" => cause.as_str()).increment(0);
+    }
+    for cause in dolbom_escalation::ReopenCause::ALL {
+        metrics::counter!(REOPENED, "cause" => cause.as_str()).increment(0);
+    }
+    metrics::gauge!(WATCHERS).set(0.0);
 }

@@ -68,8 +68,21 @@ impl PublishLoop {
             })
             .await?;
         let mut n = 0;
-        for (id, cfg) in households {
-            self.publisher.household(&id, cfg.as_ref()).await?;
+        for u in households {
+            let (id, cfg) = (u.household_id, u.config);
+            // In the registry change's trace; the record carries it on.
+            let span = tracing::info_span!(
+                "care.households publish",
+                otel.kind = "producer",
+                messaging.system = "kafka",
+                messaging.operation.type = "publish",
+                dolbom.household_id = %id,
+            );
+            if let Some(tp) = &u.traceparent {
+                dolbom_telemetry::stored::continue_trace(&span, tp);
+            }
+            tracing::Instrument::instrument(self.publisher.household(&id, cfg.as_ref()), span)
+                .await?;
             let version = cfg.as_ref().map(|c| c.version);
             self.core
                 .write(move |_, tx, _| store::mark_household_published(tx, &id, version))

@@ -152,6 +152,7 @@ impl Core {
         now: dolbom_domain::Ts,
     ) -> Result<pb::Household, NotifyError> {
         store::put_household(tx, row)?;
+        keep_trace(tx, &row.config.household_id)?;
         fx.publish = true;
         fx.records.push(self.audit_record(
             who,
@@ -344,6 +345,7 @@ impl Core {
         self.write(move |core, tx, fx| {
             let old = Self::visible_household(tx, &who, &id)?;
             store::delete_household(tx, &id)?;
+            keep_trace(tx, &id)?;
             fx.publish = true;
             fx.records.push(core.audit_record(
                 &who,
@@ -600,6 +602,15 @@ pub fn end_absence(
         return Err(NotifyError::NotFound(
             "no absence starts at starts_at".into(),
         ));
+    }
+    Ok(())
+}
+
+/// The change's trace (the gRPC call's span, when sampled) goes with it
+/// onto `care.households`.
+fn keep_trace(tx: &rusqlite::Connection, household_id: &str) -> Result<(), NotifyError> {
+    if let Some(tp) = dolbom_telemetry::stored::traceparent(&tracing::Span::current()) {
+        store::put_household_trace(tx, household_id, &tp)?;
     }
     Ok(())
 }

@@ -243,6 +243,7 @@ pub async fn serve(
             .map_err(|e| NotifyError::Config(format!("tls: {e}")))?;
     }
     let server = builder
+        .trace_fn(crate::rpcspan::server_span)
         .max_concurrent_streams(Some(limits.max_concurrent_streams))
         .concurrency_limit_per_connection(limits.concurrency_per_connection)
         .timeout(Duration::from_secs(limits.request_timeout_secs))

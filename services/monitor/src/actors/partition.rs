@@ -201,6 +201,10 @@ impl Actor for PartitionSupervisor {
             reported: false,
             stopping: false,
         };
+        // The partition's series exist from the start: not down, no restarts.
+        let label = partition.to_string();
+        metrics::gauge!(m::PARTITIONS_DOWN, "partition" => label.clone()).set(0.0);
+        metrics::counter!(m::SHARD_RESTARTS, "partition" => label).increment(0);
         Self::try_start(&myself, &mut st).await;
         Ok(st)
     }

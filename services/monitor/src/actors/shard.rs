@@ -168,6 +168,18 @@ impl ShardState {
     /// Applies a batch of `plug.readings` records (at wall time `now`).
     fn readings(&mut self, batch: &[Rec], now: Ts) {
         let topic = self.deps.opts.topics.readings.clone();
+        // One span per batch, never per reading: a new trace, sampled at the
+        // service's ratio (readings are far too many to trace one by one).
+        let span = tracing::info_span!(
+            "plug.readings process",
+            otel.kind = "consumer",
+            messaging.system = "kafka",
+            messaging.operation.type = "process",
+            messaging.destination.name = %topic,
+            messaging.destination.partition.id = self.partition,
+            messaging.batch.message_count = batch.len(),
+        );
+        let _in = span.enter();
         let fault = self.deps.opts.fault_injection_device.clone();
         let mut accepted = 0u64;
         for rec in batch {
@@ -244,6 +256,20 @@ impl ShardState {
             if rec.offset < self.households_offset {
                 continue;
             }
+            // In the registry change's trace when notify sent one.
+            let span = tracing::info_span!(
+                "care.households process",
+                otel.kind = "consumer",
+                messaging.system = "kafka",
+                messaging.operation.type = "process",
+                messaging.destination.name = %topic,
+                messaging.destination.partition.id = self.partition,
+                dolbom.household_id = %String::from_utf8_lossy(rec.key.as_deref().unwrap_or_default()),
+            );
+            if let Some(tp) = &rec.traceparent {
+                dolbom_telemetry::stored::continue_trace(&span, tp);
+            }
+            let _in = span.enter();
             let at = rec.timestamp_ms.map_or(now, |t| Ts(t).min(now));
             if let Err(e) = self.shard.on_config_bytes(
                 rec.key.as_deref().unwrap_or_default(),
@@ -270,7 +296,8 @@ impl ShardState {
                     let kind = kind_from_wire(ev.kind).map_or("?", |k| k.name());
                     let ty = event_type_from_wire(ev.r#type, ev.suppression_cause)
                         .map_or("?", |t| t.name());
-                    metrics::counter!(m::INCIDENT_EVENTS, "kind" => kind, "type" => ty)
+                    let stage = stage_from_wire(ev.stage).map_or("none", |s| s.name());
+                    metrics::counter!(m::INCIDENT_EVENTS, "kind" => kind, "type" => ty, "stage" => stage)
                         .increment(1);
                     if let Some(due) = &ev.due_at {
                         let lag = Ts::now().since(ts(due));

@@ -109,3 +109,22 @@ pub fn list_incidents(
     )?;
     rows.map(|r| decode(&r?, "incident view")).collect()
 }
+
+/// Keeps the trace an incident was opened in (the first one wins).
+pub fn put_incident_trace(c: &Connection, id: &str, traceparent: &str) -> Result<(), NotifyError> {
+    c.prepare_cached(
+        "INSERT INTO incident_traces (incident_id, traceparent) VALUES (?1, ?2)
+         ON CONFLICT (incident_id) DO NOTHING",
+    )?
+    .execute(params![id, traceparent])?;
+    Ok(())
+}
+
+/// The trace an incident was opened in, if it was sampled.
+pub fn incident_trace(c: &Connection, id: &str) -> Result<Option<String>, NotifyError> {
+    Ok(
+        c.prepare_cached("SELECT traceparent FROM incident_traces WHERE incident_id = ?1")?
+            .query_row([id], |r| r.get(0))
+            .optional()?,
+    )
+}

@@ -79,6 +79,18 @@ CREATE TABLE IF NOT EXISTS incidents (
     note BLOB
 );
 CREATE INDEX IF NOT EXISTS incidents_by_time ON incidents (municipality, opened_ms, incident_id);
+-- The trace an incident was opened in (W3C traceparent), when it was
+-- sampled: later escalation steps join it, acknowledgements link to it.
+CREATE TABLE IF NOT EXISTS incident_traces (
+    incident_id TEXT PRIMARY KEY,
+    traceparent TEXT NOT NULL
+);
+-- The trace of a registry change not yet on care.households: its publish
+-- joins it, and the record carries it to the monitor.
+CREATE TABLE IF NOT EXISTS household_traces (
+    household_id TEXT PRIMARY KEY,
+    traceparent TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     event_id TEXT NOT NULL UNIQUE,
@@ -193,11 +205,21 @@ pub struct Counts {
     pub incidents: i64,
     pub open_incidents: i64,
     pub running_escalations: i64,
+    /// Escalations whose step waits for the dong office's next opening, and
+    /// the store time (ms) at which the longest-held one was put on hold.
+    pub held_escalations: i64,
+    pub held_since_ms: Option<i64>,
     /// Messages (one per channel) queued, delivered, failed.
     pub messages_pending: i64,
     pub messages_delivered: i64,
     pub messages_failed: i64,
 }
+
+/// A held escalation's phase is `{"Held":{"until":…}}` in its JSON.
+const HELD_COUNT: &str = "SELECT count(*) FROM escalations
+     WHERE due_ms IS NOT NULL AND json_extract(state, '$.phase.Held') IS NOT NULL";
+const HELD_SINCE: &str = "SELECT min(updated_ms) FROM escalations
+     WHERE due_ms IS NOT NULL AND json_extract(state, '$.phase.Held') IS NOT NULL";
 
 pub fn counts(c: &Connection) -> Result<Counts, NotifyError> {
     let one = |sql: &str| -> Result<i64, NotifyError> { Ok(c.query_row(sql, [], |r| r.get(0))?) };
@@ -206,6 +228,8 @@ pub fn counts(c: &Connection) -> Result<Counts, NotifyError> {
         incidents: one("SELECT count(*) FROM incidents")?,
         open_incidents: one("SELECT count(*) FROM incidents WHERE state != 3")?,
         running_escalations: one("SELECT count(*) FROM escalations WHERE due_ms IS NOT NULL")?,
+        held_escalations: one(HELD_COUNT)?,
+        held_since_ms: c.query_row(HELD_SINCE, [], |r| r.get(0))?,
         messages_pending: one("SELECT count(*) FROM outbox WHERE status = 'pending'")?,
         messages_delivered: one("SELECT count(*) FROM outbox WHERE status = 'delivered'")?,
         messages_failed: one("SELECT count(*) FROM outbox WHERE status = 'failed'")?,
@@ -249,6 +273,10 @@ pub fn sweep(
         "DELETE FROM incidents WHERE state = 3 AND opened_ms < ?1
            AND incident_id NOT IN (SELECT incident_id FROM escalations)",
         [incident_cutoff_ms],
+    )?;
+    c.execute(
+        "DELETE FROM incident_traces WHERE incident_id NOT IN (SELECT incident_id FROM incidents)",
+        [],
     )?;
     Ok(Swept {
         events,

@@ -133,25 +133,59 @@ pub fn list_households(
 /// Registry changes not yet on `care.households`: (id, config or `None` for
 /// a tombstone). Tombstones come first: a household deleted and created
 /// again goes out as its tombstone, then its new config, in that order.
+/// A registry change still to go out on `care.households`: a tombstone
+/// (`config` = `None`) or a configuration, with the trace it was made in.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Unpublished {
+    pub household_id: String,
+    pub config: Option<pb::HouseholdConfig>,
+    pub traceparent: Option<String>,
+}
+
 pub fn unpublished_households(
     c: &Connection,
     limit: usize,
-) -> Result<Vec<(String, Option<pb::HouseholdConfig>)>, NotifyError> {
+) -> Result<Vec<Unpublished>, NotifyError> {
     let mut out = Vec::new();
-    let mut st = c.prepare_cached("SELECT household_id FROM tombstones LIMIT ?1")?;
-    for r in st.query_map([limit as i64], |r| r.get::<_, String>(0))? {
-        out.push((r?, None));
+    let mut st = c.prepare_cached(
+        "SELECT t.household_id, tr.traceparent FROM tombstones t
+         LEFT JOIN household_traces tr USING (household_id) LIMIT ?1",
+    )?;
+    for r in st.query_map([limit as i64], |r| Ok((r.get::<_, String>(0)?, r.get(1)?)))? {
+        let (household_id, traceparent) = r?;
+        out.push(Unpublished {
+            household_id,
+            config: None,
+            traceparent,
+        });
     }
     let mut st = c.prepare_cached(
-        "SELECT household_id, config FROM households WHERE published_version < version LIMIT ?1",
+        "SELECT h.household_id, h.config, tr.traceparent FROM households h
+         LEFT JOIN household_traces tr USING (household_id)
+         WHERE h.published_version < h.version LIMIT ?1",
     )?;
     for r in st.query_map([limit as i64], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+        Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?, r.get(2)?))
     })? {
-        let (id, b) = r?;
-        out.push((id, Some(decode(&b, "household config")?)));
+        let (household_id, b, traceparent) = r?;
+        out.push(Unpublished {
+            household_id,
+            config: Some(decode(&b, "household config")?),
+            traceparent,
+        });
     }
     Ok(out)
+}
+
+/// Keeps the trace of a registry change until it is published (the latest
+/// change's trace wins).
+pub fn put_household_trace(c: &Connection, id: &str, traceparent: &str) -> Result<(), NotifyError> {
+    c.prepare_cached(
+        "INSERT INTO household_traces (household_id, traceparent) VALUES (?1, ?2)
+         ON CONFLICT (household_id) DO UPDATE SET traceparent = ?2",
+    )?
+    .execute(params![id, traceparent])?;
+    Ok(())
 }
 
 pub fn mark_household_published(
@@ -169,5 +203,12 @@ pub fn mark_household_published(
             .prepare_cached("DELETE FROM tombstones WHERE household_id = ?1")?
             .execute([id])?,
     };
+    c.prepare_cached(
+        "DELETE FROM household_traces WHERE household_id = ?1
+           AND NOT EXISTS (SELECT 1 FROM tombstones WHERE household_id = ?1)
+           AND NOT EXISTS (SELECT 1 FROM households
+                           WHERE household_id = ?1 AND published_version < version)",
+    )?
+    .execute([id])?;
     Ok(())
 }
