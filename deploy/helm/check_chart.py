@@ -12,6 +12,7 @@ files. Run by services/dolbom/tests/helm_chart.rs (part of `cargo test
     check_chart.py --dolbom target/debug/dolbom --secrets DIR
 """
 import argparse
+import json
 import os
 import pathlib
 import subprocess
@@ -101,6 +102,17 @@ def check_properties(name, vals, docs):
     if rule:
         source = yaml.safe_load((REPO / "deploy/prometheus/dolbom-alerts.yml").read_text())
         assert rule[0]["spec"] == source, f"{name}: PrometheusRule differs from deploy/prometheus"
+    boards = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-dashboards")]
+    if (vals.get("metrics") or {}).get("grafanaDashboards", {}).get("enabled"):
+        assert len(boards) == 1, f"{name}: one dashboards ConfigMap"
+        source = {f.name: f.read_text() for f in (REPO / "deploy/grafana").glob("*.json")}
+        got = boards[0]["data"]
+        assert sorted(got) == sorted(source), f"{name}: dashboards {sorted(got)}"
+        for f, text in got.items():
+            assert json.loads(text) == json.loads(source[f]), f"{name}: {f} differs from deploy/grafana"
+        assert boards[0]["metadata"]["labels"].get("grafana_dashboard") == "1", f"{name}: sidecar label"
+    else:
+        assert not boards, f"{name}: dashboards rendered while disabled"
     return cm
 
 
@@ -144,6 +156,10 @@ def main():
     ap.add_argument("--dolbom", required=True)
     ap.add_argument("--secrets", required=True)
     a = ap.parse_args()
+    for f in (REPO / "deploy/grafana").glob("*.json"):
+        copy = CHART / "files" / "dashboards" / f.name
+        assert copy.exists() and copy.read_text() == f.read_text(), \
+            f"deploy/helm/dolbom/files/dashboards/{f.name} differs from deploy/grafana/{f.name}"
     files = CHART / "files" / "dolbom-alerts.yml"
     assert files.read_text() == (REPO / "deploy/prometheus/dolbom-alerts.yml").read_text(), \
         "deploy/helm/dolbom/files/dolbom-alerts.yml differs from deploy/prometheus/dolbom-alerts.yml"

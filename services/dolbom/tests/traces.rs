@@ -7,7 +7,9 @@
 //! `incident fire` (monitor) → `care.incidents publish` (monitor, context in
 //! the record's headers) → `care.incidents process` (notify) → `escalation
 //! step` → `delivery attempt`, each carrying the incident's id and no
-//! personal data.
+//! personal data. A person's acknowledgement over the gRPC API is a trace of
+//! its own, linked to the incident's; a registry change made over the API is
+//! one trace from the call through `care.households` into the monitor.
 
 mod harness;
 
@@ -30,6 +32,8 @@ struct Got {
     trace: Vec<u8>,
     id: Vec<u8>,
     parent: Vec<u8>,
+    /// Trace ids of the spans this one links to.
+    links: Vec<Vec<u8>>,
     attrs: Vec<(String, String)>,
 }
 
@@ -78,6 +82,7 @@ impl TraceService for Collector {
                         trace: s.trace_id,
                         id: s.span_id,
                         parent: s.parent_span_id,
+                        links: s.links.iter().map(|l| l.trace_id.clone()).collect(),
                         attrs: s
                             .attributes
                             .iter()
@@ -147,6 +152,79 @@ fn one_incident_is_one_trace_from_the_shard_to_the_delivery() {
         );
         std::thread::sleep(Duration::from_millis(200));
     };
+
+    // A person acknowledges it: a trace of its own, linked to the incident's.
+    let incident_id = chain[0].attr("dolbom.incident_id").unwrap().to_string();
+    let api = notify_api(dir.path(), "notify.log");
+    let token = national_token(dir.path(), "t14-operator");
+    rt.block_on(acknowledge(&api, &token, &incident_id));
+
+    // A registry change over the API: its trace follows it onto
+    // care.households and into the monitor's shard.
+    rt.block_on(async {
+        let mut client = dolbom_proto::v1::registry_service_client::RegistryServiceClient::connect(
+            format!("http://{api}"),
+        )
+        .await
+        .unwrap();
+        let mut cfg = config(HOUSEHOLDS + 1);
+        cfg.household_id = "11110-t14-new".into();
+        cfg.device_ids = vec!["plug-t14-new".into()];
+        let req = dolbom_proto::v1::CreateHouseholdRequest {
+            config: Some(cfg),
+            contact: None,
+        };
+        client
+            .create_household(authorized(req, &token))
+            .await
+            .unwrap();
+    });
+    let [call, publish_config, apply] = loop {
+        let spans = collector.0.lock().unwrap().clone();
+        let found = spans
+            .iter()
+            .filter(|s| s.name == "care.households process")
+            .find_map(|apply| {
+                let publish = spans.iter().find(|s| s.id == apply.parent)?;
+                let call = spans.iter().find(|s| s.id == publish.parent)?;
+                Some([call.clone(), publish.clone(), apply.clone()])
+            });
+        if let Some(f) = found {
+            break f;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no registry change trace: {:?}",
+            spans
+                .iter()
+                .map(|s| (&s.service, &s.name))
+                .collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(call.service, "dolbom-notify");
+    assert_eq!(call.attr("rpc.system"), Some("grpc"));
+    assert_eq!(call.attr("rpc.method"), Some("CreateHousehold"));
+    assert_eq!(publish_config.name, "care.households publish");
+    assert_eq!(apply.service, "dolbom-monitor");
+    assert!(call.trace == publish_config.trace && publish_config.trace == apply.trace);
+
+    let ack = loop {
+        let spans = collector.0.lock().unwrap().clone();
+        if let Some(a) = spans.iter().find(|s| s.name == "incident acknowledge") {
+            break a.clone();
+        }
+        assert!(Instant::now() < deadline, "no acknowledge span");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(ack.service, "dolbom-notify");
+    assert_eq!(ack.attr("dolbom.incident_id"), Some(incident_id.as_str()));
+    assert_eq!(
+        ack.links,
+        vec![chain[0].trace.clone()],
+        "linked to the incident's trace"
+    );
+
     let _ = notify.kill();
     let _ = notify.wait();
     drop(monitor);

@@ -544,3 +544,64 @@ pub fn start_notify_with(dir: &Path, log: &str, env: &[(&str, &str)]) -> Child {
         .spawn()
         .unwrap()
 }
+
+/// The address notify's municipality API listens on, from its log in
+/// `dir` (it listens on port 0 in these tests).
+pub fn notify_api(dir: &Path, log: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = std::fs::read_to_string(dir.join(log)).unwrap_or_default();
+        if let Some(addr) = text
+            .lines()
+            .find(|l| l.contains("municipality gRPC API listening"))
+            .and_then(|l| l.split("addr=").nth(1))
+            .and_then(|a| a.split_whitespace().next())
+        {
+            return addr.to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "notify's API never listened:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A national operator's token signed with the key [`write_notify_config`]
+/// made in `dir`.
+pub fn national_token(dir: &Path, subject: &str) -> String {
+    let mint = Command::new(env!("CARGO_BIN_EXE_dolbom"))
+        .args(["token", "mint", "--national", "--subject", subject, "--key"])
+        .arg(dir.join("signing.key"))
+        .output()
+        .unwrap();
+    assert!(mint.status.success(), "{mint:?}");
+    String::from_utf8(mint.stdout).unwrap().trim().to_string()
+}
+
+/// `msg` with the bearer token in its metadata.
+pub fn authorized<T>(msg: T, token: &str) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(msg);
+    req.metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    req
+}
+
+/// Acknowledges `incident_id` over notify's API at `api`.
+pub async fn acknowledge(api: &str, token: &str, incident_id: &str) -> pb::Incident {
+    let mut client =
+        pb::incident_service_client::IncidentServiceClient::connect(format!("http://{api}"))
+            .await
+            .unwrap();
+    client
+        .acknowledge(authorized(
+            pb::AcknowledgeRequest {
+                incident_id: incident_id.to_string(),
+                note: String::new(),
+            },
+            token,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+}
