@@ -40,6 +40,10 @@ pub struct AreaOptions {
     pub share: f64,
     /// Group by building where a household has one, else by dong.
     pub by_building: bool,
+    /// A held opening waits for the other partitions holding part of its
+    /// area to judge up to its release time (they may be behind: a backlog,
+    /// a replay), at most this much longer (event time).
+    pub max_wait_ms: i64,
 }
 
 impl Default for AreaOptions {
@@ -50,6 +54,7 @@ impl Default for AreaOptions {
             min_households: 5,
             share: 0.5,
             by_building: true,
+            max_wait_ms: 30 * MINUTE_MS,
         }
     }
 }
@@ -206,6 +211,8 @@ impl SharedCounts {
 struct BoardInner {
     /// area → partition → (version, counts).
     areas: HashMap<String, BTreeMap<i32, (u64, AreaCounts)>>,
+    /// How far each partition hosted here has judged (event time).
+    progress: HashMap<i32, Ts>,
     /// Parts changed here and not yet taken for sharing.
     changed: BTreeSet<(String, i32)>,
 }
@@ -296,6 +303,40 @@ impl AreaBoard {
         if current {
             b.changed.insert((shared.area.clone(), shared.partition));
         }
+    }
+
+    /// `partition` (hosted here) has judged up to `to` (event time).
+    pub fn progress(&self, partition: i32, to: Ts) {
+        let mut b = self.lock();
+        let p = b.progress.entry(partition).or_insert(to);
+        *p = (*p).max(to);
+    }
+
+    /// Whether another partition holding part of `area`, hosted here, has
+    /// not yet judged up to `to`: what it will see of the area by then is
+    /// still to come. (Partitions of other monitors share no progress and
+    /// are not waited for.)
+    pub fn others_behind(&self, area: &str, partition: i32, to: Ts) -> bool {
+        let b = self.lock();
+        b.areas.get(area).is_some_and(|parts| {
+            parts
+                .keys()
+                .filter(|p| **p != partition)
+                .any(|p| b.progress.get(p).is_some_and(|t| *t < to))
+        })
+    }
+
+    /// The furthest another partition holding part of `area`, hosted here,
+    /// has judged (event time), if any has reported.
+    pub fn others_progress(&self, area: &str, partition: i32) -> Option<Ts> {
+        let b = self.lock();
+        b.areas.get(area).and_then(|parts| {
+            parts
+                .keys()
+                .filter(|p| **p != partition)
+                .filter_map(|p| b.progress.get(p).copied())
+                .max()
+        })
     }
 
     /// Every partition's part of `area` but `partition`'s, added up.

@@ -803,6 +803,9 @@ impl Shard {
         if limit > self.fired_to {
             self.fire_due(limit, wall_now, out);
             self.fired_to = limit;
+            if let Some(b) = &self.board {
+                b.progress(self.partition, limit);
+            }
         }
         self.recheck_areas(wall_now, out);
         self.flush_pending(self.fired_to, wall_now, out);
@@ -1155,8 +1158,18 @@ impl Shard {
                     .is_some_and(|e| e.area == area && e.absorbed)
             })
             .collect();
-        // They get the hold time to report like their neighbours did.
-        let hold = self.opts.area.hold_ms;
+        // They get the hold time to report like their neighbours did,
+        // counted from where the partitions that saw the recovery first
+        // are (a shard behind them learns of it early in its own time).
+        let base = match &self.board {
+            Some(b) => b
+                .others_progress(&self.areas[area as usize].id, self.partition)
+                .map_or(now, |ahead| {
+                    ahead.max(now).min(now.plus_ms(self.opts.area.max_wait_ms))
+                }),
+            None => now,
+        };
+        let until = base.plus_ms(self.opts.area.hold_ms);
         for slot in members {
             self.entity_mut(slot).absorbed = false;
             let e = self.entity(slot);
@@ -1164,7 +1177,7 @@ impl Shard {
                 self.pending.push(Pending {
                     slot,
                     event: ev,
-                    until: now.plus_ms(hold),
+                    until,
                     release: true,
                 });
             }
@@ -1185,7 +1198,17 @@ impl Shard {
         }
         let mut i = 0;
         while i < self.pending.len() {
-            if self.pending[i].until <= limit {
+            let p = &self.pending[i];
+            // A held opening also waits (a bounded time) for the other
+            // partitions of its area to get there: if they are behind, their
+            // share of an outage is still to come.
+            let waiting = !p.release
+                && limit < p.until.plus_ms(self.opts.area.max_wait_ms)
+                && self.board.as_ref().is_some_and(|b| {
+                    let area = &self.areas[self.entity(p.slot).area as usize].id;
+                    b.others_behind(area, self.partition, p.until)
+                });
+            if p.until <= limit && !waiting {
                 let p = self.pending.remove(i);
                 let now = self.fired_to;
                 self.publish_household(p.slot, &p.event, now, wall_now, out);

@@ -55,23 +55,57 @@ fn run(
     let n = shards.len();
     let mut out = Vec::new();
     for m in 0..minutes {
-        let t = T0.plus_ms(m * MINUTE_MS);
         for p in order(m, n) {
-            let neighbours = (0..NEIGHBOURS).map(|k| 1000 + p * NEIGHBOURS + k);
-            for i in (p..HOMES).step_by(n).chain(neighbours) {
-                if i < HOMES && dark(i, m) {
-                    continue;
-                }
-                let w = if m % 60 == (i % 60) as i64 {
-                    100.0
-                } else {
-                    5.0
-                };
-                shards[p]
-                    .on_reading(&reading(i, t, m as u64, w), WALL0, &mut out)
-                    .unwrap();
+            minute(shards, p, m, &dark, &mut out);
+        }
+    }
+    out
+}
+
+/// Shard `p` takes minute `m` of its homes' readings and advances.
+fn minute(
+    shards: &mut [Shard],
+    p: usize,
+    m: i64,
+    dark: &impl Fn(usize, i64) -> bool,
+    out: &mut Vec<Output>,
+) {
+    let n = shards.len();
+    let t = T0.plus_ms(m * MINUTE_MS);
+    let neighbours = (0..NEIGHBOURS).map(|k| 1000 + p * NEIGHBOURS + k);
+    for i in (p..HOMES).step_by(n).chain(neighbours) {
+        if i < HOMES && dark(i, m) {
+            continue;
+        }
+        let w = if m % 60 == (i % 60) as i64 {
+            100.0
+        } else {
+            5.0
+        };
+        shards[p]
+            .on_reading(&reading(i, t, m as u64, w), WALL0, out)
+            .unwrap();
+    }
+    shards[p].advance(WALL0, out);
+}
+
+/// Like [`run`], but shard `p` works `behind(p)` minutes behind the
+/// others (a backlog, a replay: partitions do not move in step).
+fn run_skewed(
+    shards: &mut [Shard],
+    minutes: i64,
+    dark: impl Fn(usize, i64) -> bool,
+    behind: impl Fn(usize) -> i64,
+) -> Vec<Output> {
+    let n = shards.len();
+    let most = (0..n).map(&behind).max().unwrap_or(0);
+    let mut out = Vec::new();
+    for step in 0..minutes + most {
+        for p in 0..n {
+            let m = step - behind(p);
+            if (0..minutes).contains(&m) {
+                minute(shards, p, m, &dark, &mut out);
             }
-            shards[p].advance(WALL0, &mut out);
         }
     }
     out
@@ -139,6 +173,80 @@ fn scattered_offline_plugs_stay_their_own_incidents_however_many_partitions() {
         let (areas, homes) = tally(&out);
         assert!(areas.is_empty(), "{partitions} partitions: {areas:?}");
         assert_eq!(homes.len(), 6, "{partitions} partitions: {homes:?}");
+    }
+}
+
+#[test]
+fn a_blackout_is_one_area_incident_when_partitions_are_minutes_apart() {
+    // Half the shards run 20 minutes behind the others (far more than the
+    // 2-minute hold): the shards ahead must wait for their share.
+    for partitions in [4, 12] {
+        let behind = |p: usize| if p % 2 == 1 { 20 } else { 0 };
+        let mut shards = town(partitions);
+        let out = run_skewed(&mut shards, 300, blackout, behind);
+        let (areas, homes) = tally(&out);
+        assert_eq!(areas.len(), 1, "{partitions} partitions: {areas:?}");
+        assert_eq!(
+            homes,
+            vec!["hh-39/INCIDENT_EVENT_TYPE_OPENED".to_string()],
+            "{partitions} partitions"
+        );
+        // Without the wait, the shards ahead announce their homes one by
+        // one (the town scenario over Kafka: 251 false DEVICE_OFFLINE).
+        let mut shards = town(partitions);
+        for s in &mut shards {
+            s.opts.area.max_wait_ms = 0;
+        }
+        let out = run_skewed(&mut shards, 300, blackout, behind);
+        let (_, homes) = tally(&out);
+        assert!(homes.len() > 10, "{partitions} partitions: {homes:?}");
+    }
+}
+
+#[test]
+fn a_partition_that_stays_behind_delays_a_lone_offline_plug_at_most_max_wait() {
+    // One plug breaks; a shard hosting part of its dong never gets past
+    // minute 70: the opening waits for it no longer than max_wait_ms.
+    let mut shards = town(4);
+    let broken = |i: usize, m: i64| i == 8 && m >= 60;
+    let mut out = Vec::new();
+    for m in 0..200 {
+        for p in 0..4 {
+            if p == 1 && m > 70 {
+                continue;
+            }
+            minute(&mut shards, p, m, &broken, &mut out);
+        }
+    }
+    let opened: Vec<&pb::IncidentEvent> = events(&out)
+        .into_iter()
+        .filter(|e| e.household_id == "hh-8")
+        .collect();
+    assert_eq!(opened.len(), 1, "{opened:?}");
+    let emitted = dolbom_domain::convert::ts(opened[0].emitted_at.as_ref().unwrap());
+    let due = dolbom_domain::convert::ts(opened[0].due_at.as_ref().unwrap());
+    let wait = emitted.since(due);
+    let most = shards[0].opts.area.hold_ms + shards[0].opts.area.max_wait_ms;
+    assert!(
+        wait > shards[0].opts.area.hold_ms && wait <= most + MINUTE_MS,
+        "announced {wait} ms after due"
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+    /// However far apart (within the wait) the partitions work, a
+    /// dong-wide blackout is one area incident.
+    #[test]
+    fn the_area_decision_does_not_depend_on_how_far_apart_partitions_are(
+        partitions in 2usize..=24,
+        lags in proptest::collection::vec(0i64..25, 24),
+    ) {
+        let mut shards = town(partitions);
+        let out = run_skewed(&mut shards, 300, blackout, |p| lags[p]);
+        let (areas, homes) = tally(&out);
+        prop_assert_eq!(areas.len(), 1);
+        prop_assert_eq!(homes, vec!["hh-39/INCIDENT_EVENT_TYPE_OPENED".to_string()]);
     }
 }
 

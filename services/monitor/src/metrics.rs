@@ -92,7 +92,7 @@ pub fn describe() {
     describe_histogram!(
         EMIT_DELAY_SECONDS,
         Unit::Seconds,
-        "Wall time from an event's due time to its publication"
+        "Time from an event's due time to its publication, on the shard's clock (the wall clock; event time when replaying on the event clock)"
     );
     describe_gauge!(
         OPEN_INCIDENTS,

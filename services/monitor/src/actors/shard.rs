@@ -170,7 +170,10 @@ impl ShardState {
         let topic = self.deps.opts.topics.readings.clone();
         // One span per batch, never per reading: a new trace, sampled at the
         // service's ratio (readings are far too many to trace one by one).
+        // (`parent: None`: not a child of ractor's lifelong `Actor` span,
+        // whose one sampling decision would otherwise hold for every batch.)
         let span = tracing::info_span!(
+            parent: None,
             "plug.readings process",
             otel.kind = "consumer",
             messaging.system = "kafka",
@@ -258,6 +261,7 @@ impl ShardState {
             }
             // In the registry change's trace when notify sent one.
             let span = tracing::info_span!(
+                parent: None,
                 "care.households process",
                 otel.kind = "consumer",
                 messaging.system = "kafka",
@@ -300,7 +304,14 @@ impl ShardState {
                     metrics::counter!(m::INCIDENT_EVENTS, "kind" => kind, "type" => ty, "stage" => stage)
                         .increment(1);
                     if let Some(due) = &ev.due_at {
-                        let lag = Ts::now().since(ts(due));
+                        // On the shard's clock: the wall clock in production,
+                        // the newest event time when replaying on event time
+                        // (where the wall clock says nothing about lateness).
+                        let now = match self.deps.opts.shard.clock {
+                            ClockMode::Wall => Ts::now(),
+                            ClockMode::Event => self.shard.watermark().unwrap_or_else(Ts::now),
+                        };
+                        let lag = now.since(ts(due));
                         metrics::histogram!(m::EMIT_DELAY_SECONDS)
                             .record(lag.max(0) as f64 / 1000.0);
                     }
