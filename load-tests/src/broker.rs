@@ -111,3 +111,101 @@ pub fn broker() -> io::Result<Option<Broker>> {
     }
     tansu_binary().map(|bin| start_tansu(&bin)).transpose()
 }
+
+/// Tansu keeping its log in a SQLite file (`--features libsql`), so that it
+/// can be killed and started again on the same port with what it held: the
+/// broker-restart fault. [`PersistentBroker::kill`] is a SIGKILL.
+pub struct PersistentBroker {
+    pub addr: String,
+    bin: PathBuf,
+    db: PathBuf,
+    child: Option<Child>,
+}
+
+impl Drop for PersistentBroker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+impl PersistentBroker {
+    /// Starts Tansu on a free loopback port with its log in `db` (an
+    /// absolute path); `Ok(None)`
+    /// when there is no Tansu or it was built without SQLite storage.
+    pub fn start(db: &Path) -> io::Result<Option<PersistentBroker>> {
+        let Some(bin) = tansu_binary() else {
+            return Ok(None);
+        };
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let mut b = PersistentBroker {
+            addr: format!("127.0.0.1:{port}"),
+            bin,
+            db: db.to_path_buf(),
+            child: None,
+        };
+        match b.restart() {
+            Ok(()) => Ok(Some(b)),
+            Err(e) if e.kind() == io::ErrorKind::Unsupported => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// SIGKILL: the broker goes without a word.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the broker again on its port and file, and waits until it
+    /// listens. `Unsupported` when this Tansu has no SQLite storage.
+    pub fn restart(&mut self) -> io::Result<()> {
+        self.kill();
+        let url = format!("tcp://{}", self.addr);
+        let log_path = self.db.with_extension("log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)?;
+        let mut child = Command::new(&self.bin)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .arg("--storage-engine")
+            // sqlite:/// + an absolute path (Tansu drops one leading slash).
+            .arg(format!("sqlite:///{}", self.db.display()))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(&self.addr).is_err() {
+            if let Some(status) = child.try_wait()? {
+                let why = std::fs::read_to_string(&log_path).unwrap_or_default();
+                let kind = if why.to_lowercase().contains("feature") {
+                    io::ErrorKind::Unsupported
+                } else {
+                    io::ErrorKind::Other
+                };
+                return Err(io::Error::new(
+                    kind,
+                    format!("tansu exited ({status}): {why}"),
+                ));
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("tansu did not start on {}", self.addr),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.child = Some(child);
+        Ok(())
+    }
+}

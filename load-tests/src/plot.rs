@@ -137,3 +137,83 @@ pub fn write(
     plot(r, &png)?;
     Ok((json, png))
 }
+
+/// One dashboard panel's data over a time range: its title and unit, and
+/// each series' legend and points (seconds before the end, value).
+#[derive(Clone, Debug, Default)]
+pub struct Panel {
+    pub title: String,
+    pub unit: String,
+    pub series: Vec<(String, Vec<(f64, f64)>)>,
+}
+
+/// Draws panels in a two-column grid, as a dashboard lays them out.
+pub fn dashboard(title: &str, panels: &[Panel], path: &Path) -> anyhow::Result<()> {
+    let labels = font();
+    let rows = panels.len().div_ceil(2).max(1);
+    let root = BitMapBackend::new(path, (1400, 60 + 330 * rows as u32)).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let (head, body) = root.split_vertically(60);
+    if labels {
+        head.draw_text(title, &("sans-serif", 26).into_text_style(&head), (20, 18))
+            .map_err(err)?;
+    }
+    let palette = [&BLUE, &RED, &GREEN, &MAGENTA, &CYAN, &BLACK];
+    for (panel, area) in panels.iter().zip(body.split_evenly((rows, 2))) {
+        let points = panel.series.iter().flat_map(|(_, p)| p);
+        let (mut x_min, mut y_max) = (-60.0f64, 0.0f64);
+        for &(x, y) in points {
+            x_min = x_min.min(x);
+            if y.is_finite() {
+                y_max = y_max.max(y);
+            }
+        }
+        let y_max = if y_max > 0.0 { y_max * 1.15 } else { 1.0 };
+        let caption = if labels {
+            format!("{} ({})", panel.title, panel.unit)
+        } else {
+            String::new()
+        };
+        let mut c = ChartBuilder::on(&area)
+            .caption(caption, ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(if labels { 28 } else { 0 })
+            .y_label_area_size(if labels { 70 } else { 0 })
+            .build_cartesian_2d(x_min / 60.0..0.0, 0.0..y_max)
+            .map_err(err)?;
+        if labels {
+            c.configure_mesh()
+                .x_desc("minutes before the end")
+                .light_line_style(WHITE)
+                .draw()
+                .map_err(err)?;
+        }
+        for (i, (legend, pts)) in panel.series.iter().enumerate() {
+            let color = palette[i % palette.len()];
+            let s = c
+                .draw_series(LineSeries::new(
+                    pts.iter()
+                        .filter(|p| p.1.is_finite())
+                        .map(|&(x, y)| (x / 60.0, y)),
+                    color.stroke_width(2),
+                ))
+                .map_err(err)?;
+            if labels {
+                s.label(legend.clone()).legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
+                });
+            }
+        }
+        if labels && !panel.series.is_empty() {
+            c.configure_series_labels()
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK.mix(0.3))
+                .position(SeriesLabelPosition::UpperLeft)
+                .label_font(("sans-serif", 13))
+                .draw()
+                .map_err(err)?;
+        }
+    }
+    root.present().map_err(err)?;
+    Ok(())
+}

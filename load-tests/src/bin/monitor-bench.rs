@@ -13,7 +13,10 @@
 //!    first to its last record.
 //! 3. `dolbom_monitor::run` (event clock) in this process consumes the same
 //!    topic under another group: rate from its first to its last accepted
-//!    reading (read from its Prometheus counters).
+//!    reading (read from its Prometheus counters). Twice: with tracing off,
+//!    then with spans exported over OTLP (to a discarding collector in this
+//!    process) at 1 % sampling (`DOLBOM_BENCH_TRACE_RATIO` to change it),
+//!    each under its own group: the cost of tracing in one run.
 //! 4. Latency (wall clock): `latency-households` (default 20 000) quiet
 //!    households with a 3-minute ATTENTION threshold (registered together,
 //!    reporting unchanged values every 30 s, spread evenly) all fall due
@@ -130,13 +133,26 @@ async fn main() -> anyhow::Result<()> {
         .map(|a| a.parse())
         .transpose()?
         .unwrap_or(20_000);
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("DOLBOM_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    // Logs filtered by DOLBOM_LOG; the OpenTelemetry layer (off until the
+    // traced pass) sees every INFO span, as in a service exporting traces.
+    let (otel, otel_switch) = tracing_subscriber::reload::Layer::new(None::<OtelLayer>);
+    {
+        use tracing_subscriber::layer::SubscriberExt as _;
+        use tracing_subscriber::util::SubscriberInitExt as _;
+        use tracing_subscriber::Layer as _;
+        // At INFO, as the services' `DOLBOM_LOG` default lets spans through.
+        tracing_subscriber::registry()
+            .with(otel.with_filter(tracing_subscriber::filter::LevelFilter::INFO))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_filter(
+                        tracing_subscriber::EnvFilter::try_from_env("DOLBOM_LOG")
+                            .unwrap_or_else(|_| "warn".into()),
+                    ),
+            )
+            .init();
+    }
     let broker = dolbom_load_tests::broker::broker()?.ok_or_else(|| {
         anyhow::anyhow!("no Kafka broker: set DOLBOM_KAFKA_BROKERS or install tansu")
     })?;
@@ -148,7 +164,15 @@ async fn main() -> anyhow::Result<()> {
     dolbom_monitor::kafka::ensure_topics(&opts).await?;
 
     if readings > 0 {
-        throughput(&brokers, &opts, &metrics, readings, households).await?;
+        throughput(
+            &brokers,
+            &opts,
+            &metrics,
+            readings,
+            households,
+            &otel_switch,
+        )
+        .await?;
     }
     if latency_households > 0 {
         latency(&brokers, &prefix, &dir, latency_households).await?;
@@ -157,12 +181,101 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+type OtelLayer = tracing_opentelemetry::OpenTelemetryLayer<
+    tracing_subscriber::Registry,
+    opentelemetry_sdk::trace::Tracer,
+>;
+type OtelSwitch =
+    tracing_subscriber::reload::Handle<Option<OtelLayer>, tracing_subscriber::Registry>;
+
+/// A collector that takes every span and keeps only a count by name.
+#[derive(Clone, Default)]
+struct Sink(std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, u64>>>);
+
+#[tonic::async_trait]
+impl opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceService for Sink {
+    async fn export(
+        &self,
+        req: tonic::Request<
+            opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest,
+        >,
+    ) -> Result<
+        tonic::Response<
+            opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse,
+        >,
+        tonic::Status,
+    > {
+        let mut by_name = self.0.lock().unwrap();
+        for s in req
+            .into_inner()
+            .resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .flat_map(|s| &s.spans)
+        {
+            *by_name.entry(s.name.clone()).or_default() += 1;
+        }
+        Ok(tonic::Response::new(Default::default()))
+    }
+}
+
+/// Starts the sink on a loopback port; its endpoint.
+async fn sink(spans: Sink) -> anyhow::Result<String> {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let endpoint = format!("http://{}", l.local_addr()?);
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(
+                opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceServiceServer::new(spans),
+            )
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(l)),
+    );
+    Ok(endpoint)
+}
+
+/// Runs the monitor under `group` until it has taken `readings` more
+/// readings; its rate from its first to its last.
+async fn monitor_pass(
+    opts: &MonitorOptions,
+    metrics: &metrics_exporter_prometheus::PrometheusHandle,
+    readings: usize,
+) -> anyhow::Result<f64> {
+    let taken = |text: &str| {
+        counter(text, dolbom_monitor::metrics::READINGS_ACCEPTED)
+            + counter(text, dolbom_monitor::metrics::READINGS_REJECTED)
+    };
+    let base = taken(&metrics.render());
+    let token = CancellationToken::new();
+    let mon = tokio::spawn(dolbom_monitor::run(opts.clone(), token.clone()));
+    let mut first = None;
+    let readings_f = readings as f64;
+    let mut processed = 0.0;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while processed < readings_f && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        processed = taken(&metrics.render()) - base;
+        if processed > 0.0 {
+            first.get_or_insert_with(Instant::now);
+        }
+    }
+    let mon_secs = first.map_or(f64::NAN, |f| f.elapsed().as_secs_f64());
+    token.cancel();
+    mon.await??;
+    let rate = processed / mon_secs;
+    println!(
+        "monitor ({})  {processed:.0} readings in {mon_secs:.2} s = {rate:.0} readings/s",
+        opts.group_id
+    );
+    Ok(rate)
+}
+
 async fn throughput(
     brokers: &str,
     opts: &MonitorOptions,
     metrics: &metrics_exporter_prometheus::PrometheusHandle,
     readings: usize,
     households: usize,
+    otel_switch: &OtelSwitch,
 ) -> anyhow::Result<()> {
     let brokers = brokers.to_string();
     let prefix = opts.group_id.trim_end_matches("-monitor").to_string();
@@ -249,35 +362,45 @@ async fn throughput(
         );
     }
 
-    // ── the monitor ──
-    let token = CancellationToken::new();
-    let mon = tokio::spawn(dolbom_monitor::run(opts.clone(), token.clone()));
-    let mut first = None;
-    let readings_f = readings as f64;
-    let mut processed = 0.0;
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while processed < readings_f && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        let text = metrics.render();
-        processed = counter(&text, dolbom_monitor::metrics::READINGS_ACCEPTED)
-            + counter(&text, dolbom_monitor::metrics::READINGS_REJECTED);
-        if processed > 0.0 {
-            first.get_or_insert_with(Instant::now);
-        }
-    }
-    let mon_secs = first.map_or(f64::NAN, |f| f.elapsed().as_secs_f64());
-    let mon_rate = processed / mon_secs;
-    let text = metrics.render();
-    println!(
-        "monitor             {processed:.0} readings ({:.0} rejected) in {mon_secs:.2} s = {mon_rate:.0} readings/s",
-        counter(&text, dolbom_monitor::metrics::READINGS_REJECTED)
-    );
+    // ── the monitor, tracing off, then exporting at the sampling ratio ──
+    let off = monitor_pass(opts, metrics, readings).await?;
     println!(
         "ratio               {:.2} of the faster bare loop (target ≥ 0.5; aim ≥ 300k readings/s)",
-        mon_rate / bare_rate
+        off / bare_rate
     );
-    token.cancel();
-    mon.await??;
+    let ratio: f64 = std::env::var("DOLBOM_BENCH_TRACE_RATIO")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(0.01);
+    let spans = Sink::default();
+    let telemetry = dolbom_telemetry::TelemetryOptions {
+        otlp_endpoint: sink(spans.clone()).await?,
+        sample_ratio: ratio,
+        ..Default::default()
+    };
+    let provider = dolbom_telemetry::provider("monitor-bench", &telemetry)?
+        .ok_or_else(|| anyhow::anyhow!("no tracer provider"))?;
+    {
+        use opentelemetry::trace::TracerProvider as _;
+        otel_switch.reload(Some(
+            tracing_opentelemetry::layer().with_tracer(provider.tracer("dolbom")),
+        ))?;
+    }
+    let traced_opts = MonitorOptions {
+        group_id: format!("{}-traced", opts.group_id),
+        snapshot_dir: opts.snapshot_dir.with_extension("traced"),
+        ..opts.clone()
+    };
+    let traced = monitor_pass(&traced_opts, metrics, readings).await?;
+    let _ = provider.force_flush();
+    otel_switch.reload(None)?;
+    println!(
+        "tracing at {:.0} %    {:.2} of the faster bare loop; {:.3} of the monitor without tracing (spans exported: {:?})",
+        ratio * 100.0,
+        traced / bare_rate,
+        traced / off,
+        spans.0.lock().unwrap()
+    );
     Ok(())
 }
 

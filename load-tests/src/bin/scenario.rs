@@ -42,6 +42,11 @@ struct Args {
     /// No blackout.
     #[arg(long)]
     no_blackout: bool,
+    /// Serve the services' Prometheus metrics here while the scenario
+    /// runs (e.g. 127.0.0.1:9464), for a real Prometheus to scrape
+    /// (`load-tests/overview.sh`).
+    #[arg(long)]
+    metrics_listen: Option<String>,
     #[arg(long, default_value = "scenario-out")]
     out_dir: std::path::PathBuf,
     /// No progress bar.
@@ -100,7 +105,10 @@ async fn main() -> anyhow::Result<()> {
     }
     sc.out_dir = a.out_dir;
     sc.progress = !a.quiet;
-    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
+    // The services' metrics, read for the report and (--metrics-listen)
+    // served for a Prometheus to scrape, as in production.
+    let metrics =
+        dolbom_prometheus::install_with_handle(a.metrics_listen.as_deref().unwrap_or_default())?;
     let (report, truth, seen) = match sc.path {
         Path::Kafka => overkafka::run(&sc, &metrics).await?,
         Path::InProcess => inproc::run(&sc).await?,

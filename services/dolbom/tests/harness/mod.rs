@@ -53,7 +53,7 @@ pub fn broker(test: &str) -> Option<Broker> {
         // and a skip must never look like a silent pass.
         let _ = writeln!(
             std::io::stderr(),
-            "SKIPPED {test}: no Kafka broker (set DOLBOM_KAFKA_BROKERS, or `cargo install tansu --locked --features dynostore`)"
+            "SKIPPED {test}: no Kafka broker (set DOLBOM_KAFKA_BROKERS, or `cargo install tansu --locked --features dynostore,libsql`)"
         );
     }
     started
