@@ -26,6 +26,7 @@ pub mod kafka;
 pub mod metrics;
 mod queue;
 pub mod stored;
+pub mod testing;
 
 pub use queue::{Bounded, Counting, InFlight};
 

@@ -114,30 +114,13 @@ impl<E: SpanExporter> SpanExporter for Counting<E> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::KeptSpans;
     use opentelemetry::trace::{Tracer as _, TracerProvider as _};
     use opentelemetry_sdk::trace::SdkTracerProvider;
-    use std::sync::Mutex;
-
-    /// Takes every span it is handed and keeps them until released.
-    #[derive(Debug, Clone, Default)]
-    struct Held(Arc<Mutex<Vec<SpanData>>>);
-
-    impl SpanProcessor for Held {
-        fn on_start(&self, _: &mut opentelemetry_sdk::trace::Span, _: &opentelemetry::Context) {}
-        fn on_end(&self, span: SpanData) {
-            self.0.lock().unwrap().push(span);
-        }
-        fn force_flush(&self) -> OTelSdkResult {
-            Ok(())
-        }
-        fn shutdown_with_timeout(&self, _: Duration) -> OTelSdkResult {
-            Ok(())
-        }
-    }
 
     #[test]
     fn a_full_queue_drops_and_a_drained_one_admits_again() {
-        let held = Held::default();
+        let held = KeptSpans::default();
         let waiting = InFlight::default();
         let provider = SdkTracerProvider::builder()
             .with_span_processor(Bounded::new(held.clone(), waiting.clone(), 3))
@@ -146,14 +129,14 @@ mod tests {
         for _ in 0..5 {
             tracer.in_span("s", |_| {});
         }
-        assert_eq!(held.0.lock().unwrap().len(), 3, "three admitted");
+        assert_eq!(held.spans().len(), 3, "three admitted");
         assert_eq!(waiting.get(), 3);
         // The exporter finishing a batch of two gives two places back.
         waiting.0.fetch_sub(2, Ordering::AcqRel);
         for _ in 0..5 {
             tracer.in_span("s", |_| {});
         }
-        assert_eq!(held.0.lock().unwrap().len(), 5);
+        assert_eq!(held.spans().len(), 5);
         assert_eq!(waiting.get(), 3);
     }
 }

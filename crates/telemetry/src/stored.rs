@@ -65,32 +65,14 @@ pub fn link_to(span: &tracing::Span, traceparent: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::KeptSpans;
     use opentelemetry::trace::TracerProvider as _;
-    use opentelemetry_sdk::error::OTelSdkResult;
-    use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanProcessor};
-    use std::sync::{Arc, Mutex};
+    use opentelemetry_sdk::trace::SdkTracerProvider;
     use tracing_subscriber::layer::SubscriberExt;
-
-    /// Keeps every ended span.
-    #[derive(Debug, Clone, Default)]
-    struct Kept(Arc<Mutex<Vec<SpanData>>>);
-
-    impl SpanProcessor for Kept {
-        fn on_start(&self, _: &mut opentelemetry_sdk::trace::Span, _: &opentelemetry::Context) {}
-        fn on_end(&self, span: SpanData) {
-            self.0.lock().unwrap().push(span);
-        }
-        fn force_flush(&self) -> OTelSdkResult {
-            Ok(())
-        }
-        fn shutdown_with_timeout(&self, _: std::time::Duration) -> OTelSdkResult {
-            Ok(())
-        }
-    }
 
     #[test]
     fn a_later_step_joins_the_stored_trace_and_a_person_links_to_it() {
-        let kept = Kept::default();
+        let kept = KeptSpans::default();
         let provider = SdkTracerProvider::builder()
             .with_span_processor(kept.clone())
             .build();
@@ -111,7 +93,7 @@ mod tests {
             drop(ack);
             stored
         });
-        let spans = kept.0.lock().unwrap().clone();
+        let spans = kept.spans();
         let by = |n: &str| spans.iter().find(|s| s.name == n).unwrap().clone();
         let (opened, later, ack) = (
             by("care.incidents process"),

@@ -40,15 +40,7 @@ fn a_broker_killed_and_restarted_loses_and_doubles_nothing() {
         produce_minutes(&p, &t, 0..12 * 60 + 30).await;
     });
     // Some openings out, then the broker dies under the monitor.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while read_all(&b.addr, &t.incidents).is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "no incident before the kill:\n{}",
-            m.log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_for_first_incidents(&b.addr, &t, &m);
     let killed = Instant::now();
     b.kill();
     std::thread::sleep(Duration::from_secs(5));

@@ -106,15 +106,7 @@ fn a_monitor_killed_mid_stream_resumes_without_loss_or_duplicates() {
         produce_minutes(&p, &t, 0..12 * 60 + 30).await;
     });
     // Let it snapshot at least once and raise some incidents, then SIGKILL.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while read_all(&b.addr, &t.incidents).is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "no incident before the kill:\n{}",
-            m.log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_for_first_incidents(&b.addr, &t, &m);
     m.kill();
     rt.block_on(produce_minutes(&p, &t, 12 * 60 + 30..14 * 60));
     // The killed member's session expires, then the new process gets its

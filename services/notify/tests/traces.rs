@@ -13,29 +13,12 @@ use dolbom_history::{EmbeddedStore, HistoryStore, Retention};
 use dolbom_notify::options::MunicipalityPolicy;
 use dolbom_notify::{NoPublisher, NotifyOptions};
 use dolbom_proto::v1 as pb;
+use dolbom_telemetry::testing::KeptSpans;
 use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
-use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanProcessor};
-use std::sync::{Arc, Mutex};
+use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData};
+use std::sync::Arc;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use tracing_subscriber::layer::SubscriberExt as _;
-
-/// Keeps every ended span.
-#[derive(Debug, Clone, Default)]
-struct Kept(Arc<Mutex<Vec<SpanData>>>);
-
-impl SpanProcessor for Kept {
-    fn on_start(&self, _: &mut opentelemetry_sdk::trace::Span, _: &opentelemetry::Context) {}
-    fn on_end(&self, span: SpanData) {
-        self.0.lock().unwrap().push(span);
-    }
-    fn force_flush(&self) -> OTelSdkResult {
-        Ok(())
-    }
-    fn shutdown_with_timeout(&self, _: std::time::Duration) -> OTelSdkResult {
-        Ok(())
-    }
-}
 
 fn attr(s: &SpanData, key: &str) -> Option<String> {
     s.attributes
@@ -46,7 +29,7 @@ fn attr(s: &SpanData, key: &str) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_step_the_clock_reaches_later_joins_the_incidents_trace() {
-    let kept = Kept::default();
+    let kept = KeptSpans::default();
     let provider = SdkTracerProvider::builder()
         .with_span_processor(kept.clone())
         .build();
@@ -103,7 +86,7 @@ async fn a_step_the_clock_reaches_later_joins_the_incidents_trace() {
     assert!(core.tick().await.unwrap() >= 1);
     let _ = provider.force_flush();
 
-    let spans = kept.0.lock().unwrap().clone();
+    let spans = kept.spans();
     let by_name = |n: &str| -> Vec<&SpanData> { spans.iter().filter(|s| s.name == n).collect() };
     let clock_span = *by_name("escalation clock").first().unwrap_or_else(|| {
         panic!(

@@ -605,3 +605,17 @@ pub async fn acknowledge(api: &str, token: &str, incident_id: &str) -> pb::Incid
         .unwrap()
         .into_inner()
 }
+
+/// Waits (up to a minute) until `m` has put its first incident events on
+/// `t.incidents`: the moment the fault tests strike.
+pub fn wait_for_first_incidents(brokers: &str, t: &Topics, m: &Monitor) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while read_all(brokers, &t.incidents).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "no incident before the fault:\n{}",
+            m.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
