@@ -46,6 +46,17 @@ impl Extractor for Extract<'_> {
     }
 }
 
+/// The `traceparent` header of a record, if it carries one: for a consumer
+/// that keeps the record past its message (the span is made later, with
+/// [`crate::stored::continue_trace`]).
+pub fn traceparent(headers: Option<&BorrowedHeaders>) -> Option<String> {
+    headers.and_then(|h| {
+        Extract(h)
+            .get(crate::stored::TRACEPARENT)
+            .map(str::to_string)
+    })
+}
+
 /// Makes the trace context carried by `headers` (if any) the parent of
 /// `span`.
 pub fn adopt(span: &tracing::Span, headers: Option<&BorrowedHeaders>) {

@@ -3,29 +3,11 @@
 //! happens to it later — an escalation step the clock reaches hours after,
 //! a person's acknowledgement or resolution — joins or links to that trace.
 
-use opentelemetry::propagation::{Extractor, Injector};
 use opentelemetry::trace::TraceContextExt as _;
 use std::collections::HashMap;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
-const TRACEPARENT: &str = "traceparent";
-
-struct One(HashMap<String, String>);
-
-impl Injector for One {
-    fn set(&mut self, key: &str, value: String) {
-        self.0.insert(key.to_string(), value);
-    }
-}
-
-impl Extractor for One {
-    fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).map(String::as_str)
-    }
-    fn keys(&self) -> Vec<&str> {
-        self.0.keys().map(String::as_str).collect()
-    }
-}
+pub(crate) const TRACEPARENT: &str = "traceparent";
 
 /// The `traceparent` of `span`, when it belongs to a sampled trace (`None`
 /// when nothing is exported, so nothing is stored).
@@ -34,17 +16,14 @@ pub fn traceparent(span: &tracing::Span) -> Option<String> {
     if !cx.span().span_context().is_sampled() {
         return None;
     }
-    let mut one = One(HashMap::new());
-    opentelemetry::global::get_text_map_propagator(|p| p.inject_context(&cx, &mut one));
-    one.0.remove(TRACEPARENT)
+    let mut fields = HashMap::new();
+    opentelemetry::global::get_text_map_propagator(|p| p.inject_context(&cx, &mut fields));
+    fields.remove(TRACEPARENT)
 }
 
 fn context(traceparent: &str) -> opentelemetry::Context {
-    let one = One(HashMap::from([(
-        TRACEPARENT.to_string(),
-        traceparent.to_string(),
-    )]));
-    opentelemetry::global::get_text_map_propagator(|p| p.extract(&one))
+    let fields = HashMap::from([(TRACEPARENT.to_string(), traceparent.to_string())]);
+    opentelemetry::global::get_text_map_propagator(|p| p.extract(&fields))
 }
 
 /// Makes `span` a child of the stored trace (later work on the same thing).

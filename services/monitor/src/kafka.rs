@@ -22,7 +22,7 @@ use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance as RdRebalance, StreamConsumer,
 };
 use rdkafka::error::{KafkaError, KafkaResult};
-use rdkafka::message::{BorrowedMessage, Header, Headers as _, Message, OwnedHeaders};
+use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer as _};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use std::collections::HashSet;
@@ -59,13 +59,7 @@ impl Rec {
             key: m.key().map(<[u8]>::to_vec),
             payload: m.payload().map(<[u8]>::to_vec),
             timestamp_ms: m.timestamp().to_millis(),
-            traceparent: m.headers().and_then(|h| {
-                h.iter()
-                    .find(|h| h.key == "traceparent")
-                    .and_then(|h| h.value)
-                    .and_then(|v| std::str::from_utf8(v).ok())
-                    .map(str::to_string)
-            }),
+            traceparent: dolbom_telemetry::kafka::traceparent(m.headers()),
         }
     }
 }
