@@ -1258,10 +1258,21 @@ async fn holiday_and_night_routing_with_and_without_consent() {
     let held = svc.core.escalation(&no.incident_id).await.unwrap();
     let monday = kst(2026, 9, 28, 9, 0);
     assert_eq!(held.phase, dolbom_escalation::Phase::Held { until: monday });
+    // The held-incident gauges' counts: one held, since the opening.
+    let counts = svc.core.counts().await.unwrap();
+    assert_eq!(
+        (counts.held_escalations, counts.held_since_ms),
+        (1, Some(chuseok.millis()))
+    );
     // Saturday night: still held (the yes-household's repeat goes out, to the
     // control center again).
     now.store(kst(2026, 9, 26, 23, 0).millis(), Ordering::SeqCst);
     svc.core.tick().await.unwrap();
+    let counts = svc.core.counts().await.unwrap();
+    assert_eq!(
+        (counts.held_escalations, counts.held_since_ms),
+        (1, Some(chuseok.millis()))
+    );
     let seen = gw
         .until("/sms", &format!("{}/s0/a2", yes.incident_id))
         .await;
@@ -1303,6 +1314,8 @@ async fn holiday_and_night_routing_with_and_without_consent() {
     svc.core.tick().await.unwrap();
     let seen = gw.until("/sms", &format!("{}/s0/a1", no.incident_id)).await;
     assert_eq!(seen.last().unwrap().body["to"][0], DONG_SMS);
+    let counts = svc.core.counts().await.unwrap();
+    assert_eq!((counts.held_escalations, counts.held_since_ms), (0, None));
     svc.stop().await;
 }
 

@@ -216,20 +216,20 @@ pub struct Counts {
 }
 
 /// A held escalation's phase is `{"Held":{"until":…}}` in its JSON.
-const HELD_COUNT: &str = "SELECT count(*) FROM escalations
-     WHERE due_ms IS NOT NULL AND json_extract(state, '$.phase.Held') IS NOT NULL";
-const HELD_SINCE: &str = "SELECT min(updated_ms) FROM escalations
+const HELD: &str = "SELECT count(*), min(updated_ms) FROM escalations
      WHERE due_ms IS NOT NULL AND json_extract(state, '$.phase.Held') IS NOT NULL";
 
 pub fn counts(c: &Connection) -> Result<Counts, NotifyError> {
     let one = |sql: &str| -> Result<i64, NotifyError> { Ok(c.query_row(sql, [], |r| r.get(0))?) };
+    let (held_escalations, held_since_ms) =
+        c.query_row(HELD, [], |r| Ok((r.get(0)?, r.get(1)?)))?;
     Ok(Counts {
         households: one("SELECT count(*) FROM households")?,
         incidents: one("SELECT count(*) FROM incidents")?,
         open_incidents: one("SELECT count(*) FROM incidents WHERE state != 3")?,
         running_escalations: one("SELECT count(*) FROM escalations WHERE due_ms IS NOT NULL")?,
-        held_escalations: one(HELD_COUNT)?,
-        held_since_ms: c.query_row(HELD_SINCE, [], |r| r.get(0))?,
+        held_escalations,
+        held_since_ms,
         messages_pending: one("SELECT count(*) FROM outbox WHERE status = 'pending'")?,
         messages_delivered: one("SELECT count(*) FROM outbox WHERE status = 'delivered'")?,
         messages_failed: one("SELECT count(*) FROM outbox WHERE status = 'failed'")?,
