@@ -86,21 +86,32 @@ pub fn start_tansu_advertising(bin: &Path, advertised: Option<&str>) -> io::Resu
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
-    let broker = Broker {
+    let mut broker = Broker {
         addr: format!("127.0.0.1:{port}"),
         child: Some(child),
     };
+    until_listening(&broker.addr, broker.child.as_mut().expect("started"))?;
+    Ok(broker)
+}
+
+/// Waits (up to 20 s) until a Tansu just started listens on `addr`; an
+/// error if it exits first or never listens (then it is killed).
+fn until_listening(addr: &str, child: &mut Child) -> io::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(&broker.addr).is_err() {
+    while TcpStream::connect(addr).is_err() {
+        if let Some(status) = child.try_wait()? {
+            return Err(io::Error::other(format!("tansu exited ({status})")));
+        }
         if Instant::now() > deadline {
+            let _ = child.kill();
             return Err(io::Error::new(
                 io::ErrorKind::TimedOut,
-                format!("tansu did not start on {}", broker.addr),
+                format!("tansu did not start on {addr}"),
             ));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    Ok(broker)
+    Ok(())
 }
 
 /// `DOLBOM_KAFKA_BROKERS` if set, else a freshly started Tansu; `None` when
@@ -182,28 +193,14 @@ impl PersistentBroker {
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()?;
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(&self.addr).is_err() {
-            if let Some(status) = child.try_wait()? {
-                let why = std::fs::read_to_string(&log_path).unwrap_or_default();
-                let kind = if why.to_lowercase().contains("feature") {
-                    io::ErrorKind::Unsupported
-                } else {
-                    io::ErrorKind::Other
-                };
-                return Err(io::Error::new(
-                    kind,
-                    format!("tansu exited ({status}): {why}"),
-                ));
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("tansu did not start on {}", self.addr),
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        if let Err(e) = until_listening(&self.addr, &mut child) {
+            let why = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let kind = if why.to_lowercase().contains("feature") {
+                io::ErrorKind::Unsupported
+            } else {
+                e.kind()
+            };
+            return Err(io::Error::new(kind, format!("{e}: {why}")));
         }
         self.child = Some(child);
         Ok(())

@@ -31,16 +31,8 @@ fn a_broker_killed_and_restarted_loses_and_doubles_nothing() {
         return;
     };
     let t = topics(test);
-    let m = Monitor::start(&b.addr, &t, dir.path(), "a", true, &[]);
-    m.wait_positioned(PARTITIONS as usize);
-    let rt = runtime();
-    let p = producer(&b.addr);
-    rt.block_on(async {
-        produce_configs(&p, &t).await;
-        produce_minutes(&p, &t, 0..12 * 60 + 30).await;
-    });
     // Some openings out, then the broker dies under the monitor.
-    wait_for_first_incidents(&b.addr, &t, &m);
+    let (m, rt, p) = monitor_past_the_first_openings(&b.addr, &t, dir.path());
     let killed = Instant::now();
     b.kill();
     std::thread::sleep(Duration::from_secs(5));

@@ -97,16 +97,8 @@ fn a_monitor_killed_mid_stream_resumes_without_loss_or_duplicates() {
     let Some(b) = broker(test) else { return };
     let dir = tempfile::tempdir().unwrap();
     let t = topics(test);
-    let m = Monitor::start(&b.addr, &t, dir.path(), "a", true, &[]);
-    m.wait_positioned(PARTITIONS as usize);
-    let rt = runtime();
-    let p = producer(&b.addr);
-    rt.block_on(async {
-        produce_configs(&p, &t).await;
-        produce_minutes(&p, &t, 0..12 * 60 + 30).await;
-    });
     // Let it snapshot at least once and raise some incidents, then SIGKILL.
-    wait_for_first_incidents(&b.addr, &t, &m);
+    let (m, rt, p) = monitor_past_the_first_openings(&b.addr, &t, dir.path());
     m.kill();
     rt.block_on(produce_minutes(&p, &t, 12 * 60 + 30..14 * 60));
     // The killed member's session expires, then the new process gets its
@@ -433,54 +425,6 @@ fn a_quiet_partition_fires_by_the_wall_clock_not_at_its_next_reading() {
     m.terminate();
 }
 
-/// A webhook receiver on loopback: every request's body, as JSON.
-fn webhook_receiver() -> (String, std::sync::mpsc::Receiver<serde_json::Value>) {
-    use std::io::{BufRead, BufReader, Read};
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", l.local_addr().unwrap());
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for conn in l.incoming().flatten() {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                let mut r = BufReader::new(conn.try_clone().unwrap());
-                let mut w = conn;
-                loop {
-                    let mut len = 0usize;
-                    let mut line = String::new();
-                    // Request line and headers.
-                    loop {
-                        line.clear();
-                        if r.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        let l = line.trim_end();
-                        if l.is_empty() {
-                            break;
-                        }
-                        if let Some(v) = l.to_ascii_lowercase().strip_prefix("content-length:") {
-                            len = v.trim().parse().unwrap_or(0);
-                        }
-                    }
-                    let mut body = vec![0u8; len];
-                    if r.read_exact(&mut body).is_err() {
-                        return;
-                    }
-                    if let Ok(v) = serde_json::from_slice(&body) {
-                        let _ = tx.send(v);
-                    }
-                    if w.write_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    (url, rx)
-}
-
 /// A pipeline stall reaches SRE end to end: the monitor (wall clock,
 /// `stall_after` 3 s) stops hearing from its partitions, publishes
 /// PIPELINE_STALL to `care.incidents`, and `dolbom notify` — a real process
@@ -505,8 +449,8 @@ fn a_pipeline_stall_reaches_the_sre_webhook_end_to_end() {
 
     // notify, as deployed: keys from `dolbom token keygen`, recipients for
     // every tier (SRE's webhook is the receiver).
-    let (hook, received) = webhook_receiver();
-    write_notify_config(dir.path(), test, &b.addr, &t, &hook);
+    let rx = Receiver::start(false);
+    write_notify_config(dir.path(), test, &b.addr, &t, &rx.url);
     let notify_log = dir.path().join("notify.log");
     let mut notify = start_notify(dir.path(), "notify.log");
 
@@ -537,19 +481,23 @@ fn a_pipeline_stall_reaches_the_sre_webhook_end_to_end() {
     // Within stall_after + 1 minute, SRE hears of it.
     let deadline = stopped + Duration::from_secs(63);
     let page = loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match received.recv_timeout(left) {
-            Ok(v) if v["tier"] == "SRE" && v["kind"] == "PIPELINE_STALL" => break v,
-            Ok(_) => continue,
-            Err(_) => {
-                let _ = notify.kill();
-                panic!(
-                    "no PIPELINE_STALL reached SRE within stall_after + 1 minute\nmonitor:\n{}\nnotify:\n{}",
-                    m.log(),
-                    std::fs::read_to_string(&notify_log).unwrap_or_default()
-                );
-            }
+        let stall = rx
+            .seen()
+            .into_iter()
+            .map(|s| s.body)
+            .find(|v| v["tier"] == "SRE" && v["kind"] == "PIPELINE_STALL");
+        if let Some(v) = stall {
+            break v;
         }
+        if Instant::now() >= deadline {
+            let _ = notify.kill();
+            panic!(
+                "no PIPELINE_STALL reached SRE within stall_after + 1 minute\nmonitor:\n{}\nnotify:\n{}",
+                m.log(),
+                std::fs::read_to_string(&notify_log).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
     };
     eprintln!(
         "t6: SRE webhook {:.1} s after the input stopped: {}",

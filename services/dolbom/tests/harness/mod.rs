@@ -606,9 +606,24 @@ pub async fn acknowledge(api: &str, token: &str, incident_id: &str) -> pb::Incid
         .into_inner()
 }
 
-/// Waits (up to a minute) until `m` has put its first incident events on
-/// `t.incidents`: the moment the fault tests strike.
-pub fn wait_for_first_incidents(brokers: &str, t: &Topics, m: &Monitor) {
+/// Starts monitor "a" (dynamic membership) on `dir`, sends the script's
+/// configurations and its readings up to minute 12 h 30, and waits (up to a
+/// minute) until the first incident events are on `t.incidents`: the moment
+/// the fault tests strike. The rest of the script is
+/// `produce_minutes(p, t, 12 * 60 + 30..14 * 60)` on the returned runtime.
+pub fn monitor_past_the_first_openings(
+    brokers: &str,
+    t: &Topics,
+    dir: &Path,
+) -> (Monitor, tokio::runtime::Runtime, FutureProducer) {
+    let m = Monitor::start(brokers, t, dir, "a", true, &[]);
+    m.wait_positioned(PARTITIONS as usize);
+    let rt = runtime();
+    let p = producer(brokers);
+    rt.block_on(async {
+        produce_configs(&p, t).await;
+        produce_minutes(&p, t, 0..12 * 60 + 30).await;
+    });
     let deadline = Instant::now() + Duration::from_secs(60);
     while read_all(brokers, &t.incidents).is_empty() {
         assert!(
@@ -618,4 +633,5 @@ pub fn wait_for_first_incidents(brokers: &str, t: &Topics, m: &Monitor) {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    (m, rt, p)
 }
