@@ -1,5 +1,9 @@
 //! `dolbomctl` against a real notify server on a loopback port.
 
+mod common;
+
+use common::ctl;
+
 use dolbom_auth::{unix_now, Principal, SigningKey, Verifier};
 use dolbom_domain::convert::timestamp;
 use dolbom_domain::Ts;
@@ -8,22 +12,6 @@ use dolbom_notify::{NoPublisher, NotifyOptions};
 use dolbom_proto::v1 as pb;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
-
-async fn ctl(args: Vec<String>) -> (bool, String, String) {
-    tokio::task::spawn_blocking(move || {
-        let o = std::process::Command::new(env!("CARGO_BIN_EXE_dolbomctl"))
-            .args(&args)
-            .output()
-            .unwrap();
-        (
-            o.status.success(),
-            String::from_utf8_lossy(&o.stdout).into_owned(),
-            String::from_utf8_lossy(&o.stderr).into_owned(),
-        )
-    })
-    .await
-    .unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn register_list_watch_ack_resolve_and_stats() {

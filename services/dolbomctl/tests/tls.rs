@@ -1,6 +1,9 @@
 //! Real TLS handshakes between `dolbomctl` and a notify server that
 //! requires client certificates (mutual TLS), with certificates made here.
 
+mod common;
+
+use common::ctl;
 use dolbom_auth::{unix_now, Principal, SigningKey, Verifier};
 use dolbom_history::{EmbeddedStore, HistoryStore, Retention};
 use dolbom_notify::{NoPublisher, NotifyOptions};
@@ -58,21 +61,6 @@ fn write_private(path: &Path, text: &str) {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
     }
-}
-
-async fn ctl(args: Vec<String>) -> (bool, String) {
-    tokio::task::spawn_blocking(move || {
-        let o = std::process::Command::new(env!("CARGO_BIN_EXE_dolbomctl"))
-            .args(&args)
-            .output()
-            .unwrap();
-        (
-            o.status.success(),
-            String::from_utf8_lossy(&o.stderr).into_owned(),
-        )
-    })
-    .await
-    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -173,14 +161,14 @@ async fn mutual_tls_admits_only_clients_with_a_certificate_from_the_ca() {
     ];
 
     // A client certificate from the CA and a token: served.
-    let (ok, err) = ctl(call(https.clone(), &with_cert)).await;
+    let (ok, _, err) = ctl(call(https.clone(), &with_cert)).await;
     assert!(ok, "{err}");
     // The IP address in the certificate works too.
-    let (ok, err) = ctl(call(format!("https://127.0.0.1:{port}"), &with_cert)).await;
+    let (ok, _, err) = ctl(call(format!("https://127.0.0.1:{port}"), &with_cert)).await;
     assert!(ok, "{err}");
 
     // No client certificate: the handshake is refused.
-    let (ok, err) = ctl(call(https.clone(), &["--ca".into(), p(&ca)])).await;
+    let (ok, _, err) = ctl(call(https.clone(), &["--ca".into(), p(&ca)])).await;
     assert!(!ok, "served without a client certificate");
     assert!(!err.contains("NotFound"), "{err}");
     // A certificate from another CA: refused.
@@ -192,10 +180,10 @@ async fn mutual_tls_admits_only_clients_with_a_certificate_from_the_ca() {
         "--key".into(),
         p(&rogue_key),
     ];
-    let (ok, _) = ctl(call(https.clone(), &rogue_args)).await;
+    let (ok, _, _) = ctl(call(https.clone(), &rogue_args)).await;
     assert!(!ok, "served a client certificate from another CA");
     // The client does not trust a server it cannot verify.
-    let (ok, _) = ctl(call(
+    let (ok, _, _) = ctl(call(
         https.clone(),
         &[
             "--ca".into(),
@@ -209,24 +197,24 @@ async fn mutual_tls_admits_only_clients_with_a_certificate_from_the_ca() {
     .await;
     assert!(!ok, "trusted a server certificate from an unknown CA");
     // Plaintext to the TLS port: refused.
-    let (ok, _) = ctl(call(format!("http://127.0.0.1:{port}"), &[])).await;
+    let (ok, _, _) = ctl(call(format!("http://127.0.0.1:{port}"), &[])).await;
     assert!(!ok, "served plaintext on the TLS port");
     // A certificate does not replace the token.
     let mut no_token = call(https.clone(), &with_cert);
     no_token[3] = p(&dir.path().join("missing-token"));
-    let (ok, _) = ctl(no_token).await;
+    let (ok, _, _) = ctl(no_token).await;
     assert!(!ok);
     std::fs::write(dir.path().join("bad-token"), "not-a-token").unwrap();
     let mut bad_token = call(https.clone(), &with_cert);
     bad_token[3] = p(&dir.path().join("bad-token"));
-    let (ok, err) = ctl(bad_token).await;
+    let (ok, _, err) = ctl(bad_token).await;
     assert!(!ok && err.contains("Unauthenticated"), "{err}");
     // A client key others can read is refused before connecting.
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&client_key, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let (ok, err) = ctl(call(https.clone(), &with_cert)).await;
+        let (ok, _, err) = ctl(call(https.clone(), &with_cert)).await;
         assert!(!ok && err.contains("too open"), "{err}");
     }
 
