@@ -1,7 +1,9 @@
 //! A Kafka-protocol broker for the Kafka tests and benchmarks: the one named
 //! by `DOLBOM_KAFKA_BROKERS`, or Tansu (`DOLBOM_TANSU`, `~/.cargo/bin/tansu`
 //! or `tansu` on `PATH`) started on a free loopback port with in-memory
-//! storage, stopped when the [`Broker`] is dropped.
+//! storage, stopped when the [`Broker`] is dropped; and a
+//! [`PersistentBroker`] keeping its log in a SQLite file, which a test can
+//! SIGKILL and start again with what it held.
 
 use crate::faultnet::KafkaProxy;
 use std::io;

@@ -8,7 +8,8 @@
 //! `traceparent` in Kafka record headers, so that one incident is one trace
 //! from the monitor's shard to notify's deliveries; [`metrics`] counts what
 //! happened to the spans; [`stored`] keeps an incident's trace context so
-//! that later work joins or links to its trace.
+//! that later work joins or links to its trace; [`testing`] keeps spans in
+//! memory for tests.
 //!
 //! Data flow: spans (`tracing`) → `tracing-opentelemetry` layer → sampler
 //! (parent-based, ratio for new traces) → batch processor (bounded queue, its
