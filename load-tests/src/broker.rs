@@ -1,6 +1,6 @@
 //! A Kafka-protocol broker for the Kafka tests and benchmarks: the one named
-//! by `DOLBOM_KAFKA_BROKERS`, or Tansu (`DOLBOM_TANSU`, `~/.cargo/bin/tansu`
-//! or `tansu` on `PATH`) started on a free loopback port with in-memory
+//! by `DOLBOM_KAFKA_BROKERS`, or Tansu (`DOLBOM_TANSU`, the patched build
+//! of `load-tests/tansu/build.sh`, `~/.cargo/bin/tansu` or `tansu` on `PATH`) started on a free loopback port with in-memory
 //! storage, stopped when the [`Broker`] is dropped; and a
 //! [`PersistentBroker`] keeping its log in a SQLite file, which a test can
 //! SIGKILL and start again with what it held.
@@ -34,15 +34,23 @@ impl Broker {
     }
 }
 
-/// Where the Tansu binary is, if anywhere.
+/// Where `load-tests/tansu/build.sh` (and `.ci/run`) installs Tansu 0.6.0
+/// with its patches, under `$HOME`.
+pub const PATCHED_TANSU: &str = ".cache/dolbom/tansu-0.6.0-dolbom.3/bin/tansu";
+
+/// Where the Tansu binary is, if anywhere: `DOLBOM_TANSU`, else the patched
+/// build ([`PATCHED_TANSU`]), else `~/.cargo/bin/tansu` or `tansu` on `PATH`
+/// (an unpatched 0.6.0 can leave a consumer group without a leader after a
+/// broker pause; see `load-tests/tansu/build.sh`).
 pub fn tansu_binary() -> Option<PathBuf> {
     if let Ok(p) = std::env::var("DOLBOM_TANSU") {
         return Some(PathBuf::from(p));
     }
-    let home = std::env::var("HOME").unwrap_or_default();
-    let installed = PathBuf::from(home).join(".cargo/bin/tansu");
-    if installed.exists() {
-        return Some(installed);
+    let home = PathBuf::from(std::env::var("HOME").unwrap_or_default());
+    for installed in [home.join(PATCHED_TANSU), home.join(".cargo/bin/tansu")] {
+        if installed.exists() {
+            return Some(installed);
+        }
     }
     std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
@@ -85,8 +93,8 @@ pub fn start_tansu_advertising(bin: &Path, advertised: Option<&str>) -> io::Resu
             "--storage-engine",
             "memory://tansu/",
         ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stdout(tansu_log()?)
+        .stderr(tansu_log()?)
         .spawn()?;
     let mut broker = Broker {
         addr: format!("127.0.0.1:{port}"),
@@ -94,6 +102,20 @@ pub fn start_tansu_advertising(bin: &Path, advertised: Option<&str>) -> io::Resu
     };
     until_listening(&broker.addr, broker.child.as_mut().expect("started"))?;
     Ok(broker)
+}
+
+/// Where a started Tansu's log goes: nowhere, unless `DOLBOM_TANSU_LOG`
+/// names a file to append to (its filter from `RUST_LOG`, which Tansu
+/// reads) — for looking into what the broker did during a failed test.
+fn tansu_log() -> io::Result<Stdio> {
+    match std::env::var_os("DOLBOM_TANSU_LOG") {
+        Some(path) => Ok(std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?
+            .into()),
+        None => Ok(Stdio::null()),
+    }
 }
 
 /// Waits (up to 20 s) until a Tansu just started listens on `addr`; an
