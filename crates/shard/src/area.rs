@@ -1,17 +1,15 @@
-//! Areas (a dong, or a building) and the board their partitions share.
+//! Areas (a dong, or a building): one shard's part of each and how the
+//! parts add up.
 //!
 //! A blackout darkens a whole area, but Kafka spreads the area's households
 //! over every partition: with 48 partitions a dong of 40 homes has one or two
 //! on each shard, under any one shard's threshold. So the decision is taken
 //! on the area as a whole. Each shard keeps its own part of an area
 //! ([`Area`]: its households, its open DEVICE_OFFLINE incidents, its recent
-//! offline openings, its declared outage) and writes it to an [`AreaBoard`]
-//! whenever it changes; it judges an area from its part plus every other
-//! partition's ([`AreaBoard::others`]). One board serves every shard of a
-//! monitor; between monitors the service shares what
-//! [`AreaBoard::take_changed`] returns (a compacted Kafka topic) and
-//! [`AreaBoard::merge`]s what the others share. Without a board a shard
-//! judges alone, as a single-partition deployment may.
+//! offline openings, its declared outage) and writes it to the
+//! [`AreaBoard`](crate::AreaBoard) whenever it changes; it judges an area
+//! from its part plus every other partition's ([`Area::whole`]). Without a
+//! board a shard judges alone, as a single-partition deployment may.
 //!
 //! Every shard that sees an outage publishes its AREA_OUTAGE events under
 //! the same deterministic id (the episode is the window-aligned first
@@ -22,8 +20,7 @@ use dolbom_domain::convert::{self, PlatformIncident};
 use dolbom_domain::{DongCode, EventType, IncidentKind, MunicipalityCode, Route, Ts, MINUTE_MS};
 use dolbom_proto::v1 as pb;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::collections::VecDeque;
 
 /// Area inhibition settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -44,6 +41,11 @@ pub struct AreaOptions {
     /// area to judge up to its release time (they may be behind: a backlog,
     /// a replay), at most this much longer (event time).
     pub max_wait_ms: i64,
+    /// …and, while the partitions behind are another monitor's, at least
+    /// this long on the wall clock: their progress arrives on the areas
+    /// topic about every 0.5 s, and a monitor replaying a backlog far faster
+    /// than real time passes `max_wait_ms` of event time before it does.
+    pub remote_wait_ms: i64,
 }
 
 impl Default for AreaOptions {
@@ -55,6 +57,7 @@ impl Default for AreaOptions {
             share: 0.5,
             by_building: true,
             max_wait_ms: 30 * MINUTE_MS,
+            remote_wait_ms: 30_000,
         }
     }
 }
@@ -178,7 +181,7 @@ pub struct AreaCounts {
 }
 
 impl AreaCounts {
-    fn add(&mut self, o: &AreaCounts) {
+    pub(crate) fn add(&mut self, o: &AreaCounts) {
         self.households += o.households;
         self.offline += o.offline;
         self.recent.extend_from_slice(&o.recent);
@@ -189,224 +192,9 @@ impl AreaCounts {
     }
 }
 
-/// A partition's part of an area as shared between monitors. `version`
-/// rises with every change of the part (from the wall clock of whoever
-/// changed it), so an older copy never replaces a newer one.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SharedCounts {
-    pub area: String,
-    pub partition: i32,
-    pub version: u64,
-    pub counts: AreaCounts,
-}
-
-impl SharedCounts {
-    /// The compacted topic's key: one record per area and partition.
-    pub fn key(&self) -> String {
-        format!("{}@{}", self.area, self.partition)
-    }
-}
-
-#[derive(Default)]
-struct BoardInner {
-    /// area → partition → (version, counts).
-    areas: HashMap<String, BTreeMap<i32, (u64, AreaCounts)>>,
-    /// How far each partition hosted here has judged (event time).
-    progress: HashMap<i32, Ts>,
-    /// Parts changed here and not yet taken for sharing.
-    changed: BTreeSet<(String, i32)>,
-}
-
-/// Every partition's part of every area, shared by the shards of one
-/// monitor (a cheap handle: clones share one board). See the module docs.
-#[derive(Clone, Default)]
-pub struct AreaBoard {
-    inner: Arc<Mutex<BoardInner>>,
-}
-
-impl std::fmt::Debug for AreaBoard {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AreaBoard")
-            .field("areas", &self.lock().areas.len())
-            .finish()
-    }
-}
-
-impl AreaBoard {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    fn lock(&self) -> MutexGuard<'_, BoardInner> {
-        // The board holds plain counts: a panic elsewhere leaves them usable.
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// A partition hosted here reports its part of an area (marked for
-    /// sharing). `wall_ms` is the reporter's wall clock, for the version.
-    pub fn report(&self, area: &str, partition: i32, counts: AreaCounts, wall_ms: i64) {
-        let mut b = self.lock();
-        if !b.areas.contains_key(area) {
-            b.areas.insert(area.to_string(), BTreeMap::new());
-        }
-        let parts = b.areas.get_mut(area).expect("inserted");
-        let entry = parts.entry(partition).or_insert((0, AreaCounts::default()));
-        if entry.0 != 0 && entry.1 == counts {
-            return;
-        }
-        entry.0 = (entry.0 + 1).max(wall_ms.max(0) as u64);
-        entry.1 = counts;
-        b.changed.insert((area.to_string(), partition));
-    }
-
-    /// A part another monitor shared. Applied only if newer than what the
-    /// board holds; returns whether it was.
-    pub fn merge(&self, shared: SharedCounts) -> bool {
-        let mut b = self.lock();
-        let parts = b.areas.entry(shared.area).or_default();
-        match parts.get(&shared.partition) {
-            Some((v, _)) if *v >= shared.version => false,
-            _ => {
-                parts.insert(shared.partition, (shared.version, shared.counts));
-                true
-            }
-        }
-    }
-
-    /// The parts changed here since the last call, as they are now.
-    pub fn take_changed(&self) -> Vec<SharedCounts> {
-        let mut b = self.lock();
-        let changed = std::mem::take(&mut b.changed);
-        changed
-            .into_iter()
-            .filter_map(|(area, partition)| {
-                let (version, counts) = b.areas.get(&area)?.get(&partition)?.clone();
-                Some(SharedCounts {
-                    area,
-                    partition,
-                    version,
-                    counts,
-                })
-            })
-            .collect()
-    }
-
-    /// A part whose sharing failed: shared again by the next
-    /// [`take_changed`](Self::take_changed) unless a newer one replaced it.
-    pub fn retry(&self, shared: &SharedCounts) {
-        let mut b = self.lock();
-        let current = b
-            .areas
-            .get(&shared.area)
-            .and_then(|p| p.get(&shared.partition))
-            .is_some_and(|(v, _)| *v == shared.version);
-        if current {
-            b.changed.insert((shared.area.clone(), shared.partition));
-        }
-    }
-
-    /// `partition` (hosted here) has judged up to `to` (event time).
-    pub fn progress(&self, partition: i32, to: Ts) {
-        let mut b = self.lock();
-        let p = b.progress.entry(partition).or_insert(to);
-        *p = (*p).max(to);
-    }
-
-    /// Whether another partition holding part of `area`, hosted here, has
-    /// not yet judged up to `to`: what it will see of the area by then is
-    /// still to come. (Partitions of other monitors share no progress and
-    /// are not waited for.)
-    pub fn others_behind(&self, area: &str, partition: i32, to: Ts) -> bool {
-        let b = self.lock();
-        b.areas.get(area).is_some_and(|parts| {
-            parts
-                .keys()
-                .filter(|p| **p != partition)
-                .any(|p| b.progress.get(p).is_some_and(|t| *t < to))
-        })
-    }
-
-    /// The furthest another partition holding part of `area`, hosted here,
-    /// has judged (event time), if any has reported.
-    pub fn others_progress(&self, area: &str, partition: i32) -> Option<Ts> {
-        let b = self.lock();
-        b.areas.get(area).and_then(|parts| {
-            parts
-                .keys()
-                .filter(|p| **p != partition)
-                .filter_map(|p| b.progress.get(p).copied())
-                .max()
-        })
-    }
-
-    /// Every partition's part of `area` but `partition`'s, added up.
-    pub fn others(&self, area: &str, partition: i32) -> AreaCounts {
-        let b = self.lock();
-        let mut sum = AreaCounts::default();
-        if let Some(parts) = b.areas.get(area) {
-            for (_, (_, c)) in parts.iter().filter(|(p, _)| **p != partition) {
-                sum.add(c);
-            }
-        }
-        sum
-    }
-
-    /// Areas on the board (all partitions).
-    pub fn areas(&self) -> usize {
-        self.lock().areas.len()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn counts(households: u32, offline: u32) -> AreaCounts {
-        AreaCounts {
-            households,
-            offline,
-            ..AreaCounts::default()
-        }
-    }
-
-    #[test]
-    fn others_add_up_every_partition_but_the_asker() {
-        let b = AreaBoard::new();
-        b.report("d", 0, counts(3, 1), 10);
-        b.report("d", 1, counts(4, 2), 10);
-        b.report("d", 2, counts(5, 0), 10);
-        b.report("e", 1, counts(100, 100), 10);
-        assert_eq!(b.others("d", 1), counts(8, 1));
-        assert_eq!(b.others("x", 1), AreaCounts::default());
-        assert_eq!(b.areas(), 2);
-    }
-
-    #[test]
-    fn changes_are_taken_once_and_an_older_copy_never_wins() {
-        let a = AreaBoard::new();
-        let b = AreaBoard::new();
-        a.report("d", 0, counts(3, 0), 1_000);
-        a.report("d", 0, counts(3, 0), 2_000); // unchanged: nothing new
-        let first = a.take_changed();
-        assert_eq!(first.len(), 1);
-        assert_eq!(first[0].version, 1_000);
-        assert!(a.take_changed().is_empty());
-        a.report("d", 0, counts(3, 2), 500); // clock behind: still newer
-        let second = a.take_changed();
-        assert_eq!(second[0].version, 1_001);
-        assert!(b.merge(second[0].clone()));
-        assert!(!b.merge(first[0].clone()), "an older copy arrived late");
-        assert_eq!(b.others("d", 9), counts(3, 2));
-        // A copy merged from elsewhere is not shared again…
-        assert!(b.take_changed().is_empty());
-        // …and a failed share is retried only while it is the newest.
-        a.retry(&second[0]);
-        assert_eq!(a.take_changed(), second);
-        a.report("d", 0, counts(3, 3), 0);
-        a.take_changed();
-        a.retry(&second[0]);
-        assert!(a.take_changed().is_empty());
-    }
 
     #[test]
     fn the_threshold_is_the_larger_of_the_share_and_the_minimum() {

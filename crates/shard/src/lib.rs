@@ -50,10 +50,12 @@
 //! with deterministic ids) for the monitor to publish. No I/O, no clock.
 
 mod area;
+mod board;
 mod wheel;
 
 use area::Area;
-pub use area::{AreaBoard, AreaCounts, AreaOptions, SharedCounts};
+pub use area::{AreaCounts, AreaOptions};
+pub use board::{AreaBoard, Behind, SharedCounts, SharedProgress};
 pub use wheel::TimerWheel;
 
 use dolbom_calendar::Router;
@@ -230,6 +232,10 @@ struct Pending {
     /// Released from an area outage that ended: if the household recovers
     /// before `until`, neither this nor its recovery is published.
     release: bool,
+    /// The household's closing event (it came back) that arrived after
+    /// `until`, while the opening still waited for other partitions' view
+    /// of its area: published after the opening, or absorbed with it.
+    closed: Option<HouseholdEvent>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -254,6 +260,10 @@ pub struct Shard {
     areas: Vec<Area>,
     area_index: HashMap<String, u32>,
     pending: Vec<Pending>,
+    /// When (wall clock, this process) each held opening was first found
+    /// waiting for another monitor's partitions; not snapshotted: after a
+    /// restore the wait starts again.
+    waiting_since: HashMap<u32, Ts>,
     event_max: Option<Ts>,
     fired_to: Ts,
     health: Health,
@@ -332,6 +342,7 @@ impl Shard {
             areas: Vec::new(),
             area_index: HashMap::new(),
             pending: Vec::new(),
+            waiting_since: HashMap::new(),
             event_max: None,
             fired_to: Ts::MIN,
             health: Health {
@@ -993,6 +1004,7 @@ impl Shard {
                     event: ev,
                     until: ev.due_at.plus_ms(hold),
                     release: false,
+                    closed: None,
                 });
                 self.check_area_outage(area, now, wall_now, out);
                 return;
@@ -1012,6 +1024,15 @@ impl Shard {
             return;
         }
         if let Some(i) = self.pending.iter().position(|p| p.slot == slot) {
+            let p = &mut self.pending[i];
+            if closing && !p.release && p.until <= self.fired_to {
+                // Its hold is over and it only waits for the other
+                // partitions of its area (a replay racing ahead of another
+                // monitor): whether it was part of an outage is still open,
+                // so its recovery waits with it.
+                p.closed = Some(ev);
+                return;
+            }
             let p = self.pending.remove(i);
             if p.release && closing {
                 // Came back right after its area did: never announced, so no recovery either.
@@ -1090,6 +1111,17 @@ impl Shard {
         if self.areas[area as usize].active.is_some() {
             return;
         }
+        // Until every other monitor's partitions were heard of, their
+        // households may be missing from the count (a fresh start with a
+        // backlog): a few dark homes would look like most of the area. The
+        // openings wait meanwhile, and each tick judges again.
+        if self
+            .board
+            .as_ref()
+            .is_some_and(|b| b.others_unheard(self.partition))
+        {
+            return;
+        }
         let whole = self.whole(area);
         let threshold = self.opts.area.threshold(whole.households);
         let (episode, first) = match whole.declared_elsewhere {
@@ -1112,14 +1144,23 @@ impl Shard {
         while i < self.pending.len() {
             let slot = self.pending[i].slot;
             if self.entity(slot).area == area {
-                self.pending.swap_remove(i);
-                self.absorb(slot);
+                let p = self.pending.swap_remove(i);
+                if p.closed.is_some() {
+                    // Part of the outage, and already back: nothing to announce.
+                    self.stats.absorbed_by_area += 1;
+                } else {
+                    self.absorb(slot);
+                }
                 absorbed += 1;
             } else {
                 i += 1;
             }
         }
-        let affected = (absorbed as u32).max(whole.offline as u32);
+        // Homes that went dark in this outage: still dark, absorbed here,
+        // or back already (a replay that learnt of the outage late).
+        let affected = (absorbed as u32)
+            .max(whole.offline as u32)
+            .max(whole.recent.len() as u32);
         let emitted_at = self.emit_time(wall_now, now);
         let a = &self.areas[area as usize];
         let ev = a.event(EventType::Opened, episode, first, emitted_at, affected);
@@ -1179,6 +1220,7 @@ impl Shard {
                     event: ev,
                     until,
                     release: true,
+                    closed: None,
                 });
             }
         }
@@ -1194,27 +1236,49 @@ impl Shard {
 
     fn flush_pending(&mut self, limit: Ts, wall_now: Ts, out: &mut Vec<Output>) {
         if self.pending.is_empty() {
+            self.waiting_since.clear();
             return;
         }
         let mut i = 0;
         while i < self.pending.len() {
             let p = &self.pending[i];
+            let slot = p.slot;
             // A held opening also waits (a bounded time) for the other
             // partitions of its area to get there: if they are behind, their
-            // share of an outage is still to come.
-            let waiting = !p.release
-                && limit < p.until.plus_ms(self.opts.area.max_wait_ms)
-                && self.board.as_ref().is_some_and(|b| {
-                    let area = &self.areas[self.entity(p.slot).area as usize].id;
+            // share of an outage is still to come. Another monitor's
+            // partitions are waited for on the wall clock too: their
+            // progress comes late, and a replay runs through event time.
+            let behind = match (&self.board, p.release) {
+                (Some(b), false) => {
+                    let area = &self.areas[self.entity(slot).area as usize].id;
                     b.others_behind(area, self.partition, p.until)
-                });
+                }
+                _ => Behind::No,
+            };
+            let within_event = limit < p.until.plus_ms(self.opts.area.max_wait_ms);
+            let waiting = match behind {
+                Behind::No => false,
+                Behind::Here => within_event,
+                Behind::Elsewhere => {
+                    let since = *self.waiting_since.entry(slot).or_insert(wall_now);
+                    within_event || wall_now.since(since) < self.opts.area.remote_wait_ms
+                }
+            };
             if p.until <= limit && !waiting {
                 let p = self.pending.remove(i);
+                self.waiting_since.remove(&p.slot);
                 let now = self.fired_to;
                 self.publish_household(p.slot, &p.event, now, wall_now, out);
+                if let Some(closed) = p.closed {
+                    self.publish_household(p.slot, &closed, now, wall_now, out);
+                }
             } else {
                 i += 1;
             }
+        }
+        if self.waiting_since.len() > self.pending.len() {
+            let held: HashSet<u32> = self.pending.iter().map(|p| p.slot).collect();
+            self.waiting_since.retain(|slot, _| held.contains(slot));
         }
     }
 
@@ -1269,10 +1333,12 @@ impl Shard {
         wall_now: Ts,
         already_published: HashSet<String>,
     ) -> Result<Self, SnapshotError> {
-        let s: SnapshotOwned = postcard::from_bytes(bytes)?;
-        if s.format != SNAPSHOT_FORMAT {
-            return Err(SnapshotError::Format(s.format));
-        }
+        let (format, _) = postcard::take_from_bytes::<u32>(bytes)?;
+        let s: SnapshotOwned = match format {
+            SNAPSHOT_FORMAT => postcard::from_bytes(bytes)?,
+            2 => postcard::from_bytes::<SnapshotOwnedV2>(bytes)?.into(),
+            f => return Err(SnapshotError::Format(f)),
+        };
         let mut shard = Shard::new(s.partition, opts, router, wall_now);
         shard.slots = s.slots;
         shard.areas = s.areas;
@@ -1332,7 +1398,8 @@ impl Shard {
 }
 
 /// 2: areas remember when their last outage recovered.
-const SNAPSHOT_FORMAT: u32 = 2;
+/// 3: pending openings keep a closing that arrived while they waited.
+const SNAPSHOT_FORMAT: u32 = 3;
 
 #[derive(Serialize)]
 struct SnapshotRef<'a> {
@@ -1348,6 +1415,7 @@ struct SnapshotRef<'a> {
 
 #[derive(Deserialize)]
 struct SnapshotOwned {
+    #[allow(dead_code)] // read ahead of the rest, to choose the layout
     format: u32,
     partition: i32,
     slots: Vec<Option<Entity>>,
@@ -1356,6 +1424,53 @@ struct SnapshotOwned {
     event_max: Option<Ts>,
     fired_to: Ts,
     health: Health,
+}
+
+/// Format 2 (still restored): pending openings without `closed`.
+#[derive(Deserialize)]
+struct SnapshotOwnedV2 {
+    format: u32,
+    partition: i32,
+    slots: Vec<Option<Entity>>,
+    areas: Vec<Area>,
+    pending: Vec<PendingV2>,
+    event_max: Option<Ts>,
+    fired_to: Ts,
+    health: Health,
+}
+
+#[derive(Deserialize)]
+struct PendingV2 {
+    slot: u32,
+    event: HouseholdEvent,
+    until: Ts,
+    release: bool,
+}
+
+impl From<SnapshotOwnedV2> for SnapshotOwned {
+    fn from(s: SnapshotOwnedV2) -> Self {
+        let pending = s
+            .pending
+            .into_iter()
+            .map(|p| Pending {
+                slot: p.slot,
+                event: p.event,
+                until: p.until,
+                release: p.release,
+                closed: None,
+            })
+            .collect();
+        SnapshotOwned {
+            format: s.format,
+            partition: s.partition,
+            slots: s.slots,
+            areas: s.areas,
+            pending,
+            event_max: s.event_max,
+            fired_to: s.fired_to,
+            health: s.health,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -406,6 +406,27 @@ fn snapshot_round_trips() {
     ));
 }
 
+#[test]
+fn a_format_2_snapshot_restores_and_an_unknown_format_is_refused() {
+    let mut s = two_households();
+    let mut out = Vec::new();
+    quiet_and_busy(13 * 60, &mut s, &mut out);
+    let mut bytes = s.snapshot();
+    assert_eq!(bytes[0], 3, "the format leads the snapshot");
+    // Format 2 differs only in the pending openings, none here.
+    bytes[0] = 2;
+    let last_wall = WALL0.plus_ms((13 * 60 - 1) * 1000);
+    let r = Shard::restore(&bytes, opts(), router(), last_wall, HashSet::new()).unwrap();
+    assert_eq!(r.households(), 2);
+    assert_eq!(r.open_incident("hh-0"), s.open_incident("hh-0"));
+    assert_eq!(r.snapshot(), s.snapshot(), "written back as format 3");
+    bytes[0] = 9;
+    assert!(matches!(
+        Shard::restore(&bytes, opts(), router(), last_wall, HashSet::new()),
+        Err(SnapshotError::Format(9))
+    ));
+}
+
 #[derive(Clone, Debug)]
 enum Rec {
     Reading(usize, i64, u64, f64),

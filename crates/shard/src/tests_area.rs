@@ -70,6 +70,18 @@ fn minute(
     dark: &impl Fn(usize, i64) -> bool,
     out: &mut Vec<Output>,
 ) {
+    minute_at(shards, p, m, dark, WALL0, out);
+}
+
+/// [`minute`] at wall time `wall`.
+fn minute_at(
+    shards: &mut [Shard],
+    p: usize,
+    m: i64,
+    dark: &impl Fn(usize, i64) -> bool,
+    wall: Ts,
+    out: &mut Vec<Output>,
+) {
     let n = shards.len();
     let t = T0.plus_ms(m * MINUTE_MS);
     let neighbours = (0..NEIGHBOURS).map(|k| 1000 + p * NEIGHBOURS + k);
@@ -83,10 +95,10 @@ fn minute(
             5.0
         };
         shards[p]
-            .on_reading(&reading(i, t, m as u64, w), WALL0, out)
+            .on_reading(&reading(i, t, m as u64, w), wall, out)
             .unwrap();
     }
-    shards[p].advance(WALL0, out);
+    shards[p].advance(wall, out);
 }
 
 /// Like [`run`], but shard `p` works `behind(p)` minutes behind the
@@ -279,4 +291,106 @@ proptest! {
         prop_assert_eq!(areas.len(), 1);
         prop_assert_eq!(homes, vec!["hh-39/INCIDENT_EVENT_TYPE_OPENED".to_string()]);
     }
+}
+
+/// Two monitors, each with its own board and half the partitions, that
+/// exchange parts and progress every `every` steps as the areas task does
+/// (progress taken before the parts; one copy of the topic). Monitor B runs
+/// `lag` minutes behind A; each step is `step_ms` of wall time; `tweak`
+/// adjusts every shard. Each replays 300 minutes and then twice `every`
+/// more (what the exchanges settle still has minutes to play out).
+/// Returns everything both published.
+fn two_monitors(
+    partitions: usize,
+    lag: i64,
+    step_ms: i64,
+    every: i64,
+    tweak: impl Fn(&mut Shard),
+) -> Vec<Output> {
+    let (a, b) = (AreaBoard::new(), AreaBoard::new());
+    a.share_progress_on(1, partitions as i32);
+    b.share_progress_on(1, partitions as i32);
+    let mut shards = town(partitions);
+    let half = partitions / 2;
+    for (p, s) in shards.iter_mut().enumerate() {
+        tweak(s);
+        s.share_areas(if p < half { a.clone() } else { b.clone() });
+    }
+    let share = |from: &AreaBoard, name: &str, to: &AreaBoard, wall: Ts| {
+        let progress = from.take_progress(name, wall.millis());
+        for part in from.take_changed() {
+            to.merge(part);
+        }
+        if let Some(progress) = progress {
+            to.merge_progress(0, &progress);
+        }
+    };
+    let minutes = 300 + 2 * every;
+    let mut out = Vec::new();
+    for step in 0..minutes + lag + 40 {
+        let wall = WALL0.plus_ms(step * step_ms);
+        for p in 0..partitions {
+            let m = if p < half { step } else { step - lag };
+            if (0..minutes).contains(&m) {
+                minute_at(&mut shards, p, m, &blackout, wall, &mut out);
+            } else {
+                shards[p].advance(wall, &mut out);
+            }
+        }
+        // The first exchange comes `every` steps in: a monitor's parts (its
+        // households too) reach the other one late.
+        if step % every == every - 1 {
+            share(&a, "a", &b, wall);
+            share(&b, "b", &a, wall);
+        }
+    }
+    out
+}
+
+/// The blackout came out as one area incident, and only the plug that
+/// stays dark was announced (when its area recovered).
+fn assert_one_area_incident(out: &[Output], label: &str) {
+    let (areas, homes) = tally(out);
+    assert_eq!(areas.len(), 1, "{label}: {areas:?}");
+    assert_eq!(
+        homes,
+        vec!["hh-39/INCIDENT_EVENT_TYPE_OPENED".to_string()],
+        "{label}"
+    );
+}
+
+#[test]
+fn a_blackout_split_over_two_monitors_replaying_far_faster_than_real_time_is_one_area_incident() {
+    // Both monitors replay a backlog at 6 000× real time (a minute of
+    // readings every 10 ms); B is 60 minutes behind A and their boards
+    // meet every 0.5 s, so A is 30 minutes past its openings' release —
+    // beyond max_wait_ms — before B's progress and parts arrive.
+    for partitions in [4, 12] {
+        let out = two_monitors(partitions, 60, 10, 50, |_| {});
+        assert_one_area_incident(&out, &format!("{partitions} partitions"));
+    }
+}
+
+#[test]
+fn homes_back_before_the_other_monitors_share_arrives_are_absorbed_with_the_blackout() {
+    // B is two hours behind, and the boards meet only every 1.5 s of wall
+    // time (150 replayed minutes): the dark homes are back (minute 180)
+    // while their openings still wait for the other monitor. Their
+    // recoveries wait with them, and both are absorbed once the other
+    // monitor's share shows the outage.
+    for partitions in [4, 12] {
+        let out = two_monitors(partitions, 120, 10, 150, |_| {});
+        assert_one_area_incident(&out, &format!("{partitions} partitions"));
+    }
+}
+
+#[test]
+fn without_the_wall_clock_wait_a_fast_replay_announces_the_blackout_home_by_home() {
+    // The same replay with remote_wait_ms = 0: the event-time wait alone
+    // runs out before the other monitor's share arrives, and A's dark homes
+    // come out one by one as DEVICE_OFFLINE (what monitors replaying a
+    // backlog did before they shared progress).
+    let out = two_monitors(4, 60, 10, 50, |s| s.opts.area.remote_wait_ms = 0);
+    let (_, homes) = tally(&out);
+    assert!(homes.len() > 10, "{homes:?}");
 }

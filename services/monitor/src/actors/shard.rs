@@ -497,6 +497,7 @@ impl Actor for ShardActor {
             readings_offset,
             households_offset,
             incidents_end,
+            poisoned: kept,
             ..
         } = restore::restore(&args.deps.sources(), args.partition)
             .await
@@ -530,7 +531,8 @@ impl Actor for ShardActor {
             unacked: Unacked::new(args.partition),
             incidents: HashMap::new(),
             to_spawn: VecDeque::new(),
-            poisoned: args.poisoned,
+            // What this supervisor saw fail, and what the store kept.
+            poisoned: args.poisoned.union(&kept).copied().collect(),
             inflight: args.inflight,
             changelog: Some(changelog),
             out: Vec::new(),
@@ -584,6 +586,8 @@ impl Actor for ShardActor {
         if let Some(h) = st.changelog.take() {
             h.abort();
         }
+        // Its next host (here or elsewhere) shares its progress from now on.
+        st.deps.board.release(st.partition);
         Ok(())
     }
 
