@@ -13,9 +13,11 @@
 //! file implementation; the history store (`dolbom-history`: embedded SQLite,
 //! the monitor's default, or ScyllaDB) implements the same trait. Calls are
 //! blocking: the monitor runs them on a blocking
-//! thread.
+//! thread. A partition's poisoned offsets (records that made its shard
+//! fail) are kept in the same store, as one more record per partition.
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -61,6 +63,50 @@ pub trait SnapshotStore: Send + Sync + 'static {
     /// The latest snapshot of a partition, if any.
     fn get(&self, group: &str, partition: i32)
         -> Result<Option<ShardSnapshot>, SnapshotStoreError>;
+
+    /// Durably replaces the partition's poisoned offsets: `plug.readings`
+    /// records that made its shard fail, to be dead-lettered instead of
+    /// processed by whichever process hosts the partition next. Kept as one
+    /// more record of the same store (group [`poisoned_group`]), so every
+    /// store keeps them as it keeps snapshots.
+    fn put_poisoned(
+        &self,
+        group: &str,
+        partition: i32,
+        offsets: &BTreeSet<i64>,
+    ) -> Result<(), SnapshotStoreError> {
+        self.put(&ShardSnapshot {
+            group: poisoned_group(group),
+            partition,
+            readings_offset: offsets.first().copied().unwrap_or(0),
+            households_offset: 0,
+            incidents_offset: 0,
+            taken_at_ms: 0,
+            state: postcard::to_allocvec(offsets).expect("in-memory serialization"),
+        })
+    }
+
+    /// The partition's poisoned offsets ([`put_poisoned`](Self::put_poisoned)).
+    fn get_poisoned(
+        &self,
+        group: &str,
+        partition: i32,
+    ) -> Result<BTreeSet<i64>, SnapshotStoreError> {
+        match self.get(&poisoned_group(group), partition)? {
+            None => Ok(BTreeSet::new()),
+            Some(s) => {
+                postcard::from_bytes(&s.state).map_err(|source| SnapshotStoreError::Corrupt {
+                    path: PathBuf::from(format!("{}/{partition}", s.group)),
+                    source,
+                })
+            }
+        }
+    }
+}
+
+/// The group under which a group's poisoned offsets are kept.
+pub fn poisoned_group(group: &str) -> String {
+    format!("{group}.poisoned")
 }
 
 /// One file per group and partition in a directory.
@@ -164,6 +210,25 @@ mod tests {
         // A fresh handle on the same directory sees the same (it is on disk).
         let again = FileSnapshotStore::open(dir.path()).unwrap();
         assert_eq!(again.get("dolbom-monitor", 1).unwrap(), Some(snap(1, 20)));
+    }
+
+    #[test]
+    fn poisoned_offsets_are_kept_beside_the_snapshot_and_replaced_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileSnapshotStore::open(dir.path()).unwrap();
+        let g = "dolbom-monitor";
+        assert!(store.get_poisoned(g, 3).unwrap().is_empty());
+        store.put(&snap(3, 10)).unwrap();
+        store.put_poisoned(g, 3, &BTreeSet::from([17])).unwrap();
+        store.put_poisoned(g, 3, &BTreeSet::from([17, 42])).unwrap();
+        assert_eq!(store.get_poisoned(g, 3).unwrap(), BTreeSet::from([17, 42]));
+        assert!(store.get_poisoned(g, 4).unwrap().is_empty());
+        assert!(store.get_poisoned("other", 3).unwrap().is_empty());
+        assert_eq!(
+            store.get(g, 3).unwrap(),
+            Some(snap(3, 10)),
+            "the snapshot is untouched"
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ use dolbom_snapshots::SnapshotStore;
 use prost::Message as _;
 use rdkafka::consumer::Consumer;
 use rdkafka::Offset;
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -29,6 +29,9 @@ pub(crate) struct Restored {
     /// `care.incidents` end offset after what the partition published.
     pub(crate) incidents_end: i64,
     pub(crate) from_snapshot: bool,
+    /// Offsets whose record made a shard of this partition fail (here or in
+    /// an earlier process): dead-lettered, not processed.
+    pub(crate) poisoned: BTreeSet<i64>,
 }
 
 /// What a restore reads from.
@@ -48,6 +51,7 @@ pub(crate) async fn restore(src: &Sources, p: i32) -> Result<Restored, MonitorEr
     let consumer = src.consumer.clone();
     let r = tokio::task::spawn_blocking(move || -> Result<Restored, MonitorError> {
         let snap = store.get(&opts.group_id, p)?;
+        let poisoned = store.get_poisoned(&opts.group_id, p)?;
         let now = Ts::now();
         // Event ids already published on this partition since the snapshot
         // (or ever, without one) are not published again.
@@ -113,6 +117,7 @@ pub(crate) async fn restore(src: &Sources, p: i32) -> Result<Restored, MonitorEr
             households_offset,
             incidents_end,
             from_snapshot: snap.is_some(),
+            poisoned,
         })
     })
     .await
@@ -125,6 +130,7 @@ pub(crate) async fn restore(src: &Sources, p: i32) -> Result<Restored, MonitorEr
         from_snapshot = r.from_snapshot,
         readings_offset = r.readings_offset,
         replay_ids = r.shard.replay_pending(),
+        poisoned = r.poisoned.len(),
         seconds = secs,
         "shard restored"
     );

@@ -5,9 +5,11 @@
 //!   the offsets their shards snapshotted when partitions are revoked.
 //! - [`partition::PartitionSupervisor`] forwards record batches to its shard.
 //!   When the shard panics (a poisoned message), it remembers the offset that
-//!   was in flight, restarts the shard (which restores from its last snapshot
-//!   and replays from there) and the new shard dead-letters that one record
-//!   instead of processing it. No other partition is touched.
+//!   was in flight — in the snapshot store too, so whichever process hosts
+//!   the partition next skips it as well — restarts the shard (which
+//!   restores from its last snapshot and replays from there) and the new
+//!   shard dead-letters that one record instead of processing it. No other
+//!   partition is touched.
 //! - [`shard::ShardActor`] hosts a [`dolbom_shard::Shard`]: restores it
 //!   ([`crate::restore`]), asks the ingest loop for its position, then
 //!   processes records, ticks and snapshots. Events go out through the

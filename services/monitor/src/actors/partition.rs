@@ -107,6 +107,29 @@ impl PartitionSupervisor {
         }
     }
 
+    /// Writes the poisoned offsets to the snapshot store, so that a process
+    /// that hosts the partition next (this one restarted, or another after
+    /// a rebalance) dead-letters them too instead of failing on them again.
+    /// A failed write is reported; this supervisor still remembers them.
+    async fn keep_poisoned(st: &SupervisorState) {
+        let store = st.deps.store.clone();
+        let group = st.deps.opts.group_id.clone();
+        let (partition, offsets) = (st.partition, st.poisoned.clone());
+        let kept =
+            tokio::task::spawn_blocking(move || store.put_poisoned(&group, partition, &offsets))
+                .await;
+        let kept = kept
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()));
+        if let Err(error) = kept {
+            tracing::error!(
+                partition = st.partition,
+                error,
+                "poisoned offsets not kept; only this process will skip them"
+            );
+        }
+    }
+
     /// The shard could not start: count it, then [`Self::retry_later`].
     fn failed(myself: &ActorRef<PartitionMsg>, st: &mut SupervisorState) {
         Self::count_failure(st);
@@ -305,8 +328,8 @@ impl Actor for PartitionSupervisor {
             );
             metrics::counter!(m::SHARD_RESTARTS, "partition" => st.partition.to_string())
                 .increment(1);
-            if offset >= 0 {
-                st.poisoned.insert(offset);
+            if offset >= 0 && st.poisoned.insert(offset) {
+                Self::keep_poisoned(st).await;
             }
             // The first failure of a healthy shard restarts it at once (a
             // poisoned record, dead-lettered on replay); one that keeps
