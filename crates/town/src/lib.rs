@@ -19,7 +19,12 @@
 //! standalone in-process bus, the load tests' plug simulator, or Kafka
 //! (`plug-sim`); the incident events that come back are checked with
 //! [`truth::check`]. Everything is deterministic for a given seed.
+//!
+//! [`lives`] is a second population for measuring detection rather than
+//! checking deadlines: people with their own routines, plugs on loads that
+//! switch themselves, benign long quiets and crises, each labelled.
 
+pub mod lives;
 pub mod truth;
 
 use dolbom_domain::config::{Absence, AbsenceKind, HouseholdConfig, SleepWindow};
