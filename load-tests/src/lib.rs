@@ -7,9 +7,10 @@
 //! deadline-to-incident latency), `history-bench` (writes into the embedded
 //! history store), `notify-bench` (notifications/s and latency through the
 //! notify service's gRPC stream and signed webhooks), `plug-sim` (the
-//! simulated town published to Kafka with its ground truth) and `scenario`
+//! simulated town published to Kafka with its ground truth), `scenario`
 //! (town, city, nation: the whole platform checked against the ground
-//! truth, whose check is `dolbom_town::truth`). The library holds what they
+//! truth, whose check is `dolbom_town::truth`) and `routines` (detection
+//! judged on a population that lives differently, [`routines`]). The library holds what they
 //! share: [`sim`] (the plug simulator),
 //! [`scenario`] (presets, meters,
 //! reports), [`inproc`] and [`overkafka`] (the two paths a scenario runs
@@ -27,6 +28,7 @@ pub mod faultnet;
 pub mod inproc;
 pub mod overkafka;
 pub mod plot;
+pub mod routines;
 pub mod scenario;
 pub mod sim;
 
