@@ -18,7 +18,7 @@ use dolbom_load_tests::faultnet::Cut;
 use dolbom_proto::v1 as pb;
 use harness::*;
 use prost::Message as _;
-use rdkafka::producer::{FutureRecord, Producer};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
 use std::process::Command;
@@ -54,29 +54,12 @@ fn readings_become_incidents_and_bad_records_are_dead_lettered() {
         )
         .await
         .unwrap();
-        let mut poison = reading(7, 6 * 60, None);
-        poison.device_id = "plug-poison".into();
-        p.send(
-            FutureRecord::to(&t.readings)
-                .key(&hh(7))
-                .payload(&poison.encode_to_vec()),
-            Duration::from_secs(10),
-        )
-        .await
-        .unwrap();
+        send_poison(&p, &t, 6 * 60).await;
         produce_minutes(&p, &t, 6 * 60..14 * 60).await;
         p.flush(Duration::from_secs(10)).unwrap();
     });
     assert_exactly_expected(&b.addr, &t, &[&m]);
-    let dead = read_records(&b.addr, &t.dead_letter);
-    let reasons: BTreeSet<String> = dead
-        .iter()
-        .flat_map(|(_, _, h)| {
-            h.iter()
-                .filter(|(k, _)| k == "dolbom-reason")
-                .map(|(_, v)| v.clone())
-        })
-        .collect();
+    let reasons: BTreeSet<String> = dead_letter_reasons(&b.addr, &t).into_iter().collect();
     assert_eq!(
         reasons,
         ["malformed", "shard_panic"]
@@ -88,6 +71,33 @@ fn readings_become_incidents_and_bad_records_are_dead_lettered() {
     );
     assert!(m.log().contains("shard failed; restarting"), "{}", m.log());
     m.terminate();
+}
+
+/// Sends household 7's reading of `minute` from the device the monitor is
+/// told to panic on (`DOLBOM_FAULT_INJECTION_DEVICE=plug-poison`).
+async fn send_poison(p: &FutureProducer, t: &Topics, minute: i64) {
+    let mut poison = reading(7, minute, None);
+    poison.device_id = "plug-poison".into();
+    p.send(
+        FutureRecord::to(&t.readings)
+            .key(&hh(7))
+            .payload(&poison.encode_to_vec()),
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+}
+
+/// The `dolbom-reason` of every record on the dead-letter topic.
+fn dead_letter_reasons(brokers: &str, t: &Topics) -> Vec<String> {
+    read_records(brokers, &t.dead_letter)
+        .into_iter()
+        .flat_map(|(_, _, h)| {
+            h.into_iter()
+                .filter(|(k, _)| k == "dolbom-reason")
+                .map(|(_, v)| v)
+        })
+        .collect()
 }
 
 /// Issue 14, path 8: the record that made a shard fail is remembered in
@@ -111,26 +121,14 @@ fn a_poisoned_record_is_skipped_by_the_next_process_too() {
     rt.block_on(async {
         produce_configs(&p, &t).await;
         produce_minutes(&p, &t, 0..60).await;
-        let mut poison = reading(7, 60, None);
-        poison.device_id = "plug-poison".into();
-        p.send(
-            FutureRecord::to(&t.readings)
-                .key(&hh(7))
-                .payload(&poison.encode_to_vec()),
-            Duration::from_secs(10),
-        )
-        .await
-        .unwrap();
+        send_poison(&p, &t, 60).await;
         produce_minutes(&p, &t, 60..70).await;
         p.flush(Duration::from_secs(10)).unwrap();
     });
     let panics = || {
-        read_records(&b.addr, &t.dead_letter)
+        dead_letter_reasons(&b.addr, &t)
             .iter()
-            .filter(|(_, _, h)| {
-                h.iter()
-                    .any(|(k, v)| k == "dolbom-reason" && v == "shard_panic")
-            })
+            .filter(|r| *r == "shard_panic")
             .count()
     };
     let until = |n: usize, what: &str, log: &dyn Fn() -> String| {
