@@ -38,9 +38,11 @@ const CLIENT_ID: &str = "dolbom-monitor-areas";
 
 /// Starts sharing `board` with the other monitors until `stop`; without an
 /// areas topic (`topics.areas` empty) nothing is shared and this monitor's
-/// shards judge areas from their own partitions only.
+/// shards judge areas from their own partitions only. `readings_partitions`
+/// is the readings topic's partition count (`kafka::ensure_topics`).
 pub(crate) fn share(
     opts: &MonitorOptions,
+    readings_partitions: i32,
     board: AreaBoard,
     stop: CancellationToken,
 ) -> Result<Option<JoinHandle<()>>, MonitorError> {
@@ -66,15 +68,7 @@ pub(crate) fn share(
     reader.assign(&tpl)?;
     // Every partition of the readings topic another monitor hosts is waited
     // for, whether or not its parts have arrived yet.
-    let readings = reader
-        .client()
-        .fetch_metadata(Some(&opts.topics.readings), KAFKA_TIMEOUT)?;
-    let partitions = readings
-        .topics()
-        .iter()
-        .map(|t| t.partitions().len())
-        .sum::<usize>();
-    board.share_progress_on(copies.len(), partitions as i32);
+    board.share_progress_on(copies.len(), readings_partitions);
     let sharer = Sharer {
         topic,
         monitor: monitor_id(&opts.instance_id),

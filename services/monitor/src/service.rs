@@ -127,7 +127,7 @@ pub async fn run(
     let routes: Routes = Arc::default();
     let stop = shutdown.child_token();
     let board = AreaBoard::new();
-    let sharing = crate::areas::share(&opts, board.clone(), stop.clone())?;
+    let sharing = crate::areas::share(&opts, partitions, board.clone(), stop.clone())?;
     let deps = Arc::new(Deps {
         opts: opts.clone(),
         router,
