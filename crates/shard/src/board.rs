@@ -274,6 +274,22 @@ impl AreaBoard {
         copies.values().map(|(_, t)| *t).min()
     }
 
+    /// The partitions other monitors host, as far as this board knows (each
+    /// readings partition, any that shared progress, any with a part of
+    /// `area`), but `partition` and those hosted here; none while progress
+    /// is not shared. May repeat a partition.
+    fn elsewhere<'a>(
+        b: &'a BoardInner,
+        partition: i32,
+        area: Option<&str>,
+    ) -> impl Iterator<Item = i32> + 'a {
+        let parts = area.and_then(|a| b.areas.get(a));
+        let known = (0..b.partitions)
+            .chain(b.shared.keys().copied())
+            .chain(parts.into_iter().flat_map(|parts| parts.keys().copied()));
+        known.filter(move |p| b.copies > 0 && *p != partition && !b.progress.contains_key(p))
+    }
+
     /// Whether another partition holding part of `area` has not yet judged
     /// up to `to` (what it will see of the area by then is still to come),
     /// and whose. While progress is shared, every partition another monitor
@@ -282,16 +298,10 @@ impl AreaBoard {
     pub fn others_behind(&self, area: &str, partition: i32, to: Ts) -> Behind {
         let b = self.lock();
         let late = |p: i32| Self::judged(&b, p).is_none_or(|t| t < to);
-        let parts = b.areas.get(area);
-        if b.copies > 0 {
-            let mut elsewhere = (0..b.partitions)
-                .chain(b.shared.keys().copied())
-                .chain(parts.into_iter().flat_map(|parts| parts.keys().copied()));
-            if elsewhere.any(|p| p != partition && !b.progress.contains_key(&p) && late(p)) {
-                return Behind::Elsewhere;
-            }
+        if Self::elsewhere(&b, partition, Some(area)).any(late) {
+            return Behind::Elsewhere;
         }
-        let here = parts.is_some_and(|parts| {
+        let here = b.areas.get(area).is_some_and(|parts| {
             parts
                 .keys()
                 .any(|p| *p != partition && b.progress.contains_key(p) && late(*p))
@@ -308,10 +318,8 @@ impl AreaBoard {
     /// missing from every area's count, so no area can be judged a whole.
     pub fn others_unheard(&self, partition: i32) -> bool {
         let b = self.lock();
-        b.copies > 0
-            && (0..b.partitions).chain(b.shared.keys().copied()).any(|p| {
-                p != partition && !b.progress.contains_key(&p) && Self::judged(&b, p).is_none()
-            })
+        let unheard = Self::elsewhere(&b, partition, None).any(|p| Self::judged(&b, p).is_none());
+        unheard
     }
 
     /// The furthest another partition holding part of `area` has judged
