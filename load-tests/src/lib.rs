@@ -39,6 +39,13 @@ pub fn resident_bytes() -> Option<u64> {
     Some(pages * 4096)
 }
 
+/// The `p`-quantile (0..=1) of already sorted samples: the sample nearest
+/// to rank `p × (n − 1)`; `None` without samples.
+pub fn percentile<T: Copy>(sorted: &[T], p: f64) -> Option<T> {
+    let i = ((sorted.len() as f64 - 1.0) * p).round();
+    (!sorted.is_empty()).then(|| sorted[i as usize])
+}
+
 /// The sum of a counter (all its label sets) in Prometheus text output.
 pub fn counter(text: &str, name: &str) -> f64 {
     text.lines()

@@ -54,8 +54,7 @@ impl Measured {
     pub fn quantile(minutes: &[i64], q: f64) -> Option<i64> {
         let mut v = minutes.to_vec();
         v.sort_unstable();
-        let i = ((v.len() as f64 - 1.0) * q).round() as usize;
-        v.get(i).copied()
+        crate::percentile(&v, q)
     }
 }
 

@@ -270,7 +270,7 @@ impl Lives {
         let weekend = local.weekday().number_from_monday() >= 6;
         let daylight = seasonal_daylight(minute, local.ordinal());
         for (i, h) in self.homes.iter_mut().enumerate() {
-            let now = h.truth.episodes.iter().find(|e| e.covers(t)).cloned();
+            let now = h.truth.episodes.iter().find(|e| e.covers(t));
             if matches!(now, Some(Episode::Offline { .. })) {
                 continue;
             }

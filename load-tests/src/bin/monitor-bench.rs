@@ -108,11 +108,9 @@ fn send(p: &FutureProducer, topic: &str, partition: i32, key: &str, payload: &[u
     }
 }
 
+/// [`dolbom_load_tests::percentile`], NaN without samples.
 fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+    dolbom_load_tests::percentile(sorted, p).unwrap_or(f64::NAN)
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

@@ -116,12 +116,9 @@ fn elapsed(from_us: i64, to_us: i64) -> Duration {
     Duration::from_micros((to_us - from_us).max(1) as u64)
 }
 
+/// [`dolbom_load_tests::percentile`], NaN without samples.
 fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
+    dolbom_load_tests::percentile(sorted, p).unwrap_or(f64::NAN)
 }
 
 fn report(name: &str, mut lat_ms: Vec<f64>, elapsed: Duration) {
