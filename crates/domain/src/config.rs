@@ -212,6 +212,68 @@ pub struct Absence {
     pub ends_at: Ts,
 }
 
+/// How readily a household's learned routine raises ATTENTION before the
+/// fixed threshold (see `dolbom-engine`'s `routine`): a quiet span is a
+/// routine break once all but [`allowed_misses`](Self::allowed_misses) of
+/// the reference days were active in it and, by how often the home is
+/// active in each of its hours, it would come about at most once in
+/// [`one_in_days`](Self::one_in_days) days. Higher sensitivity alerts sooner
+/// and more often.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RoutineSensitivity {
+    /// No routine-break alerts; the fixed thresholds alone.
+    Off,
+    Low,
+    #[default]
+    Normal,
+    High,
+}
+
+impl RoutineSensitivity {
+    /// How rare (once in this many days) a quiet must be to break the
+    /// routine; `None` when off.
+    pub fn one_in_days(self) -> Option<u32> {
+        match self {
+            RoutineSensitivity::Off => None,
+            RoutineSensitivity::Low => Some(10_000),
+            RoutineSensitivity::Normal => Some(1_000),
+            RoutineSensitivity::High => Some(100),
+        }
+    }
+
+    /// Reference days that may have been quiet through the span too.
+    pub fn allowed_misses(self) -> u8 {
+        1
+    }
+}
+
+/// Learned detection settings of one household (issue 18). The fixed
+/// thresholds always apply; these only add earlier alerts and decide what
+/// counts as activity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Learning {
+    pub routine: RoutineSensitivity,
+    /// Recognise plugs whose load switches itself (a refrigerator's
+    /// compressor, a timer) and do not count their switching as activity.
+    pub recognise_automatic_loads: bool,
+    /// Defer the fixed ATTENTION deadline when it falls in hours this home
+    /// is usually quiet in (a learned sleep window), to the end of those
+    /// hours, never past the CAUTION deadline — as a configured sleep
+    /// window does. Needs the routine on and learned.
+    pub defer_through_usual_quiet: bool,
+}
+
+impl Default for Learning {
+    fn default() -> Self {
+        Self {
+            routine: RoutineSensitivity::Normal,
+            recognise_automatic_loads: true,
+            defer_through_usual_quiet: false,
+        }
+    }
+}
+
 /// A household's monitoring configuration. Compact: the monitor holds millions.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct HouseholdConfig {
@@ -227,6 +289,7 @@ pub struct HouseholdConfig {
     /// Sorted by `starts_at`.
     pub absences: Vec<Absence>,
     pub sleep_window: Option<SleepWindow>,
+    pub learning: Learning,
     pub version: u64,
     pub building_id: Option<Box<str>>,
     /// Monitoring clocks start here.
@@ -256,6 +319,7 @@ impl HouseholdConfig {
             night_holiday_consent: false,
             absences: Vec::new(),
             sleep_window: None,
+            learning: Learning::default(),
             version: 1,
             building_id: None,
             registered_at,

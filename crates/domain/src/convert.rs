@@ -2,13 +2,13 @@
 //! here once; errors name the wire field.
 
 use crate::config::{
-    Absence, AbsenceKind, ActivityRule, ConfigError, HouseholdConfig, NoiseFloors, SleepWindow,
-    Thresholds, DEFAULT_OFFLINE_AFTER_MINUTES,
+    Absence, AbsenceKind, ActivityRule, ConfigError, HouseholdConfig, Learning, NoiseFloors,
+    RoutineSensitivity, SleepWindow, Thresholds, DEFAULT_OFFLINE_AFTER_MINUTES,
 };
 use crate::ids::{DeviceId, DongCode, HouseholdId, IncidentId, MunicipalityCode};
 use crate::incident::{
-    EventType, HouseholdEvent, IncidentKind, Outcome, Reason, ReasonCode, Route, Stage,
-    SuppressionCause,
+    EventType, HouseholdEvent, IncidentKind, Outcome, Reason, ReasonCode, Route, RoutineEvidence,
+    Stage, SuppressionCause,
 };
 use crate::time::Ts;
 use dolbom_proto::prost_types::Timestamp;
@@ -115,6 +115,26 @@ impl TryFrom<&pb::HouseholdConfig> for HouseholdConfig {
                 })?,
             }),
         };
+        let learning = match &p.learning {
+            None => Learning::default(),
+            Some(l) => Learning {
+                routine: match pb::RoutineSensitivity::try_from(l.routine) {
+                    Ok(pb::RoutineSensitivity::Unspecified)
+                    | Ok(pb::RoutineSensitivity::Normal) => RoutineSensitivity::Normal,
+                    Ok(pb::RoutineSensitivity::Off) => RoutineSensitivity::Off,
+                    Ok(pb::RoutineSensitivity::Low) => RoutineSensitivity::Low,
+                    Ok(pb::RoutineSensitivity::High) => RoutineSensitivity::High,
+                    Err(_) => {
+                        return Err(ConfigError::new(
+                            "learning.routine",
+                            format!("unknown value {}", l.routine),
+                        ))
+                    }
+                },
+                recognise_automatic_loads: !l.automatic_loads_are_activity,
+                defer_through_usual_quiet: l.defer_attention_through_usual_quiet,
+            },
+        };
         let cfg = HouseholdConfig {
             household_id,
             municipality,
@@ -130,6 +150,7 @@ impl TryFrom<&pb::HouseholdConfig> for HouseholdConfig {
             night_holiday_consent: p.night_holiday_consent,
             absences,
             sleep_window,
+            learning,
             version: p.version,
             building_id: (!p.building_id.is_empty()).then(|| p.building_id.as_str().into()),
             registered_at: required_ts(&p.registered_at, "registered_at")?,
@@ -175,10 +196,25 @@ impl From<&HouseholdConfig> for pb::HouseholdConfig {
                 start_minute: w.start_minute as u32,
                 end_minute: w.end_minute as u32,
             }),
+            learning: Some(learning(&c.learning)),
             version: c.version,
             building_id: c.building_id.as_deref().unwrap_or_default().to_string(),
             registered_at: Some(timestamp(c.registered_at)),
         }
+    }
+}
+
+/// Learned detection settings on the wire.
+pub fn learning(l: &Learning) -> pb::LearnedDetection {
+    pb::LearnedDetection {
+        routine: match l.routine {
+            RoutineSensitivity::Off => pb::RoutineSensitivity::Off,
+            RoutineSensitivity::Low => pb::RoutineSensitivity::Low,
+            RoutineSensitivity::Normal => pb::RoutineSensitivity::Normal,
+            RoutineSensitivity::High => pb::RoutineSensitivity::High,
+        } as i32,
+        automatic_loads_are_activity: !l.recognise_automatic_loads,
+        defer_attention_through_usual_quiet: l.defer_through_usual_quiet,
     }
 }
 
@@ -246,6 +282,7 @@ pub fn reason(r: &Reason) -> pb::Reason {
         ReasonCode::NoReadings => pb::ReasonCode::NoReadings,
         ReasonCode::AreaSilent => pb::ReasonCode::AreaSilent,
         ReasonCode::PipelineStalled => pb::ReasonCode::PipelineStalled,
+        ReasonCode::RoutineBreak => pb::ReasonCode::RoutineBreak,
     };
     pb::Reason {
         code: code as i32,
@@ -256,7 +293,37 @@ pub fn reason(r: &Reason) -> pb::Reason {
         last_light_change: Some(timestamp(r.last_light_change)),
         last_reading: Some(timestamp(r.last_reading)),
         deferred_by_sleep_window: r.deferred_by_sleep_window,
+        routine: r.routine.map(|e| pb::RoutineEvidence {
+            usual_from: Some(timestamp(e.usual_from)),
+            usual_until: Some(timestamp(e.usual_until)),
+            reference_days: e.reference_days.into(),
+            active_days: e.active_days.into(),
+            one_in_days: e.one_in_days,
+        }),
     }
+}
+
+/// The routine evidence a wire reason carries, if it is complete.
+pub fn routine_from_wire(r: &pb::Reason) -> Option<RoutineEvidence> {
+    let e = r.routine.as_ref()?;
+    let byte = |v: u32| u8::try_from(v).ok();
+    Some(RoutineEvidence {
+        usual_from: ts(e.usual_from.as_ref()?),
+        usual_until: ts(e.usual_until.as_ref()?),
+        active_days: byte(e.active_days)?,
+        reference_days: byte(e.reference_days)?,
+        one_in_days: e.one_in_days,
+    })
+}
+
+/// What a person reads about why a wire reason fired beyond its code:
+/// today the routine-break evidence ([`RoutineEvidence::explain`]).
+pub fn explanation(r: &pb::Reason) -> Option<String> {
+    if r.code != pb::ReasonCode::RoutineBreak as i32 {
+        return None;
+    }
+    let quiet_since = ts(r.quiet_since.as_ref()?);
+    Some(routine_from_wire(r)?.explain(quiet_since))
 }
 
 fn event_type(e: EventType) -> (pb::IncidentEventType, pb::SuppressionCause) {
@@ -490,6 +557,7 @@ pub fn platform_event(p: &PlatformIncident<'_>) -> pb::IncidentEvent {
             last_light_change: p.episode_start,
             last_reading: p.episode_start,
             deferred_by_sleep_window: false,
+            routine: None,
         })),
         route: Some(route(p.route)),
         episode_start: Some(timestamp(p.episode_start)),

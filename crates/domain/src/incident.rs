@@ -149,6 +149,48 @@ pub enum ReasonCode {
     NoReadings,
     AreaSilent,
     PipelineStalled,
+    /// Quiet through hours this home is normally active in (its learned
+    /// routine); the evidence is in [`Reason::routine`].
+    RoutineBreak,
+}
+
+/// Why a routine break is unusual: the home was quiet through
+/// `[usual_from, usual_until)`, though on `active_days` of its last
+/// `reference_days` days with readings it showed activity in those clock
+/// hours; and by how often it is active in each of them, a quiet that long
+/// would come about once in `one_in_days` days (hours taken as
+/// independent: an estimate, not a promise).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RoutineEvidence {
+    pub usual_from: Ts,
+    pub usual_until: Ts,
+    pub active_days: u8,
+    pub reference_days: u8,
+    pub one_in_days: u32,
+}
+
+impl RoutineEvidence {
+    /// The evidence in words a dong officer checks (Korean, as the
+    /// platform's messages are; local Seoul times, no personal data):
+    /// "평소 활동 시간대 10:00–13:00에 활동 없음 (최근 14일 중 14일은 이 시간대에
+    /// 활동, 이만큼 조용한 날은 약 1000일에 한 번, 조용한 지 3시간 10분)".
+    pub fn explain(&self, quiet_since: Ts) -> String {
+        let hhmm = |t: Ts| {
+            let m = t.kst_minute_of_day();
+            format!("{:02}:{:02}", m / 60, m % 60)
+        };
+        let quiet = (self.usual_until.since(quiet_since) / crate::time::MINUTE_MS).max(0);
+        format!(
+            "평소 활동 시간대 {}–{}에 활동 없음 (최근 {}일 중 {}일은 이 시간대에 활동, 이만큼 조용한 날은 약 {}일에 한 번, 조용한 지 {}시간 {}분)",
+            hhmm(self.usual_from),
+            hhmm(self.usual_until),
+            self.reference_days,
+            self.active_days,
+            self.one_in_days,
+            quiet / 60,
+            quiet % 60,
+        )
+    }
 }
 
 /// The reason an incident carries: which signal went quiet, since when, and
@@ -163,7 +205,11 @@ pub struct Reason {
     pub last_power_change: Ts,
     pub last_light_change: Ts,
     pub last_reading: Ts,
+    /// ATTENTION was deferred to the end of a sleep window: the configured
+    /// one, or the home's usual quiet (learned).
     pub deferred_by_sleep_window: bool,
+    /// Set when the learned routine raised the stage (code `RoutineBreak`).
+    pub routine: Option<RoutineEvidence>,
 }
 
 /// One event the engine emits for a household.

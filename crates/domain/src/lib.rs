@@ -33,19 +33,20 @@ pub mod config;
 pub mod convert;
 pub mod ids;
 pub mod incident;
+pub mod legacy;
 pub mod logsafe;
 pub mod named;
 pub mod time;
 
 pub use clock::{Clock, ManualClock, SharedClock, WallClock};
 pub use config::{
-    Absence, AbsenceKind, ActivityRule, ConfigError, HouseholdConfig, NoiseFloors, SleepWindow,
-    Thresholds,
+    Absence, AbsenceKind, ActivityRule, ConfigError, HouseholdConfig, Learning, NoiseFloors,
+    RoutineSensitivity, SleepWindow, Thresholds,
 };
 pub use ids::{DeviceId, DongCode, HouseholdId, IdError, IncidentId, MunicipalityCode};
 pub use incident::{
-    EventType, HouseholdEvent, IncidentKind, Outcome, Reason, ReasonCode, Route, Stage,
-    SuppressionCause,
+    EventType, HouseholdEvent, IncidentKind, Outcome, Reason, ReasonCode, Route, RoutineEvidence,
+    Stage, SuppressionCause,
 };
 pub use named::Named;
 pub use time::{Ts, DAY_MS, HOUR_MS, MINUTE_MS};

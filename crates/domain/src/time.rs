@@ -13,6 +13,9 @@ pub const HOUR_MS: i64 = 60 * MINUTE_MS;
 /// One day in milliseconds.
 pub const DAY_MS: i64 = 24 * HOUR_MS;
 
+/// Seoul's offset from UTC (no daylight saving since 1988).
+pub const KST_OFFSET_MS: i64 = 9 * HOUR_MS;
+
 /// An instant: milliseconds since 1970-01-01T00:00:00Z.
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
@@ -62,6 +65,20 @@ impl Ts {
     pub fn kst_minute_of_day(self) -> u32 {
         let t = self.to_kst();
         t.hour() * 60 + t.minute()
+    }
+    /// Seoul's local day as a number (days since 1970-01-01 local), by
+    /// arithmetic: KST is UTC+9 without daylight saving since 1988, so this
+    /// needs no time-zone table (the engine calls it per reading).
+    pub const fn kst_day_number(self) -> i64 {
+        (self.0 + KST_OFFSET_MS).div_euclid(DAY_MS)
+    }
+    /// The local clock hour in Seoul, 0..24, by the same arithmetic.
+    pub const fn kst_hour(self) -> u32 {
+        ((self.0 + KST_OFFSET_MS).rem_euclid(DAY_MS) / HOUR_MS) as u32
+    }
+    /// Local midnight in Seoul starting day `day` of [`kst_day_number`](Self::kst_day_number).
+    pub const fn kst_day_start(day: i64) -> Ts {
+        Ts(day * DAY_MS - KST_OFFSET_MS)
     }
     /// The instant of a Seoul wall-clock time.
     pub fn from_kst(local: NaiveDateTime) -> Ts {

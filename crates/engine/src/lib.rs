@@ -2,9 +2,9 @@
 //! wall clock — every call is told what time it is.
 //!
 //! Owns [`HouseholdState`], the compact per-household state the monitor keeps
-//! for millions of households (see `size_of_state` in the tests: under 100 bytes
-//! for a one-plug household), and the rules that turn readings and the passage
-//! of time into [`Effect`]s:
+//! for millions of households (see `size_of_state` in the tests: 152 bytes for
+//! a one-plug household, learned routine and cycle included), and the rules
+//! that turn readings and the passage of time into [`Effect`]s:
 //!
 //! - **Activity.** Per plug, a reading is compared with that plug's previous
 //!   reading: a power change beyond `noise.watts` (an appliance switched on or
@@ -42,6 +42,21 @@
 //!   inactivity incident opens at once. An inactivity incident that is already
 //!   open is never replaced by an offline one: it keeps escalating.
 //! - A household with no plugs is not monitored.
+//! - **Automatic loads** ([`cycle`]): per plug, a load that switches itself
+//!   on a regular cycle (a refrigerator's compressor, a timer) is
+//!   recognised after six matching cycles, and from then on its own
+//!   switching is not power activity; a change off its cycle (a door
+//!   opened, another load) still is. On unless the household's
+//!   `learning.recognise_automatic_loads` is off.
+//! - **Learned routine** ([`routine`]): which clock hours of each of the
+//!   last 16 days showed activity. After a learning period (at least 12 of
+//!   the 14 days before the quiet began had readings), a quiet that covers
+//!   enough whole hours in which the home was active on all of its
+//!   reference days (the household's `learning.routine` sensitivity says
+//!   how many hours, and how many days may differ) raises ATTENTION at that
+//!   hour, with reason `RoutineBreak` and its evidence — never later than
+//!   the fixed ATTENTION deadline, which applies always. CAUTION and DANGER
+//!   stay on their fixed thresholds.
 //!
 //! Data flow: the monitor's shard resolves a reading's device to its household,
 //! calls [`HouseholdState::on_reading`], and schedules a timer at
@@ -50,10 +65,25 @@
 
 use dolbom_domain::config::HouseholdConfig;
 use dolbom_domain::incident::{
-    EventType, HouseholdEvent, IncidentKind, Reason, ReasonCode, Stage, SuppressionCause,
+    EventType, HouseholdEvent, IncidentKind, Reason, ReasonCode, RoutineEvidence, Stage,
+    SuppressionCause,
 };
 use dolbom_domain::{Absence, ActivityRule, Ts, MINUTE_MS};
 use smallvec::SmallVec;
+
+pub mod cycle;
+pub mod legacy;
+pub mod routine;
+
+use cycle::Cycle;
+use routine::Routine;
+
+/// Reference days that may have been as quiet as the current quiet for it
+/// to still count as usual (the ATTENTION deferral through usual quiet).
+pub const USUAL_QUIET_MISSES: u8 = 0;
+/// How long past the latest end of such a quiet on the reference days the
+/// deferred ATTENTION waits (a little later than ever is still usual).
+pub const USUAL_QUIET_MARGIN_MS: i64 = 60 * MINUTE_MS;
 
 /// Readings stamped further than this ahead of the caller's clock are rejected:
 /// a plug with a runaway clock must not push its household's deadlines away.
@@ -150,6 +180,7 @@ struct PlugState {
     seen: u64,
     watts: f32,
     lux: f32,
+    cycle: Cycle,
 }
 
 /// The state of one household. Time and configuration come in as arguments.
@@ -164,17 +195,35 @@ pub struct HouseholdState {
     last_closed: Ts,
     open: Option<Open>,
     plugs: SmallVec<[PlugState; 1]>,
+    routine: Routine,
+}
+
+/// How a stage's deadline was set.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Due {
+    Fixed,
+    /// ATTENTION deferred to the end of the sleep window.
+    SleepWindow,
+    /// ATTENTION deferred to the end of the home's usual quiet.
+    UsualQuiet,
+    /// ATTENTION raised early by the learned routine.
+    Routine(RoutineEvidence),
 }
 
 fn device_hash(id: &str) -> u64 {
     xxhash_rust::xxh3::xxh3_64(id.as_bytes())
 }
 
-fn changed(prev: f32, now: Option<f32>, floor: f32) -> bool {
+/// The change from `prev` to `now` if it is beyond `floor`.
+fn change(prev: f32, now: Option<f32>, floor: f32) -> Option<f32> {
     match now {
-        Some(v) if !prev.is_nan() => (v - prev).abs() > floor,
-        _ => false,
+        Some(v) if !prev.is_nan() && (v - prev).abs() > floor => Some(v - prev),
+        _ => None,
     }
+}
+
+fn changed(prev: f32, now: Option<f32>, floor: f32) -> bool {
+    change(prev, now, floor).is_some()
 }
 
 impl HouseholdState {
@@ -188,6 +237,7 @@ impl HouseholdState {
             last_closed: Ts::MIN,
             open: None,
             plugs: SmallVec::new(),
+            routine: Routine::default(),
         }
     }
 
@@ -263,17 +313,75 @@ impl HouseholdState {
         at.since(self.silent_since(cfg, at)) >= cfg.offline_after_ms()
     }
 
-    /// When `stage` falls due for a quiet period starting at `q`, and whether
-    /// the sleep window deferred it.
-    fn stage_due(cfg: &HouseholdConfig, q: Ts, stage: Stage) -> (Ts, bool) {
+    /// When `stage` falls due for a quiet period starting at `q`, and how
+    /// that deadline was set: the fixed threshold, deferred by the sleep
+    /// window (ATTENTION only), or brought forward by the learned routine
+    /// (ATTENTION only, never later than the fixed deadline).
+    fn stage_due(&self, cfg: &HouseholdConfig, q: Ts, stage: Stage) -> (Ts, Due) {
         let due = q.plus_minutes(cfg.thresholds.minutes(stage));
-        if stage == Stage::Attention {
-            if let Some(end) = cfg.sleep_window.and_then(|w| w.end_after(due)) {
-                let caution = q.plus_minutes(cfg.thresholds.caution_minutes);
-                return (end.min(caution), true);
+        if stage != Stage::Attention {
+            return (due, Due::Fixed);
+        }
+        let caution = q.plus_minutes(cfg.thresholds.caution_minutes);
+        let (mut fixed, mut how) = match cfg.sleep_window.and_then(|w| w.end_after(due)) {
+            Some(end) => (end.min(caution), Due::SleepWindow),
+            None => (due, Due::Fixed),
+        };
+        let sensitivity = cfg.learning.routine;
+        if cfg.learning.defer_through_usual_quiet && sensitivity.one_in_days().is_some() {
+            // While as quiet as this home has been on other days, the fixed
+            // ATTENTION waits (never past CAUTION); a home the plug shows
+            // little of waits for CAUTION.
+            let until = match self
+                .routine
+                .usual_until(q, self.today(), USUAL_QUIET_MISSES)
+            {
+                Some(t) if t.since(q) >= 16 * 60 * MINUTE_MS => Some(caution),
+                other => other.map(|t| t.plus_ms(USUAL_QUIET_MARGIN_MS)),
+            };
+            if let Some(until) = until.filter(|u| *u > fixed) {
+                (fixed, how) = (until.min(caution), Due::UsualQuiet);
             }
         }
-        (due, false)
+        if let Some(days) = sensitivity.one_in_days() {
+            let max_chance = 1.0 / f64::from(days);
+            if let Some((at, evidence)) =
+                self.routine
+                    .break_due(q, self.today(), max_chance, sensitivity.allowed_misses())
+            {
+                if at < fixed {
+                    return (at, Due::Routine(evidence));
+                }
+            }
+        }
+        (fixed, how)
+    }
+
+    /// Whether the household's routine has been learned for a quiet period
+    /// starting now (the learning period is over).
+    pub fn routine_learned(&self, at: Ts) -> bool {
+        self.routine.learned(at, self.today())
+    }
+
+    /// The routine's current day: the day of the newest reading.
+    fn today(&self) -> i64 {
+        routine::day_of(self.last_reading)
+    }
+
+    /// A reading observed at `t`: the newest reading (and the routine's
+    /// day) move forward to it.
+    fn saw_reading(&mut self, t: Ts) {
+        if t > self.last_reading {
+            let from = self.today();
+            self.last_reading = t;
+            self.routine.roll(from, self.today());
+        }
+    }
+
+    /// The learned period (seconds) of each plug whose load is recognised
+    /// as automatic, in the order the plugs were first seen.
+    pub fn automatic_loads(&self) -> impl Iterator<Item = u32> + '_ {
+        self.plugs.iter().filter_map(|p| p.cycle.period_s())
     }
 
     fn reason(&self, cfg: &HouseholdConfig, open: Open, q: Ts) -> Reason {
@@ -287,10 +395,23 @@ impl HouseholdState {
             (_, ActivityRule::PowerAndLight) if p <= l => ReasonCode::NoPowerChange,
             (_, ActivityRule::PowerAndLight) => ReasonCode::NoLightChange,
         };
-        let (quiet_since, threshold_minutes, deferred) = match stage {
+        let (quiet_since, threshold_minutes, how) = match stage {
             // A device-offline incident before it became a welfare risk: silent since its start.
-            Stage::Normal => (since, cfg.offline_after_minutes, false),
-            s => (q, cfg.thresholds.minutes(s), Self::stage_due(cfg, q, s).1),
+            Stage::Normal => (since, cfg.offline_after_minutes, Due::Fixed),
+            s => {
+                let (due, how) = self.stage_due(cfg, q, s);
+                let minutes = match how {
+                    Due::Routine(_) => (due.since(q) / MINUTE_MS) as u32,
+                    _ => cfg.thresholds.minutes(s),
+                };
+                (q, minutes, how)
+            }
+        };
+        let (code, routine) = match how {
+            Due::Routine(e) if kind == IncidentKind::Inactivity => {
+                (ReasonCode::RoutineBreak, Some(e))
+            }
+            _ => (code, None),
         };
         Reason {
             code,
@@ -300,7 +421,8 @@ impl HouseholdState {
             last_power_change: p,
             last_light_change: l,
             last_reading: self.last_reading,
-            deferred_by_sleep_window: deferred,
+            deferred_by_sleep_window: matches!(how, Due::SleepWindow | Due::UsualQuiet),
+            routine,
         }
     }
 
@@ -336,7 +458,7 @@ impl HouseholdState {
             if stage <= open.stage {
                 continue;
             }
-            let (due, _) = Self::stage_due(cfg, q, stage);
+            let (due, _) = self.stage_due(cfg, q, stage);
             if due > now {
                 break;
             }
@@ -401,7 +523,7 @@ impl HouseholdState {
                 self.open = Some(open);
                 let due = since.plus_ms(cfg.offline_after_ms());
                 self.emit(cfg, open, EventType::Opened, due, q, out);
-            } else if Self::stage_due(cfg, q, Stage::Attention).0 <= now {
+            } else if self.stage_due(cfg, q, Stage::Attention).0 <= now {
                 self.open = Some(Open {
                     kind: IncidentKind::Inactivity,
                     stage: Stage::Normal,
@@ -449,7 +571,7 @@ impl HouseholdState {
             }
         };
         if let Some(s) = Stage::WELFARE.into_iter().find(|s| *s > stage) {
-            next = next.min(Self::stage_due(cfg, q, s).0);
+            next = next.min(self.stage_due(cfg, q, s).0);
         }
         // An absence expiring restarts the quiet clock.
         let a = self.last_activity(cfg.rule);
@@ -495,18 +617,24 @@ impl HouseholdState {
                     seen: 1,
                     watts: r.watts.unwrap_or(f32::NAN),
                     lux: r.lux.unwrap_or(f32::NAN),
+                    cycle: Cycle::default(),
                 });
-                self.last_reading = self.last_reading.max(r.observed_at);
+                self.saw_reading(r.observed_at);
                 self.evaluate(cfg, now, out);
                 return Ok(ReadingOutcome::Fresh { activity: false });
             }
         };
+        let activity_before = self.last_activity(cfg.rule);
+        let automatic = cfg.learning.recognise_automatic_loads;
         let plug = &mut self.plugs[idx];
         let key = (r.observed_at, r.sequence);
         let last = (plug.last_at, plug.last_seq);
         let (power, light, outcome);
         if key > last {
-            power = changed(plug.watts, r.watts, noise.watts);
+            // Every edge teaches the plug's cycle; its own switching is not
+            // activity when automatic loads are recognised.
+            power = change(plug.watts, r.watts, noise.watts)
+                .is_some_and(|d| !plug.cycle.edge(r.observed_at, d, noise.watts) || !automatic);
             light = changed(plug.lux, r.lux, noise.lux);
             if r.sequence > plug.last_seq {
                 let shift = r.sequence - plug.last_seq;
@@ -534,7 +662,7 @@ impl HouseholdState {
             if light {
                 self.last_light_change = self.last_light_change.max(r.observed_at);
             }
-            self.last_reading = self.last_reading.max(r.observed_at);
+            self.saw_reading(r.observed_at);
             outcome = ReadingOutcome::Fresh {
                 activity: power || light,
             };
@@ -548,8 +676,10 @@ impl HouseholdState {
                 return Ok(ReadingOutcome::Duplicate);
             }
             plug.seen |= bit;
-            // A change between this reading and the newest one happened by then.
-            power = changed(plug.watts, r.watts, noise.watts);
+            // A change between this reading and the newest one happened by
+            // then (unless the plug's load is automatic: its own switching).
+            power = changed(plug.watts, r.watts, noise.watts)
+                && !(automatic && plug.cycle.recognised());
             light = changed(plug.lux, r.lux, noise.lux);
             let at = plug.last_at;
             if power {
@@ -564,6 +694,11 @@ impl HouseholdState {
             if !(power || light) {
                 return Ok(outcome);
             }
+        }
+        let activity = self.last_activity(cfg.rule);
+        if activity > activity_before {
+            let today = self.today();
+            self.routine.active(activity, today);
         }
         if let Some(starts_at) = absence_before {
             if self.absence_in_force(cfg, now).is_none() {
@@ -594,3 +729,5 @@ impl HouseholdState {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_learning;

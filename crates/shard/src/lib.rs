@@ -51,11 +51,13 @@
 
 mod area;
 mod board;
+mod snapshot;
 mod wheel;
 
 use area::Area;
 pub use area::{AreaCounts, AreaOptions};
 pub use board::{AreaBoard, Behind, SharedCounts, SharedProgress};
+use snapshot::{SnapshotOwned, SnapshotRef, SNAPSHOT_FORMAT};
 pub use wheel::TimerWheel;
 
 use dolbom_calendar::Router;
@@ -1333,12 +1335,7 @@ impl Shard {
         wall_now: Ts,
         already_published: HashSet<String>,
     ) -> Result<Self, SnapshotError> {
-        let (format, _) = postcard::take_from_bytes::<u32>(bytes)?;
-        let s: SnapshotOwned = match format {
-            SNAPSHOT_FORMAT => postcard::from_bytes(bytes)?,
-            2 => postcard::from_bytes::<SnapshotOwnedV2>(bytes)?.into(),
-            f => return Err(SnapshotError::Format(f)),
-        };
+        let s = SnapshotOwned::decode(bytes)?;
         let mut shard = Shard::new(s.partition, opts, router, wall_now);
         shard.slots = s.slots;
         shard.areas = s.areas;
@@ -1394,82 +1391,6 @@ impl Shard {
                 .open_incident()
                 .map(|(k, s, t)| (&e.cfg.household_id, k, s, t))
         })
-    }
-}
-
-/// 2: areas remember when their last outage recovered.
-/// 3: pending openings keep a closing that arrived while they waited.
-const SNAPSHOT_FORMAT: u32 = 3;
-
-#[derive(Serialize)]
-struct SnapshotRef<'a> {
-    format: u32,
-    partition: i32,
-    slots: &'a [Option<Entity>],
-    areas: &'a [Area],
-    pending: &'a [Pending],
-    event_max: Option<Ts>,
-    fired_to: Ts,
-    health: &'a Health,
-}
-
-#[derive(Deserialize)]
-struct SnapshotOwned {
-    #[allow(dead_code)] // read ahead of the rest, to choose the layout
-    format: u32,
-    partition: i32,
-    slots: Vec<Option<Entity>>,
-    areas: Vec<Area>,
-    pending: Vec<Pending>,
-    event_max: Option<Ts>,
-    fired_to: Ts,
-    health: Health,
-}
-
-/// Format 2 (still restored): pending openings without `closed`.
-#[derive(Deserialize)]
-struct SnapshotOwnedV2 {
-    format: u32,
-    partition: i32,
-    slots: Vec<Option<Entity>>,
-    areas: Vec<Area>,
-    pending: Vec<PendingV2>,
-    event_max: Option<Ts>,
-    fired_to: Ts,
-    health: Health,
-}
-
-#[derive(Deserialize)]
-struct PendingV2 {
-    slot: u32,
-    event: HouseholdEvent,
-    until: Ts,
-    release: bool,
-}
-
-impl From<SnapshotOwnedV2> for SnapshotOwned {
-    fn from(s: SnapshotOwnedV2) -> Self {
-        let pending = s
-            .pending
-            .into_iter()
-            .map(|p| Pending {
-                slot: p.slot,
-                event: p.event,
-                until: p.until,
-                release: p.release,
-                closed: None,
-            })
-            .collect();
-        SnapshotOwned {
-            format: s.format,
-            partition: s.partition,
-            slots: s.slots,
-            areas: s.areas,
-            pending,
-            event_max: s.event_max,
-            fired_to: s.fired_to,
-            health: s.health,
-        }
     }
 }
 

@@ -58,14 +58,24 @@ fn summary(out: &[Output]) -> Vec<String> {
 }
 
 /// Household 0 stays quiet; household 1 is busy and keeps the partition's clock moving.
+/// hh-0 quiet, hh-1 busy: something switched at minutes 0 and 28 of every
+/// 31 (a person, not a cycle an automatic load would keep).
 fn quiet_and_busy(minutes: i64, shard: &mut Shard, out: &mut Vec<Output>) {
-    for m in 0..minutes {
+    quiet_and_busy_from(0, minutes, shard, out)
+}
+
+fn quiet_and_busy_from(from: i64, minutes: i64, shard: &mut Shard, out: &mut Vec<Output>) {
+    for m in from..minutes {
         let t = T0.plus_ms(m * MINUTE_MS);
         let wall = WALL0.plus_ms(m * 1000);
         shard
             .on_reading(&reading(0, t, m as u64, 5.0), wall, out)
             .unwrap();
-        let w = if m % 30 == 0 { 100.0 } else { 5.0 };
+        let w = if m % 31 == 0 || m % 31 == 28 {
+            100.0
+        } else {
+            5.0
+        };
         shard
             .on_reading(&reading(1, t, m as u64, w), wall, out)
             .unwrap();
@@ -406,20 +416,36 @@ fn snapshot_round_trips() {
     ));
 }
 
+/// Written by the shard of commit 35f7334 (format 3) for `two_households`
+/// after `quiet_and_busy(13 * 60)`: hh-0 at ATTENTION, hh-1 busy.
+const FORMAT_3: &[u8] = include_bytes!("../fixtures/format3.snapshot");
+
 #[test]
-fn a_format_2_snapshot_restores_and_an_unknown_format_is_refused() {
+fn format_2_and_3_snapshots_restore_and_an_unknown_format_is_refused() {
     let mut s = two_households();
     let mut out = Vec::new();
     quiet_and_busy(13 * 60, &mut s, &mut out);
-    let mut bytes = s.snapshot();
-    assert_eq!(bytes[0], 3, "the format leads the snapshot");
-    // Format 2 differs only in the pending openings, none here.
-    bytes[0] = 2;
+    assert_eq!(s.snapshot()[0], 4, "the format leads the snapshot");
     let last_wall = WALL0.plus_ms((13 * 60 - 1) * 1000);
-    let r = Shard::restore(&bytes, opts(), router(), last_wall, HashSet::new()).unwrap();
-    assert_eq!(r.households(), 2);
-    assert_eq!(r.open_incident("hh-0"), s.open_incident("hh-0"));
-    assert_eq!(r.snapshot(), s.snapshot(), "written back as format 3");
+    let mut bytes = FORMAT_3.to_vec();
+    assert_eq!(bytes[0], 3);
+    for format in [3, 2] {
+        // Format 2 differs only in the pending openings, none here.
+        bytes[0] = format;
+        let mut r = Shard::restore(&bytes, opts(), router(), last_wall, HashSet::new()).unwrap();
+        assert_eq!(r.households(), 2);
+        assert_eq!(r.open_incident("hh-0"), s.open_incident("hh-0"));
+        assert_eq!(r.open_incident("hh-1"), None);
+        assert_eq!(r.snapshot()[0], 4, "written back as format 4");
+        // The restored household raises its next stage when it falls due.
+        let mut out = Vec::new();
+        quiet_and_busy_from(13 * 60, 25 * 60, &mut r, &mut out);
+        let raised = out.iter().any(|o| {
+            matches!(o, Output::Event(e) if e.household_id == "hh-0"
+                && e.stage == dolbom_proto::v1::Stage::Caution as i32)
+        });
+        assert!(raised, "{out:?}");
+    }
     bytes[0] = 9;
     assert!(matches!(
         Shard::restore(&bytes, opts(), router(), last_wall, HashSet::new()),

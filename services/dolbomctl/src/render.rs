@@ -2,7 +2,7 @@
 
 use crate::Output;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
-use dolbom_domain::convert::ts;
+use dolbom_domain::convert::{explanation, ts};
 use dolbom_proto::prost_types::Timestamp;
 use dolbom_proto::v1 as pb;
 use serde_json::{json, Value};
@@ -72,6 +72,15 @@ fn incident_json(i: &pb::Incident) -> Value {
         "resolved_by": i.resolved_by,
         "outcome": outcome(i.outcome),
         "outcome_note": i.outcome_note,
+        "reason": i.reason.as_ref().map(|r| json!({
+            "code": name(
+                pb::ReasonCode::try_from(r.code).map(|e| e.as_str_name()),
+                "REASON_CODE_"
+            ),
+            "quiet_since": rfc3339(&r.quiet_since),
+            "threshold_minutes": r.threshold_minutes,
+            "explanation": explanation(r),
+        })),
     })
 }
 

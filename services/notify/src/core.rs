@@ -89,6 +89,9 @@ pub struct CoreParts {
     /// Current policy per municipality; `"*"` for everyone else (the
     /// platform default when absent).
     pub policies: std::collections::HashMap<String, dolbom_escalation::Policy>,
+    /// Learned-detection defaults per municipality; `"*"` for everyone
+    /// else (the platform default when absent).
+    pub learning: std::collections::HashMap<String, dolbom_domain::Learning>,
     pub clock: SharedClock,
     pub history: Arc<HistoryWriter>,
     pub channels: Vec<Arc<dyn Channel>>,
@@ -113,6 +116,7 @@ pub struct Core {
     pub(crate) cipher: Cipher,
     router: Router,
     pub(crate) policies: Policies,
+    pub(crate) learning: std::collections::HashMap<String, dolbom_domain::Learning>,
     clock: SharedClock,
     pub(crate) history: Arc<HistoryWriter>,
     pub(crate) deliveries: Deliveries,
@@ -149,6 +153,7 @@ impl Core {
             cipher: p.cipher,
             router: p.router,
             policies: Policies::new(p.policies),
+            learning: p.learning,
             clock: p.clock,
             history: p.history,
             deliveries,

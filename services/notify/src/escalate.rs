@@ -15,7 +15,7 @@ use crate::delivery::{Finished, Ledger};
 use crate::error::NotifyError;
 use crate::metrics as m;
 use crate::store::{self, OutboxRow};
-use dolbom_domain::convert::{kind_from_wire, stage_from_wire};
+use dolbom_domain::convert::{explanation, kind_from_wire, stage_from_wire};
 use dolbom_domain::incident::{IncidentKind, Stage};
 use dolbom_domain::Ts;
 use dolbom_escalation::{round_id, Action, Escalation, Notice, Purpose, StopReason};
@@ -97,11 +97,19 @@ fn text(n: &Notice, view: &pb::Incident) -> String {
             "[돌봄] 연락 실패: {} 단계 사건에 아무에게도 알림이 전달되지 않았습니다. 재시도 중, 확인 필요: {id}",
             n.stage.korean()
         ),
-        (Purpose::Alert | Purpose::StageRaised, _) => format!(
-            "[돌봄] {} 단계: 가구 {hh} (행정동 {}) 활동 없음. 확인 후 응답해 주세요: {id}",
-            n.stage.korean(),
-            view.dong_code,
-        ),
+        (Purpose::Alert | Purpose::StageRaised, _) => {
+            let why = view
+                .reason
+                .as_ref()
+                .and_then(explanation)
+                .map(|e| format!(" {e}."))
+                .unwrap_or_default();
+            format!(
+                "[돌봄] {} 단계: 가구 {hh} (행정동 {}) 활동 없음.{why} 확인 후 응답해 주세요: {id}",
+                n.stage.korean(),
+                view.dong_code,
+            )
+        }
     }
 }
 

@@ -5,6 +5,7 @@ use crate::channels::{Recipient, RetryOptions, SmsOptions};
 use crate::error::NotifyError;
 use dolbom_auth::{Verifier, VerifyingKey};
 use dolbom_calendar::{OfficeHours, Router};
+use dolbom_domain::config::{Learning, RoutineSensitivity};
 use dolbom_domain::Named;
 use dolbom_escalation::{Policy, Tier};
 use dolbom_history::{Retention, ScyllaOptions, WriterOptions};
@@ -12,6 +13,27 @@ use dolbom_kafka::KafkaOptions;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::PathBuf;
+
+/// One municipality's learned-detection defaults (`"*"` = for all others),
+/// given to a household created without its own `learning` settings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MunicipalityLearning {
+    pub municipality: String,
+    /// `off`, `low`, `normal` or `high`.
+    pub routine: RoutineSensitivity,
+    /// Recognise automatic loads (a fridge's compressor) and not count
+    /// their switching as activity.
+    #[serde(default = "yes")]
+    pub recognise_automatic_loads: bool,
+    /// Defer the fixed ATTENTION through the home's usual quiet (fewer
+    /// false alerts; some crises alerted later than the fixed threshold).
+    #[serde(default)]
+    pub defer_through_usual_quiet: bool,
+}
+
+fn yes() -> bool {
+    true
+}
 
 /// One municipality's escalation policy (`"*"` = the default for all others).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,6 +91,8 @@ pub struct NotifyOptions {
     pub retry: RetryOptions,
     pub recipients: Vec<Recipient>,
     pub policies: Vec<MunicipalityPolicy>,
+    /// Learned-detection defaults per municipality (`[[learning]]`).
+    pub learning: Vec<MunicipalityLearning>,
     pub office_hours: OfficeHours,
     /// Extra (temporary) holidays, TOML as `dolbom holidays` documents.
     pub holidays_file: Option<PathBuf>,
@@ -116,6 +140,7 @@ impl Default for NotifyOptions {
             retry: RetryOptions::default(),
             recipients: Vec::new(),
             policies: Vec::new(),
+            learning: Vec::new(),
             office_hours: OfficeHours::default(),
             holidays_file: None,
             tick_ms: 1000,
@@ -179,6 +204,21 @@ impl dolbom_options::Options for NotifyOptions {
             p.policy
                 .validate()
                 .map_err(|e| bad(&format!("policies[{i}]"), &e.to_string()))?;
+        }
+        for (i, l) in self.learning.iter().enumerate() {
+            let code = &l.municipality;
+            if code != "*" && dolbom_domain::MunicipalityCode::new(code).is_err() {
+                return Err(bad(
+                    &format!("learning[{i}].municipality"),
+                    "must be a 5-digit 시군구 code or \"*\"",
+                ));
+            }
+            if self.learning[..i].iter().any(|o| &o.municipality == code) {
+                return Err(bad(
+                    &format!("learning[{i}].municipality"),
+                    "is listed twice",
+                ));
+            }
         }
         self.check_reachable()?;
         check_url(
@@ -368,6 +408,25 @@ impl NotifyOptions {
             }
         }
         Ok(())
+    }
+
+    /// Learned-detection defaults per municipality; `"*"` for all others
+    /// (the platform's defaults when absent).
+    pub fn learning_map(&self) -> HashMap<String, Learning> {
+        let mut m: HashMap<String, Learning> = self
+            .learning
+            .iter()
+            .map(|l| {
+                let learning = Learning {
+                    routine: l.routine,
+                    recognise_automatic_loads: l.recognise_automatic_loads,
+                    defer_through_usual_quiet: l.defer_through_usual_quiet,
+                };
+                (l.municipality.clone(), learning)
+            })
+            .collect();
+        m.entry("*".into()).or_default();
+        m
     }
 
     pub fn policy_map(&self) -> HashMap<String, Policy> {

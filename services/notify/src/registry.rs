@@ -108,6 +108,18 @@ fn normalise(cfg: &pb::HouseholdConfig, prefix: &str) -> Result<pb::HouseholdCon
 }
 
 impl Core {
+    /// The learned-detection settings a new household of `municipality`
+    /// gets when it is created without its own.
+    fn default_learning(&self, municipality: &str) -> pb::LearnedDetection {
+        let l = self
+            .learning
+            .get(municipality)
+            .or_else(|| self.learning.get("*"))
+            .copied()
+            .unwrap_or_default();
+        dolbom_domain::convert::learning(&l)
+    }
+
     fn seal_contact(&self, id: &str, c: &pb::HouseholdContact) -> Result<Vec<u8>, NotifyError> {
         self.cipher.encrypt(id, &c.encode_to_vec())
     }
@@ -201,6 +213,9 @@ impl Core {
             cfg.registered_at = Some(timestamp(now));
         }
         check_registered_at(&cfg, now)?;
+        if cfg.learning.is_none() {
+            cfg.learning = Some(self.default_learning(&cfg.municipality_code));
+        }
         cfg.version = 1;
         let mut cfg = normalise(&cfg, "config.")?;
         let contact = req.contact.unwrap_or_default();
@@ -263,6 +278,9 @@ impl Core {
                 next.version = old.config.version + 1;
                 if next.registered_at.is_none() {
                     next.registered_at = old.config.registered_at;
+                }
+                if next.learning.is_none() {
+                    next.learning = old.config.learning;
                 }
                 check_registered_at(&next, core.now())?;
                 let next = normalise(&next, "config.")?;
@@ -556,6 +574,9 @@ impl Core {
             }
             if r.offline_after_minutes != 0 {
                 c.offline_after_minutes = r.offline_after_minutes;
+            }
+            if r.learning.is_some() {
+                c.learning = r.learning;
             }
             Ok(())
         })

@@ -88,6 +88,7 @@ pub async fn build(
         cipher,
         router: opts.router()?,
         policies: opts.policy_map(),
+        learning: opts.learning_map(),
         clock,
         history: writer.clone(),
         channels: chans,

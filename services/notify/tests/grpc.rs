@@ -869,6 +869,7 @@ async fn validation_errors_name_the_field() {
                 danger_minutes: 20,
             }),
             offline_after_minutes: 0,
+            learning: None,
         })
         .await
         .unwrap_err();
@@ -2336,5 +2337,129 @@ async fn a_thousand_watch_streams_from_one_token_do_not_delay_another_municipali
     for r in &readers {
         r.abort();
     }
+    svc.stop().await;
+}
+
+/// Learned detection is set per municipality (the options' defaults for a
+/// household created without its own) and per household (in its config,
+/// or through SetThresholds); an update that leaves it out keeps it. A
+/// routine break's alert explains itself in the SMS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn learned_detection_per_municipality_and_household_and_its_alert_explains_itself() {
+    use dolbom_domain::config::RoutineSensitivity;
+    use dolbom_notify::options::MunicipalityLearning;
+    let t0 = kst(2026, 11, 23, 13, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::generate("k1").unwrap();
+    let mut gw = Gateway::start().await;
+    let (clock, _now) = manual_clock(t0);
+    let svc = Service::start_tuned(dir.path(), clock, &key, &gw.url, |o| {
+        o.learning = vec![MunicipalityLearning {
+            municipality: "11110".into(),
+            routine: RoutineSensitivity::Low,
+            recognise_automatic_loads: false,
+            defer_through_usual_quiet: true,
+        }];
+    })
+    .await;
+    let p = Principal::municipality("jongno", "11110", true);
+    let mut c = client(&svc.addr, Some(token(&key, &p))).await;
+    let learning = |h: pb::Household| h.config.unwrap().learning.unwrap();
+    let create = |cfg: pb::HouseholdConfig| pb::CreateHouseholdRequest {
+        config: Some(cfg),
+        contact: Some(contact()),
+    };
+    // Jongno's default, and the platform's elsewhere.
+    let h = c
+        .registry
+        .create_household(create(config("11110-1", "11110", false)))
+        .await
+        .unwrap()
+        .into_inner();
+    let low = pb::LearnedDetection {
+        routine: pb::RoutineSensitivity::Low as i32,
+        automatic_loads_are_activity: true,
+        defer_attention_through_usual_quiet: true,
+    };
+    assert_eq!(learning(h), low);
+    let h = c
+        .registry
+        .create_household(create(config("26110-1", "26110", false)))
+        .await
+        .unwrap()
+        .into_inner();
+    let normal = pb::LearnedDetection {
+        routine: pb::RoutineSensitivity::Normal as i32,
+        ..Default::default()
+    };
+    assert_eq!(learning(h), normal);
+    // A household's own choice, kept by an update that leaves it out.
+    let high = pb::LearnedDetection {
+        routine: pb::RoutineSensitivity::High as i32,
+        ..Default::default()
+    };
+    let h = c
+        .registry
+        .set_thresholds(pb::SetThresholdsRequest {
+            household_id: "11110-1".into(),
+            learning: Some(high),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(learning(h), high);
+    let h = c
+        .registry
+        .update_household(pb::UpdateHouseholdRequest {
+            config: Some(config("11110-1", "11110", true)),
+            contact: None,
+            expected_version: 2,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(learning(h), high);
+    // An unknown sensitivity is refused and names the field.
+    let mut bad = config("11110-2", "11110", false);
+    bad.learning = Some(pb::LearnedDetection {
+        routine: 99,
+        ..Default::default()
+    });
+    let e = c.registry.create_household(create(bad)).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(
+        e.message().starts_with("config.learning.routine"),
+        "{}",
+        e.message()
+    );
+    // A routine break: the SMS says which usual hours went quiet.
+    let mut e = opened("11110-1", "11110", pb::Stage::Attention, t0);
+    e.reason = Some(pb::Reason {
+        code: pb::ReasonCode::RoutineBreak as i32,
+        quiet_since: Some(timestamp(kst(2026, 11, 23, 10, 20))),
+        threshold_minutes: 160,
+        routine: Some(pb::RoutineEvidence {
+            usual_from: Some(timestamp(kst(2026, 11, 23, 11, 0))),
+            usual_until: Some(timestamp(t0)),
+            reference_days: 14,
+            active_days: 14,
+            one_in_days: 1500,
+        }),
+        ..Default::default()
+    });
+    svc.core.ingest(vec![e.clone()]).await.unwrap();
+    let key1 = format!("{}/s0/a1", e.incident_id);
+    let hits = gw.until("/sms", &key1).await;
+    let sms = hits.iter().find(|h| h.idempotency_key == key1).unwrap();
+    let text = sms.body["text"].as_str().unwrap_or_default().to_string();
+    assert!(
+        text.contains("평소 활동 시간대 11:00–13:00에 활동 없음")
+            && text.contains("최근 14일 중 14일")
+            && text.contains("약 1500일에 한 번")
+            && text.contains("조용한 지 2시간 40분"),
+        "{}",
+        sms.body
+    );
     svc.stop().await;
 }
