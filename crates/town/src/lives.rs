@@ -3,8 +3,10 @@
 //! long sleepers, people who nap, later weekends — and its plug sits on
 //! either something a person switches (a TV, a kettle) or something that
 //! switches itself (a refrigerator's compressor, a boiler on a timer: not a
-//! sign of life). Rooms get seasonal daylight and a lamp when someone is up
-//! after dark. Over the run some households have benign long quiets (a trip,
+//! sign of life — though a fridge's door, opened by a person, lights its
+//! lamp and starts the compressor early). Rooms get seasonal daylight, a
+//! lamp when someone is up after dark, and for half the people a light now
+//! and then in the day. Over the run some households have benign long quiets (a trip,
 //! a day in bed with a cold, a registered hospital stay), some a crisis
 //! (activity stops at a random time of day while the plug keeps reporting
 //! and automatic loads keep cycling; some are found and recover), and some
@@ -145,6 +147,15 @@ struct Home {
     in_use: u32,
     /// Phase of an automatic load's cycle.
     phase: u32,
+    /// A refrigerator: chance per awake minute that its door is opened
+    /// (the compressor starts early if it was off), and its lamp's watts
+    /// (an LED of 2–4 W stays under the noise floor; a bulb does not).
+    door_rate: f64,
+    fridge_lamp: f32,
+    /// Chance per awake minute in daylight of switching a room light on
+    /// (0 for people who never do), and minutes it stays on.
+    day_lights: f64,
+    light_left: u32,
 }
 
 /// The population. See the module docs.
@@ -238,6 +249,18 @@ impl Lives {
                     use_rate: r.random_range(0.01..0.06),
                     in_use: 0,
                     phase: r.random_range(0..60),
+                    door_rate: r.random_range(0.005..0.03),
+                    fridge_lamp: if r.random_bool(0.5) {
+                        r.random_range(2.0..4.0)
+                    } else {
+                        r.random_range(15.0..25.0)
+                    },
+                    day_lights: if r.random_bool(0.5) {
+                        r.random_range(0.002..0.02)
+                    } else {
+                        0.0
+                    },
+                    light_left: 0,
                     rng: r,
                 }
             })
@@ -301,16 +324,31 @@ impl Lives {
                     on_min,
                     watts,
                 } => {
-                    let at = (t.millis() / MINUTE_MS) as u32 + h.phase;
-                    if at % period_min < on_min {
-                        watts
-                    } else {
-                        1.5
+                    let minute = (t.millis() / MINUTE_MS) as u32;
+                    let mut on = (minute + h.phase) % period_min < on_min;
+                    let mut lamp = 0.0;
+                    // A fridge's door: its lamp while open, and warm air in
+                    // starts the compressor at once if it was off.
+                    if period_min < 120 && stirring && !sick && h.rng.random_bool(h.door_rate) {
+                        lamp = h.fridge_lamp;
+                        if !on {
+                            h.phase = (period_min - minute % period_min) % period_min;
+                            on = true;
+                        }
                     }
+                    lamp + if on { watts } else { 1.5 }
                 }
             };
-            // A lamp when someone is up after dark, and daylight whoever is home.
-            let lamp = if stirring && daylight < 30.0 {
+            // A room light: when someone is up after dark, and for some
+            // people now and then in the day; daylight whoever is home.
+            if !stirring || sick {
+                h.light_left = 0;
+            } else if h.light_left > 0 {
+                h.light_left -= 1;
+            } else if daylight >= 30.0 && h.rng.random_bool(h.day_lights) {
+                h.light_left = h.rng.random_range(5..60);
+            }
+            let lamp = if stirring && (daylight < 30.0 || h.light_left > 0) {
                 120.0
             } else {
                 0.0
