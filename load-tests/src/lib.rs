@@ -29,6 +29,7 @@ pub mod inproc;
 pub mod overkafka;
 pub mod plot;
 pub mod routines;
+pub mod routines_plot;
 pub mod scenario;
 pub mod sim;
 

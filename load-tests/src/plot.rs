@@ -17,7 +17,7 @@ const FONTS: &[&str] = &[
 ];
 
 /// Registers a system font as `sans-serif`; false when none was found.
-fn font() -> bool {
+pub(crate) fn font() -> bool {
     static FONT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *FONT.get_or_init(|| {
         FONTS.iter().any(|p| {
@@ -29,7 +29,7 @@ fn font() -> bool {
     })
 }
 
-fn err(e: impl std::fmt::Display) -> anyhow::Error {
+pub(crate) fn err(e: impl std::fmt::Display) -> anyhow::Error {
     anyhow::anyhow!("plot: {e}")
 }
 
