@@ -50,13 +50,24 @@
 //!   `learning.recognise_automatic_loads` is off.
 //! - **Learned routine** ([`routine`]): which clock hours of each of the
 //!   last 16 days showed activity. After a learning period (at least 12 of
-//!   the 14 days before the quiet began had readings), a quiet that covers
-//!   enough whole hours in which the home was active on all of its
-//!   reference days (the household's `learning.routine` sensitivity says
-//!   how many hours, and how many days may differ) raises ATTENTION at that
-//!   hour, with reason `RoutineBreak` and its evidence — never later than
-//!   the fixed ATTENTION deadline, which applies always. CAUTION and DANGER
-//!   stay on their fixed thresholds.
+//!   the 14 days before the quiet began had activity), a quiet is a
+//!   *routine break* at the first whole hour by which (a) it covers at least
+//!   two whole hours, (b) all but one reference day showed activity in those
+//!   clock hours, and (c) by the home's hourly activity (each hour active on
+//!   `k` of `n` days, taken as `(k + ½) / (n + 1)`, hours independent) such a
+//!   quiet would come at most once in 1 000 days (`learning.routine`
+//!   NORMAL; LOW 10 000, HIGH 100, OFF none). It raises ATTENTION then, with
+//!   reason `RoutineBreak` and its evidence — never later than the fixed
+//!   ATTENTION deadline, which applies during learning and always. CAUTION
+//!   and DANGER stay on their fixed thresholds.
+//! - **Usual quiet** (`learning.defer_through_usual_quiet`, off by default):
+//!   once learned, a fixed ATTENTION deadline that falls while the quiet is
+//!   still as usual as on every reference day (none of them had shown
+//!   activity yet in the same clock hours) waits until an hour after the
+//!   latest of them did, or for CAUTION when that is more than 16 hours
+//!   away; never past CAUTION. Like a configured sleep window (the reason
+//!   says `deferred_by_sleep_window`), and with the same cost: a crisis that
+//!   begins like a usual night is alerted later than the fixed 12 h.
 //!
 //! Data flow: the monitor's shard resolves a reading's device to its household,
 //! calls [`HouseholdState::on_reading`], and schedules a timer at

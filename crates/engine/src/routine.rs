@@ -13,20 +13,25 @@
 //! **The rule** ([`Routine::break_due`]): a quiet period starting at `q`
 //! is a routine break at the first whole clock hour `e` when the span of
 //! whole hours from the hour after `q`'s to `e` (at least
-//! [`MIN_SPAN_HOURS`], at most [`MAX_SPAN_HOURS`]) was, on all but
-//! `allowed_misses` of the reference days, a span in which the home showed
-//! activity in at least `active_hours` of those hours. The reference days
-//! are the [`REFERENCE_DAYS`] days before `q`'s day that had activity; until
-//! at least [`MIN_REFERENCE_DAYS`] of them exist (the learning period) there
-//! is no routine break. A span that crosses midnight is compared with the
-//! same clock hours, shifted back a whole number of days.
+//! [`MIN_SPAN_HOURS`], at most [`MAX_SPAN_HOURS`]) was a span in which all
+//! but `allowed_misses` of the reference days showed activity, and the
+//! chance of a quiet through it — each hour active on `k` of the `n`
+//! reference days, estimated `(k + ½) / (n + 1)`, hours taken as
+//! independent — is at most `max_chance`. The reference days are the
+//! [`REFERENCE_DAYS`] days before `q`'s day that had activity; until at least
+//! [`MIN_REFERENCE_DAYS`] of them exist (the learning period) there is no
+//! routine break. A span that crosses midnight is compared with the same
+//! clock hours, shifted back a whole number of days.
 //!
-//! Each reference day either was or was not active through the span, so the
-//! evidence is countable and explainable: "quiet through 10:00–13:00; on 14
-//! of the last 14 days with readings this home was active in at least 2 of
-//! those hours". The rule is deliberately empirical (no independence between
-//! hours assumed): a home whose days vary needs a longer span before every
-//! reference day had activity in it, so it is alerted later, not more often.
+//! The two conditions pull together: the day count is empirical (no
+//! independence assumed) but cannot certify anything rarer than one day in
+//! fifteen; the chance is a model that can, and it adapts to the home — a
+//! home busy every hour breaks its routine after three quiet hours, one that
+//! uses its plug now and then only after many. The evidence is explainable:
+//! "quiet through 10:00–13:00; on 14 of the last 14 days with activity this
+//! home was active then; a quiet that long about once in 30 000 days".
+//! [`Routine::usual_until`] is the same rule at its loosest (any chance): how
+//! long a quiet is still as usual as on the reference days.
 
 use dolbom_domain::{RoutineEvidence, Ts, HOUR_MS};
 

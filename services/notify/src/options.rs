@@ -591,6 +591,47 @@ wait_minutes = 10
     }
 
     #[test]
+    fn learning_defaults_name_a_municipality_once_and_a_known_sensitivity() {
+        let example = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../deploy/notify.example.toml"
+        );
+        let ex = NotifyOptions::load(Some(std::path::Path::new(example)), serde_json::json!({}))
+            .unwrap();
+        let m = ex.learning_map();
+        assert_eq!(m["11110"].routine, RoutineSensitivity::Normal);
+        assert_eq!(m["*"], Learning::default());
+        let with = |code: &str| MunicipalityLearning {
+            municipality: code.into(),
+            routine: RoutineSensitivity::Low,
+            recognise_automatic_loads: true,
+            defer_through_usual_quiet: true,
+        };
+        let mut o = ex.clone();
+        o.learning = vec![with("1111")];
+        assert!(o
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("learning[0].municipality"));
+        o.learning = vec![with("*"), with("11110"), with("11110")];
+        assert!(o
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("learning[2]"));
+        // An unknown sensitivity does not load.
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("n.toml");
+        std::fs::write(
+            &f,
+            "[[learning]]\nmunicipality = \"*\"\nroutine = \"loud\"\n",
+        )
+        .unwrap();
+        assert!(NotifyOptions::load(Some(&f), serde_json::json!({})).is_err());
+    }
+
+    #[test]
     fn endpoints_need_https_and_secrets_stay_out_of_debug_and_open_files() {
         let dir = tempfile::tempdir().unwrap();
         let mut o = NotifyOptions::default();

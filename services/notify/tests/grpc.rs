@@ -2362,7 +2362,8 @@ async fn learned_detection_per_municipality_and_household_and_its_alert_explains
         }];
     })
     .await;
-    let p = Principal::municipality("jongno", "11110", true);
+    // A national operator, to register in two municipalities.
+    let p = Principal::national("ops");
     let mut c = client(&svc.addr, Some(token(&key, &p))).await;
     let learning = |h: pb::Household| h.config.unwrap().learning.unwrap();
     let create = |cfg: pb::HouseholdConfig| pb::CreateHouseholdRequest {
