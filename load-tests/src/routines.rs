@@ -81,6 +81,12 @@ pub struct Measured {
     pub detect_minutes: Vec<i64>,
     /// The same, for crises that began between 07:00 and 20:00 (local).
     pub detect_minutes_daytime: Vec<i64>,
+    /// The same, for daytime crises that began after the learning period
+    /// (the routine trusted): what learned detection does once it has
+    /// learned.
+    pub detect_minutes_daytime_learned: Vec<i64>,
+    /// Crises that began after the learning period.
+    pub crises_learned: usize,
     /// The same, by the window of [`START_WINDOWS`] the crisis began in.
     pub detect_minutes_by_start: [Vec<i64>; 4],
     /// Crises in homes whose plug is on an automatic load, and how many of
@@ -300,6 +306,7 @@ fn judge(
                 from.plus_ms(i64::from(cfg.thresholds.attention_minutes) * MINUTE_MS);
             if attention_due < until {
                 m.crises += 1;
+                m.crises_learned += usize::from(from >= learned_from);
                 m.automatic_crises += usize::from(automatic);
                 let first = alerts.iter().find(|a| a.at >= from && a.at < until);
                 let minutes = first.map(|a| a.at.since(from) / MINUTE_MS);
@@ -311,6 +318,9 @@ fn judge(
                     let start = from.kst_minute_of_day();
                     if (7 * 60..20 * 60).contains(&start) {
                         m.detect_minutes_daytime.push(minutes);
+                        if from >= learned_from {
+                            m.detect_minutes_daytime_learned.push(minutes);
+                        }
                     }
                     let w = START_WINDOWS
                         .iter()

@@ -76,16 +76,20 @@ pub fn plot(results: &[(Detection, Measured)], title: &str, path: &Path) -> anyh
         .margin(10)
         .x_label_area_size(if labels { 30 } else { 0 })
         .y_label_area_size(if labels { 60 } else { 0 })
-        .build_cartesian_2d(0.0..3.0, 0.0..max)
+        .build_cartesian_2d(-0.5..2.5, 0.0..max)
         .map_err(err)?;
     if labels {
         c.configure_mesh()
             .disable_x_mesh()
-            .x_labels(3)
-            .x_label_formatter(&|x| match *x as usize {
-                0 => "ATTENTION".into(),
-                1 => "CAUTION".into(),
-                _ => "DANGER".into(),
+            .x_labels(7)
+            .x_label_formatter(&|x: &f64| {
+                let names = ["ATTENTION", "CAUTION", "DANGER"];
+                let i = x.round();
+                if (x - i).abs() < 0.01 && (0.0..3.0).contains(&i) {
+                    names[i as usize].into()
+                } else {
+                    String::new()
+                }
             })
             .draw()
             .map_err(err)?;
@@ -94,7 +98,7 @@ pub fn plot(results: &[(Detection, Measured)], title: &str, path: &Path) -> anyh
         let colour = COLOURS[i % COLOURS.len()];
         let f = m.false_per_thousand_days();
         c.draw_series((0..3).map(|stage| {
-            let x0 = stage as f64 + 0.1 + 0.8 * i as f64 / n;
+            let x0 = stage as f64 - 0.4 + 0.8 * i as f64 / n;
             let x1 = x0 + 0.8 / n;
             Rectangle::new([(x0, 0.0), (x1, f[stage])], colour.filled())
         }))

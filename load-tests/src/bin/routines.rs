@@ -78,6 +78,14 @@ fn main() -> anyhow::Result<()> {
             h(&m.detect_minutes_daytime, 0.9),
             m.detect_minutes_daytime.len()
         );
+        println!(
+            "  crises begun 07:00–20:00 after the learning period (day {}–): p50 {}  p90 {} ({} of them; {} crises after learning in all)",
+            LEARNING_DAYS + 1,
+            h(&m.detect_minutes_daytime_learned, 0.5),
+            h(&m.detect_minutes_daytime_learned, 0.9),
+            m.detect_minutes_daytime_learned.len(),
+            m.crises_learned
+        );
         let by_start: Vec<String> = START_WINDOWS
             .iter()
             .zip(&m.detect_minutes_by_start)
