@@ -303,6 +303,20 @@ pub fn reason(r: &Reason) -> pb::Reason {
     }
 }
 
+/// A wire reason code (`None` for UNSPECIFIED or an unknown value).
+pub fn reason_code_from_wire(c: i32) -> Option<ReasonCode> {
+    Some(match pb::ReasonCode::try_from(c).ok()? {
+        pb::ReasonCode::Unspecified => return None,
+        pb::ReasonCode::NoPowerOrLightChange => ReasonCode::NoPowerOrLightChange,
+        pb::ReasonCode::NoPowerChange => ReasonCode::NoPowerChange,
+        pb::ReasonCode::NoLightChange => ReasonCode::NoLightChange,
+        pb::ReasonCode::NoReadings => ReasonCode::NoReadings,
+        pb::ReasonCode::AreaSilent => ReasonCode::AreaSilent,
+        pb::ReasonCode::PipelineStalled => ReasonCode::PipelineStalled,
+        pb::ReasonCode::RoutineBreak => ReasonCode::RoutineBreak,
+    })
+}
+
 /// The routine evidence a wire reason carries, if it is complete.
 pub fn routine_from_wire(r: &pb::Reason) -> Option<RoutineEvidence> {
     let e = r.routine.as_ref()?;
@@ -460,6 +474,7 @@ macro_rules! wire_names {
 }
 
 wire_names!(
+    pb::ReasonCode => "REASON_CODE_",
     pb::IncidentKind => "INCIDENT_KIND_",
     pb::Stage => "STAGE_",
     pb::IncidentEventType => "INCIDENT_EVENT_TYPE_",
@@ -577,6 +592,7 @@ pub fn platform_event(p: &PlatformIncident<'_>) -> pb::IncidentEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Named;
 
     fn wire() -> pb::HouseholdConfig {
         pb::HouseholdConfig {
@@ -701,6 +717,24 @@ mod tests {
         ] {
             assert_eq!(route_from_wire(&route(r)), Some(r));
         }
+        for &code in ReasonCode::ALL {
+            let r = Reason {
+                code,
+                rule: ActivityRule::PowerOrLight,
+                quiet_since: Ts(0),
+                threshold_minutes: 0,
+                last_power_change: Ts(0),
+                last_light_change: Ts(0),
+                last_reading: Ts(0),
+                deferred_by_sleep_window: false,
+                routine: None,
+            };
+            let wire = reason(&r).code;
+            assert_eq!(reason_code_from_wire(wire), Some(code));
+            let named = pb::ReasonCode::try_from(wire).unwrap().short_name();
+            assert_eq!(named, code.name());
+        }
+        assert_eq!(reason_code_from_wire(0), None);
         assert_eq!(kind_from_wire(0), None);
         assert_eq!(stage_from_wire(99), None);
         assert_eq!(pb::IncidentState::name_of(99), "UNKNOWN(99)");

@@ -308,6 +308,16 @@ named!(IncidentKind {
     PipelineStall => "PIPELINE_STALL",
 });
 
+named!(ReasonCode {
+    NoPowerOrLightChange => "NO_POWER_OR_LIGHT_CHANGE",
+    NoPowerChange => "NO_POWER_CHANGE",
+    NoLightChange => "NO_LIGHT_CHANGE",
+    NoReadings => "NO_READINGS",
+    AreaSilent => "AREA_SILENT",
+    PipelineStalled => "PIPELINE_STALLED",
+    RoutineBreak => "ROUTINE_BREAK",
+});
+
 named!(Stage {
     Normal => "NORMAL",
     Attention => "ATTENTION",

@@ -87,7 +87,7 @@ pub fn describe() {
     describe_counter!(
         INCIDENT_EVENTS,
         Unit::Count,
-        "Incident events published (by kind, type and stage)"
+        "Incident events published (by kind, type, stage and reason code: ROUTINE_BREAK when the learned routine raised it)"
     );
     describe_histogram!(
         EMIT_DELAY_SECONDS,

@@ -9,7 +9,9 @@ use super::{Control, Deps};
 use crate::kafka::{self, Rec};
 use crate::metrics as m;
 use crate::restore::{self, Restored};
-use dolbom_domain::convert::{event_type_from_wire, kind_from_wire, stage_from_wire, ts};
+use dolbom_domain::convert::{
+    event_type_from_wire, kind_from_wire, reason_code_from_wire, stage_from_wire, ts,
+};
 use dolbom_domain::incident::Stage;
 use dolbom_domain::logsafe::LogSafe;
 use dolbom_domain::{IncidentId, Ts};
@@ -301,7 +303,13 @@ impl ShardState {
                     let ty = event_type_from_wire(ev.r#type, ev.suppression_cause)
                         .map_or("?", |t| t.name());
                     let stage = stage_from_wire(ev.stage).map_or("none", |s| s.name());
-                    metrics::counter!(m::INCIDENT_EVENTS, "kind" => kind, "type" => ty, "stage" => stage)
+                    // Which rule raised it: ROUTINE_BREAK for the learned routine.
+                    let reason = ev
+                        .reason
+                        .as_ref()
+                        .and_then(|r| reason_code_from_wire(r.code))
+                        .map_or("none", dolbom_domain::Named::name);
+                    metrics::counter!(m::INCIDENT_EVENTS, "kind" => kind, "type" => ty, "stage" => stage, "reason" => reason)
                         .increment(1);
                     if let Some(due) = &ev.due_at {
                         // On the shard's clock: the wall clock in production,
