@@ -80,11 +80,6 @@ impl Cycle {
         self.matched() >= RECOGNISED_AFTER
     }
 
-    /// The learned period in seconds, once recognised.
-    pub fn period_s(&self) -> Option<u32> {
-        self.recognised().then_some(u32::from(self.period))
-    }
-
     fn same_size(&self, size: f32, floor: f32) -> bool {
         let known = (f32::from(self.size) / 4.0).powi(2);
         self.size > 0 && (size - known).abs() <= floor.max(known / 8.0)

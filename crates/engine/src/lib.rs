@@ -79,7 +79,7 @@ use dolbom_domain::incident::{
     EventType, HouseholdEvent, IncidentKind, Reason, ReasonCode, RoutineEvidence, Stage,
     SuppressionCause,
 };
-use dolbom_domain::{Absence, ActivityRule, Ts, MINUTE_MS};
+use dolbom_domain::{Absence, ActivityRule, Ts, HOUR_MS, MINUTE_MS};
 use smallvec::SmallVec;
 
 pub mod cycle;
@@ -347,7 +347,7 @@ impl HouseholdState {
                 .routine
                 .usual_until(q, self.today(), USUAL_QUIET_MISSES)
             {
-                Some(t) if t.since(q) >= 16 * 60 * MINUTE_MS => Some(caution),
+                Some(t) if t.since(q) >= routine::MAX_SPAN_HOURS * HOUR_MS => Some(caution),
                 other => other.map(|t| t.plus_ms(USUAL_QUIET_MARGIN_MS)),
             };
             if let Some(until) = until.filter(|u| *u > fixed) {
@@ -368,15 +368,9 @@ impl HouseholdState {
         (fixed, how)
     }
 
-    /// Whether the household's routine has been learned for a quiet period
-    /// starting now (the learning period is over).
-    pub fn routine_learned(&self, at: Ts) -> bool {
-        self.routine.learned(at, self.today())
-    }
-
     /// The routine's current day: the day of the newest reading.
     fn today(&self) -> i64 {
-        routine::day_of(self.last_reading)
+        self.last_reading.kst_day_number()
     }
 
     /// A reading observed at `t`: the newest reading (and the routine's
@@ -387,12 +381,6 @@ impl HouseholdState {
             self.last_reading = t;
             self.routine.roll(from, self.today());
         }
-    }
-
-    /// The learned period (seconds) of each plug whose load is recognised
-    /// as automatic, in the order the plugs were first seen.
-    pub fn automatic_loads(&self) -> impl Iterator<Item = u32> + '_ {
-        self.plugs.iter().filter_map(|p| p.cycle.period_s())
     }
 
     fn reason(&self, cfg: &HouseholdConfig, open: Open, q: Ts) -> Reason {

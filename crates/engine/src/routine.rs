@@ -54,14 +54,9 @@ pub struct Routine {
     hours: [u16; 24],
 }
 
-/// The local day number the routine counts in (days since 1970-01-01 in
-/// Seoul).
-pub fn day_of(t: Ts) -> i64 {
-    t.kst_day_number()
-}
-
 impl Routine {
-    /// The newest reading moved from day `from` to day `to`: the history
+    /// The newest reading moved from day `from` to day `to` (local day
+    /// numbers, [`Ts::kst_day_number`]): the history
     /// moves with it (never backward).
     pub fn roll(&mut self, from: i64, to: i64) {
         if to <= from {
@@ -80,7 +75,7 @@ impl Routine {
     /// The home showed activity at `t`; `today` is the day of the newest
     /// reading.
     pub fn active(&mut self, t: Ts, today: i64) {
-        let back = today - day_of(t);
+        let back = today - t.kst_day_number();
         if (0..HISTORY_DAYS).contains(&back) {
             self.hours[t.kst_hour() as usize] |= 1 << back;
         }
@@ -96,7 +91,7 @@ impl Routine {
     /// `q`'s), and the lag of `q`'s day behind today; `None` if `q` is
     /// outside the history.
     fn references(&self, q: Ts, today: i64) -> Option<(i64, u16)> {
-        let lag = today - day_of(q);
+        let lag = today - q.kst_day_number();
         if !(0..=HISTORY_DAYS - 1 - REFERENCE_DAYS).contains(&lag) {
             return None;
         }
@@ -124,7 +119,7 @@ impl Routine {
         }
         Some(match self.break_due(q, today, 1.0, allowed_misses) {
             Some((t, _)) => t,
-            None => Ts::kst_day_start(day_of(q))
+            None => Ts::kst_day_start(q.kst_day_number())
                 .plus_ms((i64::from(q.kst_hour()) + 1 + MAX_SPAN_HOURS) * HOUR_MS),
         })
     }
@@ -162,7 +157,7 @@ impl Routine {
             return None;
         }
         let need = n.saturating_sub(allowed_misses);
-        let midnight = Ts::kst_day_start(day_of(q));
+        let midnight = Ts::kst_day_start(q.kst_day_number());
         let start = i64::from(q.kst_hour()) + 1;
         // Reference days active somewhere in the span so far (bit r).
         let mut active_in_span = 0u32;

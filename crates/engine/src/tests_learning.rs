@@ -263,7 +263,7 @@ fn a_long_sleeper_is_not_alerted_every_morning_when_usual_quiet_defers_attention
 #[test]
 fn the_routine_counts_days_with_activity_and_forgets_older_ones() {
     let day = |d: i64, h: i64| t0().plus_ms(d * DAY + h * HOUR_MS);
-    let today = |d: i64| routine::day_of(day(d, 0));
+    let today = |d: i64| day(d, 0).kst_day_number();
     // Active 09:00–18:00 on the days `days`; the newest reading on day 14.
     let learn = |days: &[i64]| {
         let mut r = Routine::default();
