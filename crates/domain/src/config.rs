@@ -250,18 +250,25 @@ impl RoutineSensitivity {
 
 /// Learned detection settings of one household (issue 18). The fixed
 /// thresholds always apply; these only add earlier alerts and decide what
-/// counts as activity.
+/// counts as activity. In a configuration file (notify's `[[learning]]`)
+/// `routine` is required and the switches default as [`Learning::default`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Learning {
     pub routine: RoutineSensitivity,
     /// Recognise plugs whose load switches itself (a refrigerator's
     /// compressor, a timer) and do not count their switching as activity.
+    #[serde(default = "yes")]
     pub recognise_automatic_loads: bool,
     /// Defer the fixed ATTENTION deadline when it falls in hours this home
     /// is usually quiet in (a learned sleep window), to the end of those
     /// hours, never past the CAUTION deadline — as a configured sleep
     /// window does. Needs the routine on and learned.
+    #[serde(default)]
     pub defer_through_usual_quiet: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Default for Learning {

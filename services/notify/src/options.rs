@@ -5,7 +5,7 @@ use crate::channels::{Recipient, RetryOptions, SmsOptions};
 use crate::error::NotifyError;
 use dolbom_auth::{Verifier, VerifyingKey};
 use dolbom_calendar::{OfficeHours, Router};
-use dolbom_domain::config::{Learning, RoutineSensitivity};
+use dolbom_domain::config::Learning;
 use dolbom_domain::Named;
 use dolbom_escalation::{Policy, Tier};
 use dolbom_history::{Retention, ScyllaOptions, WriterOptions};
@@ -15,24 +15,14 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 /// One municipality's learned-detection defaults (`"*"` = for all others),
-/// given to a household created without its own `learning` settings.
+/// given to a household created without its own `learning` settings:
+/// `routine` (`off`, `low`, `normal` or `high`), `recognise_automatic_loads`
+/// (default true), `defer_through_usual_quiet` (default false).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MunicipalityLearning {
     pub municipality: String,
-    /// `off`, `low`, `normal` or `high`.
-    pub routine: RoutineSensitivity,
-    /// Recognise automatic loads (a fridge's compressor) and not count
-    /// their switching as activity.
-    #[serde(default = "yes")]
-    pub recognise_automatic_loads: bool,
-    /// Defer the fixed ATTENTION through the home's usual quiet (fewer
-    /// false alerts; some crises alerted later than the fixed threshold).
-    #[serde(default)]
-    pub defer_through_usual_quiet: bool,
-}
-
-fn yes() -> bool {
-    true
+    #[serde(flatten)]
+    pub learning: Learning,
 }
 
 /// One municipality's escalation policy (`"*"` = the default for all others).
@@ -416,14 +406,7 @@ impl NotifyOptions {
         let mut m: HashMap<String, Learning> = self
             .learning
             .iter()
-            .map(|l| {
-                let learning = Learning {
-                    routine: l.routine,
-                    recognise_automatic_loads: l.recognise_automatic_loads,
-                    defer_through_usual_quiet: l.defer_through_usual_quiet,
-                };
-                (l.municipality.clone(), learning)
-            })
+            .map(|l| (l.municipality.clone(), l.learning))
             .collect();
         m.entry("*".into()).or_default();
         m
@@ -476,6 +459,7 @@ pub struct NotifyFlags {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dolbom_domain::config::RoutineSensitivity;
     use dolbom_options::Options;
 
     #[test]
@@ -603,9 +587,11 @@ wait_minutes = 10
         assert_eq!(m["*"], Learning::default());
         let with = |code: &str| MunicipalityLearning {
             municipality: code.into(),
-            routine: RoutineSensitivity::Low,
-            recognise_automatic_loads: true,
-            defer_through_usual_quiet: true,
+            learning: Learning {
+                routine: RoutineSensitivity::Low,
+                recognise_automatic_loads: true,
+                defer_through_usual_quiet: true,
+            },
         };
         let mut o = ex.clone();
         o.learning = vec![with("1111")];
@@ -620,15 +606,27 @@ wait_minutes = 10
             .unwrap_err()
             .to_string()
             .contains("learning[2]"));
-        // An unknown sensitivity does not load.
+        // An unknown or missing sensitivity does not load; the switches
+        // default as for a household.
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("n.toml");
-        std::fs::write(
-            &f,
-            "[[learning]]\nmunicipality = \"*\"\nroutine = \"loud\"\n",
-        )
-        .unwrap();
-        assert!(NotifyOptions::load(Some(&f), serde_json::json!({})).is_err());
+        // The example, which starts, plus one more entry.
+        let base = std::fs::read_to_string(example).unwrap();
+        let load = |toml: &str| {
+            std::fs::write(&f, format!("{base}\n{toml}")).unwrap();
+            NotifyOptions::load(Some(&f), serde_json::json!({})).map_err(|e| e.to_string())
+        };
+        let entry = "[[learning]]\nmunicipality = \"*\"\n";
+        let e = load(&format!("{entry}routine = \"loud\"\n")).unwrap_err();
+        assert!(e.contains("loud"), "{e}");
+        let e = load(entry).unwrap_err();
+        assert!(e.contains("routine"), "{e}");
+        let low = load(&format!("{entry}routine = \"low\"\n")).unwrap();
+        let expected = Learning {
+            routine: RoutineSensitivity::Low,
+            ..Learning::default()
+        };
+        assert_eq!(low.learning_map()["*"], expected);
     }
 
     #[test]

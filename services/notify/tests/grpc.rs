@@ -2346,7 +2346,7 @@ async fn a_thousand_watch_streams_from_one_token_do_not_delay_another_municipali
 /// routine break's alert explains itself in the SMS.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn learned_detection_per_municipality_and_household_and_its_alert_explains_itself() {
-    use dolbom_domain::config::RoutineSensitivity;
+    use dolbom_domain::config::{Learning, RoutineSensitivity};
     use dolbom_notify::options::MunicipalityLearning;
     let t0 = kst(2026, 11, 23, 13, 0);
     let dir = tempfile::tempdir().unwrap();
@@ -2356,9 +2356,11 @@ async fn learned_detection_per_municipality_and_household_and_its_alert_explains
     let svc = Service::start_tuned(dir.path(), clock, &key, &gw.url, |o| {
         o.learning = vec![MunicipalityLearning {
             municipality: "11110".into(),
-            routine: RoutineSensitivity::Low,
-            recognise_automatic_loads: false,
-            defer_through_usual_quiet: true,
+            learning: Learning {
+                routine: RoutineSensitivity::Low,
+                recognise_automatic_loads: false,
+                defer_through_usual_quiet: true,
+            },
         }];
     })
     .await;
