@@ -122,12 +122,7 @@ pub const LEARNING_DAYS: u32 = 15;
 
 /// What the plug is on, and the person's chronotype.
 fn home_kind(tr: &LifeTruth) -> String {
-    let load = match tr.load {
-        Load::Person { .. } => "person",
-        Load::Automatic { period_min, .. } if period_min < 120 => "fridge",
-        Load::Automatic { .. } => "boiler",
-    };
-    format!("{load}/{:?}", tr.chronotype)
+    format!("{}/{:?}", tr.load.name(), tr.chronotype)
 }
 
 impl Measured {

@@ -108,6 +108,24 @@ pub enum Episode {
     Offline { from: Ts, to: Ts },
 }
 
+impl Load {
+    /// What the plug is on: `person` (an appliance a person switches),
+    /// `fridge` (a compressor cycling within two hours, whose door a person
+    /// opens) or `boiler` (a load on a long timer).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Load::Person { .. } => "person",
+            _ if self.is_fridge() => "fridge",
+            Load::Automatic { .. } => "boiler",
+        }
+    }
+
+    /// A refrigerator's compressor (cycling within two hours).
+    pub fn is_fridge(&self) -> bool {
+        matches!(*self, Load::Automatic { period_min, .. } if period_min < 120)
+    }
+}
+
 impl Episode {
     fn covers(&self, t: Ts) -> bool {
         match *self {
@@ -329,7 +347,11 @@ impl Lives {
                     let mut lamp = 0.0;
                     // A fridge's door: its lamp while open, and warm air in
                     // starts the compressor at once if it was off.
-                    if period_min < 120 && stirring && !sick && h.rng.random_bool(h.door_rate) {
+                    if h.truth.load.is_fridge()
+                        && stirring
+                        && !sick
+                        && h.rng.random_bool(h.door_rate)
+                    {
                         lamp = h.fridge_lamp;
                         if !on {
                             h.phase = (period_min - minute % period_min) % period_min;
@@ -539,7 +561,7 @@ mod tests {
                 .any(|r| r.lux > 100.0 && r.observed_at.kst_minute_of_day() < 5 * 60);
             assert!(!lamp, "no lamp at night in a crisis");
             match h.truth.load {
-                Load::Automatic { period_min, .. } if period_min < 120 => {
+                _ if h.truth.load.is_fridge() => {
                     assert!(switches > 40, "a fridge keeps cycling: {switches}")
                 }
                 Load::Person { .. } => assert_eq!(switches, 0, "nobody switches anything"),
