@@ -6,6 +6,11 @@
 //! time. It owns:
 //!
 //! - **One timer wheel** ([`TimerWheel`]) for all its households' deadlines.
+//!   A deadline that moves later leaves its old entry behind; each advance
+//!   sweeps the coming minute of such stale entries, paced so that a second's
+//!   bucket is clean when it comes due: households registered together (all
+//!   their first offline checks in one millisecond) no longer make one tick
+//!   pay for all of them while real deadlines wait behind.
 //! - **The partition's watermark.** Event time is the newest `observed_at` of
 //!   an accepted reading; deadlines fire up to `watermark - allowed_lateness`.
 //!   With [`ClockMode::Wall`] (production) a plug whose clock runs ahead
@@ -58,7 +63,7 @@ use area::Area;
 pub use area::{AreaCounts, AreaOptions};
 pub use board::{AreaBoard, Behind, SharedCounts, SharedProgress};
 use snapshot::{SnapshotOwned, SnapshotRef, SNAPSHOT_FORMAT};
-pub use wheel::TimerWheel;
+pub use wheel::{Swept, TimerWheel};
 
 use dolbom_calendar::Router;
 use dolbom_domain::convert::{self, PlatformIncident};
@@ -289,6 +294,11 @@ pub struct Shard {
     /// Where this shard's part of each area is shared (not snapshotted: the
     /// monitor shares it again after a restore).
     board: Option<AreaBoard>,
+    /// How far ahead, and at least how many entries per advance, stale
+    /// wheel entries are swept ([`SWEEP_AHEAD_MS`], [`SWEEP_MIN`]; tests
+    /// vary them).
+    sweep_ahead_ms: i64,
+    sweep_min: usize,
 }
 
 /// Time elapsed on the wall clock, never backwards: a monitor clock that
@@ -316,6 +326,11 @@ impl Elapsed {
 /// a healthy partition is never quieter than this; past it, only event time
 /// (and then the stall gate) moves firing.
 pub const QUIET_PARTITION_INPUT_MS: i64 = 65_000;
+
+/// How far ahead of its firing limit a shard sweeps stale wheel entries.
+const SWEEP_AHEAD_MS: i64 = 60_000;
+/// Wheel entries a shard sweeps at least per advance (when there are any).
+const SWEEP_MIN: usize = 1_024;
 
 fn hash_id(id: &str) -> u64 {
     xxhash_rust::xxh3::xxh3_64(id.as_bytes())
@@ -363,6 +378,8 @@ impl Shard {
             },
             last_input_elapsed: 0,
             board: None,
+            sweep_ahead_ms: SWEEP_AHEAD_MS,
+            sweep_min: SWEEP_MIN,
         }
     }
 
@@ -822,6 +839,43 @@ impl Shard {
         }
         self.recheck_areas(wall_now, out);
         self.flush_pending(self.fired_to, wall_now, out);
+        self.sweep_ahead();
+    }
+
+    /// Clears the coming minute of the wheel of stale entries, paced so
+    /// that each second's bucket is swept by the time it comes due: a
+    /// bucket then holds (nearly) only real deadlines when it fires, however
+    /// many households once queued into it (see `wheel.rs`). An entry stays
+    /// if its household is due in that bucket (or earlier); the household's
+    /// earliest entry moves to its real deadline; any other is dropped —
+    /// exactly what [`Shard::fire_due`] would do with it, ahead of time.
+    fn sweep_ahead(&mut self) {
+        if self.fired_to == Ts::MIN || self.wheel.is_empty() {
+            return;
+        }
+        let after = self.fired_to.millis();
+        let through = after.saturating_add(self.sweep_ahead_ms);
+        let budget = self.wheel.pace(after, through).max(self.sweep_min);
+        let slots = &mut self.slots;
+        self.wheel.sweep(after, through, budget, |slot, bucket_ms| {
+            let Some(e) = slots[slot as usize].as_mut() else {
+                return Swept::Drop; // removed household
+            };
+            let bucket = bucket_ms.div_euclid(1000);
+            if e.scheduled != NEVER && e.scheduled.millis().div_euclid(1000) <= bucket {
+                return Swept::Keep;
+            }
+            let earliest = e.queued != NEVER && e.queued.millis().div_euclid(1000) == bucket;
+            if !earliest {
+                return Swept::Drop;
+            }
+            e.queued = e.scheduled;
+            if e.scheduled == NEVER {
+                Swept::Drop
+            } else {
+                Swept::Move(e.scheduled.millis())
+            }
+        });
     }
 
     fn check_health(&mut self, wall_now: Ts, out: &mut Vec<Output>) {

@@ -922,3 +922,54 @@ fn monitor_clock_ahead(ahead_min: i64) -> (Shard, Vec<Output>) {
     }
     (s, out)
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+    /// Sweeping stale wheel entries ahead of time (any horizon, any
+    /// budget) changes nothing the shard emits, nor when.
+    #[test]
+    fn sweeping_the_wheel_ahead_changes_no_output(
+        recs in script(),
+        ahead_min in 1i64..(24 * 60),
+        min_budget in 1usize..4,
+    ) {
+        let mut plain = fresh();
+        plain.sweep_ahead_ms = 0;
+        let mut swept = fresh();
+        swept.sweep_ahead_ms = ahead_min * MINUTE_MS;
+        swept.sweep_min = min_budget;
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for r in &recs {
+            feed(&mut plain, r, &mut a);
+            feed(&mut swept, r, &mut b);
+            prop_assert_eq!(summary(&a), summary(&b));
+        }
+    }
+}
+
+/// Households registered in the same millisecond, each then reporting at
+/// its own second: their first offline checks (30 minutes after
+/// registration) all went stale in one bucket. By the time that bucket
+/// comes due the sweep has moved them to their real deadlines.
+#[test]
+fn stale_entries_registered_together_are_swept_before_their_bucket_comes_due() {
+    let mut s = Shard::new(0, opts(), router(), WALL0);
+    let mut out = Vec::new();
+    let n = 3_000;
+    for i in 0..n {
+        s.apply_config(cfg(i, "1111051500"), WALL0, &mut out).unwrap();
+    }
+    let first_check = T0.plus_ms(30 * MINUTE_MS).millis();
+    let bucket_of_first_check = |s: &Shard| s.wheel.in_bucket(first_check);
+    assert_eq!(bucket_of_first_check(&s), n);
+    for sec in 1..30 * 60 {
+        for i in (0..n).filter(|i| (*i as i64) % 60 == sec % 60) {
+            let r = reading(i, T0.plus_ms(sec * 1000 - 1), sec as u64, 5.0);
+            s.on_reading(&r, WALL0, &mut out).unwrap();
+        }
+        s.advance(WALL0, &mut out);
+    }
+    assert!(events(&out).is_empty());
+    assert_eq!(bucket_of_first_check(&s), 0, "every stale entry swept");
+    assert_eq!(s.pending_deadlines(), n, "one entry each, at its real deadline");
+}
