@@ -1,10 +1,19 @@
 #!/usr/bin/env bash
 # Builds the Tansu broker the Kafka tests run against: Tansu 0.6.0 from
 # crates.io with SQLite storage (dynostore, libsql) and the patches in this
-# directory applied to its tansu-broker crate, installed under
-# $1 (default ~/.cache/dolbom/tansu-0.6.0-dolbom.3) as bin/tansu.
+# directory applied to its crates (tansu-broker/*.patch to tansu-broker,
+# tansu-storage/*.patch to tansu-storage), installed under
+# $1 (default ~/.cache/dolbom/tansu-0.6.0-dolbom.4) as bin/tansu.
 #
-# coordinator.patch fixes three faults of Tansu 0.6.0's group coordinator
+# tansu-storage/dynostore-fetch-index.patch: the in-memory storage (dynostore)
+# listed every batch object of a partition on every fetch, so a fetch cost
+# the length of the log: over `scenario town`'s week the monitor's lag grew
+# from ~0.1 s to 0.75-1.9 s while the log grew to ~9 GB, and the deadline
+# latency with it. The patch keeps each partition's batch offsets in an
+# index (made by one listing, kept by produce; a gap between the batches a
+# fetch reads lists again), as Kafka's offset index does.
+#
+# tansu-broker/coordinator.patch fixes three faults of Tansu 0.6.0's group coordinator
 # that a broker pause or a killed member exposes:
 # - a leader that is no longer a member: a member whose heartbeat arrives
 #   later than the session timeout (the broker was paused or stalled) removes
@@ -28,7 +37,7 @@
 # tests that SIGKILL a monitor (the third, once the first two were fixed).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-root="${1:-$HOME/.cache/dolbom/tansu-0.6.0-dolbom.3}"
+root="${1:-$HOME/.cache/dolbom/tansu-0.6.0-dolbom.4}"
 work="${TANSU_BUILD_DIR:-/var/tmp/tansu-dolbom-src}"
 rm -rf "$work"
 mkdir -p "$work/fetch/src"
@@ -51,15 +60,17 @@ registry="$(dirname "$(find "${CARGO_HOME:-$HOME/.cargo}/registry/src" -maxdepth
 [ -d "$registry/tansu-0.6.0" ] || { echo "tansu 0.6.0 sources not found" >&2; exit 1; }
 
 cp -r "$registry/tansu-0.6.0" "$work/tansu"
-cp -r "$registry/tansu-broker-0.6.0" "$work/tansu-broker"
-for p in "$here"/*.patch; do
-  patch -d "$work/tansu-broker" -p1 --forward < "$p"
-done
 cat >> "$work/tansu/Cargo.toml" <<'TOML'
 
 [patch.crates-io]
-tansu-broker = { path = "../tansu-broker" }
 TOML
+for crate in tansu-broker tansu-storage; do
+  cp -r "$registry/$crate-0.6.0" "$work/$crate"
+  for p in "$here/$crate"/*.patch; do
+    patch -d "$work/$crate" -p1 --forward < "$p"
+  done
+  echo "$crate = { path = \"../$crate\" }" >> "$work/tansu/Cargo.toml"
+done
 
 # Tansu's own Cargo.lock pins everything; cargo changes only the patched
 # crate's entry (`cargo install` would ignore the lock file).
