@@ -10,7 +10,7 @@
 use crate::core::Core;
 use crate::error::NotifyError;
 use crate::metrics as m;
-use crate::registry::id_arg;
+use crate::registry_input::id_arg;
 use crate::scope::listing_scope;
 use dolbom_auth::{Principal, Verifier};
 use dolbom_domain::logsafe::LogSafe;

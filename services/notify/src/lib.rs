@@ -53,6 +53,7 @@ pub mod options;
 mod policies;
 pub mod publish;
 pub mod registry;
+mod registry_input;
 pub mod rpcspan;
 mod scope;
 pub mod service;

@@ -20,12 +20,14 @@
 //!   acknowledges them (re-sending after a failed delivery).
 //! - [`incident::IncidentActor`] follows one open incident through its
 //!   stages until it closes (its log lines and the open-incident gauge are
-//!   its job).
+//!   its job); `tracker.rs` keeps a shard's incidents and starts their
+//!   actors off the shard's path, a bounded number per tick.
 
 pub mod incident;
 pub mod partition;
 pub mod root;
 pub mod shard;
+mod tracker;
 pub mod unacked;
 
 use crate::kafka::{GroupConsumer, IncidentProducer, OffsetCommitter};

@@ -4,6 +4,7 @@
 
 use super::incident::{IncidentActor, IncidentArgs, IncidentMsg};
 use super::partition::PartitionMsg;
+use super::tracker::IncidentTracker;
 use super::unacked::Unacked;
 use super::{Control, Deps};
 use crate::kafka::{self, Rec};
@@ -12,7 +13,6 @@ use crate::restore::{self, Restored};
 use dolbom_domain::convert::{
     event_type_from_wire, kind_from_wire, reason_code_from_wire, stage_from_wire, ts,
 };
-use dolbom_domain::incident::Stage;
 use dolbom_domain::logsafe::LogSafe;
 use dolbom_domain::{IncidentId, Ts};
 use dolbom_proto::v1 as pb;
@@ -22,13 +22,10 @@ use prost::Message as _;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use rdkafka::consumer::CommitMode;
 use rdkafka::Offset;
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// Incident actors started per shard tick (see [`ShardActor::spawn_incident_actors`]).
-const INCIDENT_ACTOR_SPAWNS_PER_TICK: usize = 256;
 
 pub enum ShardMsg {
     Readings {
@@ -52,15 +49,6 @@ pub enum ShardMsg {
         id: String,
         actor: Option<ActorRef<IncidentMsg>>,
     },
-}
-
-/// An incident event as its actor follows it.
-type Followed = (dolbom_domain::incident::EventType, Stage);
-
-/// An open incident's actor, or the events waiting for it to start.
-enum Tracked {
-    Starting(Vec<Followed>),
-    Running(ActorRef<IncidentMsg>),
 }
 
 pub(crate) struct ShardArgs {
@@ -87,9 +75,7 @@ pub(crate) struct ShardState {
     accepting: bool,
     /// Emitted events, in order, until the broker acknowledged them.
     unacked: Unacked,
-    incidents: HashMap<String, Tracked>,
-    /// Incident actors waiting to be started.
-    to_spawn: VecDeque<IncidentArgs>,
+    incidents: IncidentTracker,
     poisoned: BTreeSet<i64>,
     inflight: Arc<AtomicI64>,
     changelog: Option<tokio::task::JoinHandle<()>>,
@@ -144,14 +130,6 @@ fn dead_letter_worthy(r: &Rejection) -> bool {
             | Rejection::KeyMismatch { .. }
             | Rejection::Config(_)
     )
-}
-
-/// How an event changes its incident's actor.
-fn followed(ev: &pb::IncidentEvent) -> Option<Followed> {
-    Some((
-        event_type_from_wire(ev.r#type, ev.suppression_cause)?,
-        stage_from_wire(ev.stage).unwrap_or(Stage::Normal),
-    ))
 }
 
 impl ShardState {
@@ -323,7 +301,7 @@ impl ShardState {
                         metrics::histogram!(m::EMIT_DELAY_SECONDS)
                             .record(lag.max(0) as f64 / 1000.0);
                     }
-                    self.track_incident(&ev);
+                    self.incidents.follow(&ev);
                     self.unacked.push(*ev);
                 }
                 Output::AbsenceEndedEarly { household, .. } => {
@@ -333,51 +311,6 @@ impl ShardState {
             }
         }
         self.unacked.send(&self.deps);
-    }
-
-    /// Keeps one actor per open incident. Actors are started off the shard's
-    /// path (a burst of openings must not wait for actor start-up); events
-    /// that arrive before an actor is running are buffered for it.
-    fn track_incident(&mut self, ev: &pb::IncidentEvent) {
-        let Some(f) = followed(ev) else { return };
-        let closing = f.0.closes();
-        match self.incidents.get_mut(&ev.incident_id) {
-            Some(Tracked::Running(a)) => {
-                let _ = a.cast(IncidentMsg::Event {
-                    event: f.0,
-                    stage: f.1,
-                });
-                if closing {
-                    self.incidents.remove(&ev.incident_id);
-                }
-            }
-            Some(Tracked::Starting(buffered)) => buffered.push(f),
-            None if closing => {}
-            None => {
-                self.incidents
-                    .insert(ev.incident_id.clone(), Tracked::Starting(Vec::new()));
-                self.to_spawn.push_back(IncidentArgs {
-                    id: ev.incident_id.clone(),
-                    household: ev.household_id.clone(),
-                    stage: f.1,
-                });
-            }
-        }
-    }
-
-    fn incident_started(&mut self, id: String, actor: Option<ActorRef<IncidentMsg>>) {
-        let Some(Tracked::Starting(buffered)) = self.incidents.remove(&id) else {
-            return;
-        };
-        let Some(a) = actor else { return };
-        let mut closed = false;
-        for (event, stage) in buffered {
-            let _ = a.cast(IncidentMsg::Event { event, stage });
-            closed |= event.closes();
-        }
-        if !closed {
-            self.incidents.insert(id, Tracked::Running(a));
-        }
     }
 
     /// Snapshots the shard once everything it emitted is acknowledged;
@@ -435,33 +368,6 @@ impl ShardState {
 }
 
 impl ShardActor {
-    /// Starts queued incident actors, a bounded number per tick: a burst of
-    /// openings (a mass of deadlines due at once) is published first and its
-    /// actors come up over the following ticks instead of competing with it.
-    fn spawn_incident_actors(st: &mut ShardState, myself: &ActorRef<ShardMsg>) {
-        for _ in 0..INCIDENT_ACTOR_SPAWNS_PER_TICK {
-            let Some(args) = st.to_spawn.pop_front() else {
-                break;
-            };
-            if !matches!(st.incidents.get(&args.id), Some(Tracked::Starting(_))) {
-                continue;
-            }
-            let cell = myself.get_cell();
-            let me = myself.clone();
-            tokio::spawn(async move {
-                let id = args.id.clone();
-                let started = Actor::spawn_linked(None, IncidentActor, args, cell).await;
-                if let Err(e) = &started {
-                    tracing::warn!(incident = %id, error = %e, "incident actor did not start");
-                }
-                let _ = me.cast(ShardMsg::IncidentStarted {
-                    id,
-                    actor: started.ok().map(|s| s.0),
-                });
-            });
-        }
-    }
-
     /// A periodic snapshot, then a commit of what it covers. A snapshot
     /// store outage does not stop the shard: it keeps processing, commits
     /// nothing past the last stored snapshot, tells SRE, and tries again at
@@ -537,8 +443,7 @@ impl Actor for ShardActor {
             incidents_end,
             accepting: false,
             unacked: Unacked::new(args.partition),
-            incidents: HashMap::new(),
-            to_spawn: VecDeque::new(),
+            incidents: IncidentTracker::default(),
             // What this supervisor saw fail, and what the store kept.
             poisoned: args.poisoned.union(&kept).copied().collect(),
             inflight: args.inflight,
@@ -565,7 +470,7 @@ impl Actor for ShardActor {
         for a in open {
             let id = a.id.clone();
             let (actor, _) = Actor::spawn_linked(None, IncidentActor, a, myself.get_cell()).await?;
-            st.incidents.insert(id, Tracked::Running(actor));
+            st.incidents.running(id, actor);
         }
         st.gauges();
         args.deps
@@ -639,7 +544,7 @@ impl Actor for ShardActor {
                 st.gauges();
             }
             ShardMsg::Tick => {
-                Self::spawn_incident_actors(st, &myself);
+                st.incidents.start_queued(&myself);
                 if st
                     .replay
                     .as_ref()
@@ -657,7 +562,7 @@ impl Actor for ShardActor {
                     Self::snapshot_and_commit(st).await;
                 }
             }
-            ShardMsg::IncidentStarted { id, actor } => st.incident_started(id, actor),
+            ShardMsg::IncidentStarted { id, actor } => st.incidents.started(id, actor),
             ShardMsg::Snapshot { reply } => {
                 let r = if st.accepting {
                     st.snapshot().await
