@@ -957,7 +957,8 @@ fn stale_entries_registered_together_are_swept_before_their_bucket_comes_due() {
     let mut out = Vec::new();
     let n = 3_000;
     for i in 0..n {
-        s.apply_config(cfg(i, "1111051500"), WALL0, &mut out).unwrap();
+        s.apply_config(cfg(i, "1111051500"), WALL0, &mut out)
+            .unwrap();
     }
     let first_check = T0.plus_ms(30 * MINUTE_MS).millis();
     let bucket_of_first_check = |s: &Shard| s.wheel.in_bucket(first_check);
@@ -971,5 +972,9 @@ fn stale_entries_registered_together_are_swept_before_their_bucket_comes_due() {
     }
     assert!(events(&out).is_empty());
     assert_eq!(bucket_of_first_check(&s), 0, "every stale entry swept");
-    assert_eq!(s.pending_deadlines(), n, "one entry each, at its real deadline");
+    assert_eq!(
+        s.pending_deadlines(),
+        n,
+        "one entry each, at its real deadline"
+    );
 }

@@ -209,16 +209,18 @@ mod tests {
         }
         w.push(7_000, 10); // bucket 7
         w.push(70_000, 11); // bucket 70: beyond the range below
-        // In bucket 5 even slots are current, odd ones stale (moved to
-        // bucket 9, where they are current); 10 is dropped.
+                            // In bucket 5 even slots are current, odd ones stale (moved to
+                            // bucket 9, where they are current); 10 is dropped.
         let judge = |slot: u32, bucket_ms: i64| match slot {
             10 => Swept::Drop,
             s if s % 2 == 1 && bucket_ms == 5_000 => Swept::Move(9_500 + s as i64),
-            _ => {
-                Swept::Keep
-            }
+            _ => Swept::Keep,
         };
-        assert_eq!(w.pace(4_000, 60_000), 10, "bucket 5's 10 entries are 1 s away");
+        assert_eq!(
+            w.pace(4_000, 60_000),
+            10,
+            "bucket 5's 10 entries are 1 s away"
+        );
         assert_eq!(w.sweep(4_000, 60_000, 4, judge), 4);
         assert_eq!(contents(&w)[0], (5, vec![0, 2, 4, 5, 6, 7, 8, 9]));
         assert_eq!(w.len(), 12, "moved, not lost");
@@ -230,15 +232,27 @@ mod tests {
         );
         assert_eq!(
             contents(&w),
-            vec![(5, vec![0, 2, 4, 6, 8]), (9, vec![1, 3, 5, 7, 9]), (70, vec![11])]
+            vec![
+                (5, vec![0, 2, 4, 6, 8]),
+                (9, vec![1, 3, 5, 7, 9]),
+                (70, vec![11])
+            ]
         );
         assert_eq!(w.len(), 11);
-        assert_eq!(w.sweep(4_000, 60_000, 100, judge), 0, "nothing new to sweep");
+        assert_eq!(
+            w.sweep(4_000, 60_000, 100, judge),
+            0,
+            "nothing new to sweep"
+        );
         assert_eq!(w.pace(4_000, 60_000), 0);
         // A push into a swept bucket is not swept again; into a later one it is.
         w.push(5_900, 12);
         w.push(65_000, 13);
-        assert_eq!(w.sweep(4_000, 70_000, 100, |_, _| Swept::Keep), 2, "13 and 11");
+        assert_eq!(
+            w.sweep(4_000, 70_000, 100, |_, _| Swept::Keep),
+            2,
+            "13 and 11"
+        );
         let mut out = Vec::new();
         w.take_due(9_999, &mut out);
         assert_eq!(out, vec![0, 2, 4, 6, 8, 12, 1, 3, 5, 7, 9]);
@@ -266,7 +280,10 @@ mod tests {
             t += 1_000;
             let mut out = Vec::new();
             w.take_due(t, &mut out);
-            assert!(out.is_empty(), "every bucket swept before it came due (t = {t})");
+            assert!(
+                out.is_empty(),
+                "every bucket swept before it came due (t = {t})"
+            );
         }
         assert_eq!(swept, 610);
     }

@@ -29,7 +29,11 @@ use std::time::Instant;
 const START_MS: i64 = 1_790_035_200_000;
 
 fn arg(args: &[String], i: usize, default: usize) -> anyhow::Result<usize> {
-    Ok(args.get(i).map(|a| a.parse()).transpose()?.unwrap_or(default))
+    Ok(args
+        .get(i)
+        .map(|a| a.parse())
+        .transpose()?
+        .unwrap_or(default))
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -127,7 +131,11 @@ async fn main() -> anyhow::Result<()> {
     let mut sorted = slice_ms.clone();
     sorted.sort_by(f64::total_cmp);
     let q = |p: f64| sorted[((sorted.len() - 1) as f64 * p).round() as usize];
-    println!("slices              {} (one simulated second each, {:.0} readings each)", sorted.len(), n as f64 / 60.0);
+    println!(
+        "slices              {} (one simulated second each, {:.0} readings each)",
+        sorted.len(),
+        n as f64 / 60.0
+    );
     println!(
         "slice time          p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         q(0.5),
@@ -141,7 +149,10 @@ async fn main() -> anyhow::Result<()> {
         .take(3)
         .map(|(i, ms)| format!("{:02}:{:02} {ms:.1} ms", (i + 1) / 60, (i + 1) % 60))
         .collect();
-    println!("slowest slices      {} (simulated mm:ss after registration)", slowest.join(", "));
+    println!(
+        "slowest slices      {} (simulated mm:ss after registration)",
+        slowest.join(", ")
+    );
     println!("incident events     {events} ({rejected} readings rejected)");
     match burst_slice {
         Some((took, fired)) => println!(
