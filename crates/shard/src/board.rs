@@ -347,6 +347,23 @@ impl AreaBoard {
         sum
     }
 
+    /// Households and open DEVICE_OFFLINE incidents in every partition's
+    /// part of `area` but `partition`'s: [`AreaBoard::others`] without the
+    /// recent openings, for judging a recovery on every household's return
+    /// (copying a blackout's openings each time made a mass return
+    /// quadratic).
+    pub fn others_totals(&self, area: &str, partition: i32) -> (u32, u32) {
+        let b = self.lock();
+        b.areas.get(area).map_or((0, 0), |parts| {
+            parts
+                .iter()
+                .filter(|(p, _)| **p != partition)
+                .fold((0, 0), |(h, o), (_, (_, c))| {
+                    (h + c.households, o + c.offline)
+                })
+        })
+    }
+
     /// Areas on the board (all partitions).
     pub fn areas(&self) -> usize {
         self.lock().areas.len()

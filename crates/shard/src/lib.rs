@@ -1227,9 +1227,17 @@ impl Shard {
         let Some(episode) = self.areas[area as usize].active else {
             return;
         };
-        let whole = self.whole(area);
+        // Only the counts: every returning household asks, and a blackout's
+        // recent openings are as many as its households.
+        let a = &self.areas[area as usize];
+        let (households, offline) = match &self.board {
+            Some(b) => b.others_totals(&a.id, self.partition),
+            None => (0, 0),
+        };
+        let households = (a.households + households) as usize;
+        let offline = (a.offline + offline) as usize;
         // Recovered when fewer than half the outage threshold are still offline.
-        if whole.offline * 2 >= self.opts.area.threshold(whole.households) {
+        if offline * 2 >= self.opts.area.threshold(households) {
             return;
         }
         let emitted_at = self.emit_time(wall_now, now);
@@ -1239,7 +1247,7 @@ impl Shard {
             episode,
             now,
             emitted_at,
-            whole.offline as u32,
+            offline as u32,
         );
         a.active = None;
         a.recent.clear();
