@@ -87,11 +87,9 @@ async fn main() -> anyhow::Result<()> {
     let mut slice_ms: Vec<f64> = Vec::new();
     let mut burst_slice: Option<(f64, usize)> = None;
     let mut events = 0usize;
-    let mut sequence = 0u64;
     let mut rejected = 0u64;
     for s in 1..=(minutes as i64 * 60) {
         let end = t0.plus_ms(s * 1000);
-        sequence += 1;
         let second = (s % 60) as usize;
         let readings: Vec<pb::PlugReading> = ids
             .iter()
@@ -104,7 +102,7 @@ async fn main() -> anyhow::Result<()> {
                 observed_at_ms: end.millis() - 1 - (i % 997) as i64 % 1000,
                 watts: Some(40.0),
                 lux: Some(100.0),
-                sequence,
+                sequence: s as u64,
                 current_amps: None,
             })
             .collect();
