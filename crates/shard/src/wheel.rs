@@ -80,12 +80,8 @@ impl TimerWheel {
         budget: usize,
         mut judge: impl FnMut(u32, i64) -> Swept,
     ) -> usize {
-        let first = after_ms.div_euclid(BUCKET_MS) + 1;
         let last = through_ms.div_euclid(BUCKET_MS);
-        let (mut bucket, mut pos) = match self.swept {
-            Some((b, p)) if b >= first => (b, p),
-            _ => (first, 0),
-        };
+        let (mut bucket, mut pos) = self.sweep_from(after_ms);
         let mut done = 0;
         let mut moves: Vec<(i64, u32)> = Vec::new();
         while done < budget && bucket <= last {
@@ -128,6 +124,16 @@ impl TimerWheel {
         done
     }
 
+    /// Where a sweep of the buckets after `after_ms`'s starts: where the
+    /// last one stopped, unless that is behind.
+    fn sweep_from(&self, after_ms: i64) -> (i64, usize) {
+        let first = after_ms.div_euclid(BUCKET_MS) + 1;
+        match self.swept {
+            Some((b, p)) if b >= first => (b, p),
+            _ => (first, 0),
+        }
+    }
+
     /// How many entries a call of [`TimerWheel::sweep`] over the same range
     /// should take, if it is called once per bucket (second) of advance, for
     /// every bucket to be swept by the time it comes due: the most any
@@ -136,10 +142,7 @@ impl TimerWheel {
     pub fn pace(&self, after_ms: i64, through_ms: i64) -> usize {
         let now = after_ms.div_euclid(BUCKET_MS);
         let last = through_ms.div_euclid(BUCKET_MS);
-        let (from, pos) = match self.swept {
-            Some((b, p)) if b > now => (b, p),
-            _ => (now + 1, 0),
-        };
+        let (from, pos) = self.sweep_from(after_ms);
         let mut total = 0;
         let mut pace = 0;
         if from > last {
@@ -209,8 +212,9 @@ mod tests {
         }
         w.push(7_000, 10); // bucket 7
         w.push(70_000, 11); // bucket 70: beyond the range below
-                            // In bucket 5 even slots are current, odd ones stale (moved to
-                            // bucket 9, where they are current); 10 is dropped.
+
+        // In bucket 5 even slots are current, odd ones stale (moved to
+        // bucket 9, where they are current); 10 is dropped.
         let judge = |slot: u32, bucket_ms: i64| match slot {
             10 => Swept::Drop,
             s if s % 2 == 1 && bucket_ms == 5_000 => Swept::Move(9_500 + s as i64),
