@@ -8,11 +8,13 @@
 //!    Formats 2 and 3 restore with defaults: learning starts afresh.
 
 use crate::area::Area;
-use crate::{Entity, Health, Pending, SnapshotError};
+use crate::{index_insert, Entity, Health, Pending, Shard, ShardOptions, SnapshotError, NEVER};
+use dolbom_calendar::Router;
 use dolbom_domain::legacy::{HouseholdConfigV3, HouseholdEventV3};
 use dolbom_domain::Ts;
 use dolbom_engine::legacy::HouseholdStateV3;
 use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
 
 pub(crate) const SNAPSHOT_FORMAT: u32 = 4;
 
@@ -148,5 +150,79 @@ impl<P: Into<Pending>> From<SnapshotOwnedV3<P>> for SnapshotOwned {
             fired_to: s.fired_to,
             health: s.health,
         }
+    }
+}
+
+impl Shard {
+    /// The whole shard as bytes (postcard).
+    pub fn snapshot(&self) -> Vec<u8> {
+        let s = SnapshotRef {
+            format: SNAPSHOT_FORMAT,
+            partition: self.partition,
+            slots: &self.slots,
+            areas: &self.areas,
+            pending: &self.pending,
+            event_max: self.event_max,
+            fired_to: self.fired_to,
+            health: &self.health,
+        };
+        postcard::to_allocvec(&s).expect("in-memory serialization cannot fail")
+    }
+
+    /// Rebuilds a shard from [`snapshot`](Self::snapshot) bytes. Events whose
+    /// ids are in `already_published` will not be published again (the
+    /// replay after a restore re-derives them).
+    pub fn restore(
+        bytes: &[u8],
+        opts: ShardOptions,
+        router: Router,
+        wall_now: Ts,
+        already_published: HashSet<String>,
+    ) -> Result<Self, SnapshotError> {
+        let s = SnapshotOwned::decode(bytes)?;
+        let mut shard = Shard::new(s.partition, opts, router, wall_now);
+        shard.slots = s.slots;
+        shard.areas = s.areas;
+        shard.pending = s.pending;
+        shard.event_max = s.event_max;
+        shard.fired_to = s.fired_to;
+        shard.replay_from_input = Some(s.health.last_input_wall);
+        shard.health = s.health;
+        shard.health.last_input_wall = wall_now;
+        shard.already_published = already_published;
+        for (i, a) in shard.areas.iter().enumerate() {
+            shard.area_index.insert(a.id.clone(), i as u32);
+        }
+        for (i, slot) in shard.slots.iter_mut().enumerate() {
+            match slot {
+                None => shard.free.push(i as u32),
+                Some(e) => {
+                    shard.households += 1;
+                    e.queued = NEVER;
+                    if e.scheduled != NEVER {
+                        e.queued = e.scheduled;
+                        shard.wheel.push(e.scheduled.millis(), i as u32);
+                    }
+                }
+            }
+        }
+        for slot in 0..shard.slots.len() as u32 {
+            if shard.slots[slot as usize].is_some() {
+                index_insert(&mut shard.index, &shard.slots, slot);
+            }
+        }
+        Ok(shard)
+    }
+
+    /// Tells a fresh shard which event ids were already published (by an
+    /// owner that crashed before its first snapshot): they are not published
+    /// again when the replay re-derives them.
+    pub fn expect_replay(&mut self, already_published: HashSet<String>) {
+        self.already_published = already_published;
+    }
+
+    /// Event ids still expected from the replay (not yet re-derived).
+    pub fn replay_pending(&self) -> usize {
+        self.already_published.len()
     }
 }

@@ -1,7 +1,8 @@
 use super::*;
 use dolbom_domain::time::HOUR_MS;
-use dolbom_domain::{DeviceId, DongCode, MunicipalityCode};
+use dolbom_domain::{DeviceId, DongCode, MunicipalityCode, MINUTE_MS};
 use proptest::prelude::*;
+use prost::Message;
 
 pub(super) const T0: Ts = Ts(1_767_225_600_000); // 2026-01-01T00:00:00Z
 pub(super) const WALL0: Ts = Ts(1_000_000_000_000);

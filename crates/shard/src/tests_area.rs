@@ -3,6 +3,7 @@
 
 use super::tests::{cfg, events, opts, reading, router, T0, WALL0};
 use super::*;
+use dolbom_domain::MINUTE_MS;
 use proptest::prelude::*;
 
 const DONG: &str = "1111051500";
