@@ -44,6 +44,8 @@ pub mod error;
 pub mod metrics;
 pub mod model;
 pub mod scylla_options;
+mod scylla_rows;
+mod scylla_schema;
 pub mod scylla_store;
 pub mod snapshots;
 pub mod stats;

@@ -184,3 +184,23 @@ impl ScyllaTls {
         Ok(Arc::new(config))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_validate() {
+        assert!(ScyllaOptions::default().validate().is_ok());
+        let bad = ScyllaOptions {
+            keyspace: "drop table;".into(),
+            ..Default::default()
+        };
+        assert!(bad.validate().is_err());
+        let nodes = ScyllaOptions {
+            uri: "scylla://a:9042, b:9042".into(),
+            ..Default::default()
+        };
+        assert_eq!(nodes.nodes(), vec!["a:9042", "b:9042"]);
+    }
+}

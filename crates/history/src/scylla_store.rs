@@ -1,6 +1,7 @@
 //! The ScyllaDB store, for the nation.
 //!
-//! Schema: `migrations/scylla/*.cql`, applied in order on start and recorded
+//! Schema (`scylla_schema.rs`, rows in `scylla_rows.rs`):
+//! `migrations/scylla/*.cql`, applied in order on start and recorded
 //! (with a checksum: an edited released file is an error) in
 //! `schema_migrations`. Keyspace creation is done here because replication
 //! is per deployment (`NetworkTopologyStrategy`, `replication_factor` from the
@@ -28,9 +29,10 @@
 use crate::error::HistoryError;
 use crate::model::*;
 use crate::scylla_options::ScyllaOptions;
+use crate::scylla_rows::*;
+use crate::scylla_schema::{migrate, prepare, Statements};
 use crate::store::HistoryStore;
 use async_trait::async_trait;
-use chrono::{Datelike, TimeZone, Utc};
 use dolbom_proto::v1::IncidentEvent;
 use dolbom_snapshots::ShardSnapshot;
 use futures::future::BoxFuture;
@@ -46,39 +48,8 @@ use scylla::statement::Consistency;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// The schema, in order. Never edit a released file: add the next one.
-const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("../migrations/scylla/0001_init.cql"),
-)];
-
+/// A snapshot is written in chunks of this size (rows stay small).
 const SNAPSHOT_CHUNK: usize = 512 * 1024;
-
-struct Statements {
-    insert_minute: PreparedStatement,
-    insert_hour: PreparedStatement,
-    select_minute: PreparedStatement,
-    select_hour: PreparedStatement,
-    insert_inc_muni: PreparedStatement,
-    insert_inc_household: PreparedStatement,
-    insert_inc_id: PreparedStatement,
-    select_inc_muni_from: PreparedStatement,
-    select_inc_muni_after: PreparedStatement,
-    select_inc_household: PreparedStatement,
-    select_inc_id: PreparedStatement,
-    insert_state: PreparedStatement,
-    select_state: PreparedStatement,
-    insert_escalation: PreparedStatement,
-    select_escalation: PreparedStatement,
-    insert_audit: PreparedStatement,
-    select_audit: PreparedStatement,
-    insert_chunk: PreparedStatement,
-    insert_head: PreparedStatement,
-    select_head: PreparedStatement,
-    select_chunks: PreparedStatement,
-    delete_chunks: PreparedStatement,
-}
 
 /// History in a ScyllaDB keyspace.
 pub struct ScyllaStore {
@@ -87,112 +58,6 @@ pub struct ScyllaStore {
     retention: Retention,
     concurrency: usize,
 }
-
-fn utc_day(ms: i64) -> i32 {
-    ms.div_euclid(DAY_MS) as i32
-}
-
-fn utc_month(ms: i64) -> i32 {
-    let t = Utc.timestamp_millis_opt(ms).single().expect("valid time");
-    t.year() * 12 + t.month0() as i32
-}
-
-fn month_start_ms(month: i32) -> i64 {
-    let (y, m) = (month.div_euclid(12), month.rem_euclid(12) as u32 + 1);
-    Utc.with_ymd_and_hms(y, m, 1, 0, 0, 0)
-        .single()
-        .expect("valid month")
-        .timestamp_millis()
-}
-
-/// Seconds a record of time `at_ms` has left under `keep_ms`, or `None` when
-/// it is already past retention.
-fn ttl(now: i64, at_ms: i64, keep_ms: i64) -> Option<i32> {
-    let left = (at_ms + keep_ms - now) / 1000;
-    (left > 0).then(|| left.min(i64::from(i32::MAX)) as i32)
-}
-
-fn summary(
-    count: Option<i32>,
-    min: Option<f64>,
-    max: Option<f64>,
-    sum: Option<f64>,
-) -> Option<Summary> {
-    Some(Summary {
-        count: count? as u32,
-        min: min?,
-        max: max?,
-        sum: sum?,
-    })
-}
-
-type AggRow = (
-    String,
-    i64,
-    i32,
-    Option<i32>,
-    Option<f64>,
-    Option<f64>,
-    Option<f64>,
-    Option<i32>,
-    Option<f64>,
-    Option<f64>,
-    Option<f64>,
-);
-
-fn aggregate_from(row: AggRow, resolution: Resolution) -> Aggregate {
-    let (household_id, bucket_start_ms, readings, wc, wmin, wmax, wsum, lc, lmin, lmax, lsum) = row;
-    Aggregate {
-        household_id,
-        resolution,
-        bucket_start_ms,
-        readings: readings as u32,
-        watts: summary(wc, wmin, wmax, wsum),
-        lux: summary(lc, lmin, lmax, lsum),
-    }
-}
-
-type AggValues = (
-    String,
-    i32,
-    i64,
-    i32,
-    Option<i32>,
-    Option<f64>,
-    Option<f64>,
-    Option<f64>,
-    Option<i32>,
-    Option<f64>,
-    Option<f64>,
-    Option<f64>,
-    i32,
-);
-
-fn aggregate_values(a: &Aggregate, bucket: i32, ttl: i32) -> AggValues {
-    let (w, l) = (a.watts, a.lux);
-    (
-        a.household_id.clone(),
-        bucket,
-        a.bucket_start_ms,
-        a.readings as i32,
-        w.map(|s| s.count as i32),
-        w.map(|s| s.min),
-        w.map(|s| s.max),
-        w.map(|s| s.sum),
-        l.map(|s| s.count as i32),
-        l.map(|s| s.min),
-        l.map(|s| s.max),
-        l.map(|s| s.sum),
-        ttl,
-    )
-}
-
-fn decode_event(bytes: &[u8]) -> Result<IncidentEvent, HistoryError> {
-    IncidentEvent::decode(bytes).map_err(|e| HistoryError::Corrupt(e.to_string()))
-}
-
-const AGG_COLUMNS: &str = "household_id, bucket_start, readings, watts_count, watts_min, \
-     watts_max, watts_sum, lux_count, lux_min, lux_max, lux_sum";
 
 impl ScyllaStore {
     /// Connects, creates the keyspace if missing, applies pending migrations
@@ -356,233 +221,6 @@ impl ScyllaStore {
         Ok(())
     }
 }
-
-fn statements(sql: &str) -> Vec<String> {
-    let without_comments: String = sql
-        .lines()
-        .map(|l| l.split("--").next().unwrap_or(""))
-        .collect::<Vec<_>>()
-        .join("\n");
-    without_comments
-        .split(';')
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .collect()
-}
-
-async fn migrate(session: &Session) -> Result<(), HistoryError> {
-    session
-        .query_unpaged(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (version int PRIMARY KEY, \
-             name text, checksum bigint, applied_at timestamp)",
-            &[],
-        )
-        .await
-        .map_err(HistoryError::scylla)?;
-    let applied: Vec<(i32, Option<i64>)> = session
-        .query_unpaged("SELECT version, checksum FROM schema_migrations", &[])
-        .await
-        .map_err(HistoryError::scylla)?
-        .into_rows_result()
-        .map_err(HistoryError::scylla)?
-        .rows::<(i32, Option<i64>)>()
-        .map_err(HistoryError::scylla)?
-        .collect::<Result<_, _>>()
-        .map_err(HistoryError::scylla)?;
-    for &(version, name, sql) in MIGRATIONS {
-        let checksum = xxhash_rust::xxh3::xxh3_64(sql.as_bytes()) as i64;
-        let fail = |reason: String| HistoryError::Migration {
-            version: version as u32,
-            name: name.to_string(),
-            reason,
-        };
-        if let Some((_, recorded)) = applied.iter().find(|(v, _)| *v == version) {
-            if *recorded != Some(checksum) {
-                return Err(fail(
-                    "already applied with a different checksum: released migrations must not change"
-                        .into(),
-                ));
-            }
-            continue;
-        }
-        for statement in statements(sql) {
-            session
-                .query_unpaged(statement, &[])
-                .await
-                .map_err(|e| fail(e.to_string()))?;
-        }
-        session
-            .query_unpaged(
-                "INSERT INTO schema_migrations (version, name, checksum, applied_at) \
-                 VALUES (?, ?, ?, toTimestamp(now()))",
-                (version, name, checksum),
-            )
-            .await
-            .map_err(|e| fail(e.to_string()))?;
-        tracing::info!(version, name, "history: applied ScyllaDB schema migration");
-    }
-    Ok(())
-}
-
-async fn prepare(session: &Session) -> Result<Statements, HistoryError> {
-    let p = |cql: String, consistency: Consistency| async move {
-        let mut st = session.prepare(cql).await.map_err(HistoryError::scylla)?;
-        st.set_consistency(consistency);
-        Ok::<_, HistoryError>(st)
-    };
-    use Consistency::{LocalQuorum as LQ, One};
-    let agg_insert = |table: &str, bucket: &str| {
-        format!(
-            "INSERT INTO {table} (household_id, {bucket}, bucket_start, readings, watts_count, \
-             watts_min, watts_max, watts_sum, lux_count, lux_min, lux_max, lux_sum) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?"
-        )
-    };
-    let agg_select = |table: &str, bucket: &str| {
-        format!(
-            "SELECT {AGG_COLUMNS} FROM {table} WHERE household_id = ? AND {bucket} = ? \
-             AND bucket_start >= ? AND bucket_start < ?"
-        )
-    };
-    Ok(Statements {
-        insert_minute: p(agg_insert("readings_minute", "day"), One).await?,
-        insert_hour: p(agg_insert("readings_hour", "month"), One).await?,
-        select_minute: p(agg_select("readings_minute", "day"), One).await?,
-        select_hour: p(agg_select("readings_hour", "month"), One).await?,
-        insert_inc_muni: p(
-            "INSERT INTO incidents_by_municipality (municipality_code, day, at_ms, event_id, \
-             incident_id, household_id, dong_code, kind, type, stage, payload) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?"
-                .into(),
-            LQ,
-        )
-        .await?,
-        insert_inc_household: p(
-            "INSERT INTO incidents_by_household (household_id, month, at_ms, event_id, payload) \
-             VALUES (?, ?, ?, ?, ?) USING TTL ?"
-                .into(),
-            LQ,
-        )
-        .await?,
-        insert_inc_id: p(
-            "INSERT INTO incident_events_by_id (incident_id, at_ms, event_id, payload) \
-             VALUES (?, ?, ?, ?) USING TTL ?"
-                .into(),
-            LQ,
-        )
-        .await?,
-        select_inc_muni_from: p(
-            "SELECT at_ms, event_id, dong_code, household_id, kind, payload \
-             FROM incidents_by_municipality WHERE municipality_code = ? AND day = ? \
-             AND at_ms >= ? AND at_ms < ?"
-                .into(),
-            LQ,
-        )
-        .await?,
-        select_inc_muni_after: p(
-            "SELECT at_ms, event_id, dong_code, household_id, kind, payload \
-             FROM incidents_by_municipality WHERE municipality_code = ? AND day = ? \
-             AND (at_ms, event_id) > (?, ?) AND (at_ms) < (?)"
-                .into(),
-            LQ,
-        )
-        .await?,
-        select_inc_household: p(
-            "SELECT payload FROM incidents_by_household WHERE household_id = ? AND month = ? \
-             AND at_ms >= ? AND at_ms < ?"
-                .into(),
-            LQ,
-        )
-        .await?,
-        select_inc_id: p(
-            "SELECT payload FROM incident_events_by_id WHERE incident_id = ?".into(),
-            LQ,
-        )
-        .await?,
-        insert_state: p(
-            "INSERT INTO state_changes (household_id, month, at_ms, state, cause) \
-             VALUES (?, ?, ?, ?, ?) USING TTL ?"
-                .into(),
-            LQ,
-        )
-        .await?,
-        select_state: p(
-            "SELECT at_ms, state, cause FROM state_changes WHERE household_id = ? AND month = ? \
-             AND at_ms >= ? AND at_ms < ?"
-                .into(),
-            LQ,
-        )
-        .await?,
-        insert_escalation: p(
-            "INSERT INTO escalation_log (incident_id, at_ms, entry_id, municipality_code, action, \
-             policy_version, step, attempt, tier, channel, message_id, result, detail) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?"
-                .into(),
-            LQ,
-        )
-        .await?,
-        select_escalation: p(
-            "SELECT incident_id, at_ms, entry_id, municipality_code, action, policy_version, \
-             step, attempt, tier, channel, message_id, result, detail FROM escalation_log \
-             WHERE incident_id = ?"
-                .into(),
-            LQ,
-        )
-        .await?,
-        insert_audit: p(
-            "INSERT INTO audit_log (municipality_code, day, at_ms, audit_id, principal, action, \
-             subject, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?"
-                .into(),
-            LQ,
-        )
-        .await?,
-        select_audit: p(
-            "SELECT audit_id, at_ms, principal, action, subject, detail FROM audit_log \
-             WHERE municipality_code = ? AND day = ? AND at_ms >= ? AND at_ms < ?"
-                .into(),
-            LQ,
-        )
-        .await?,
-        insert_chunk: p(
-            "INSERT INTO snapshot_chunks (group_id, partition, snapshot_id, chunk, data) \
-             VALUES (?, ?, ?, ?, ?)"
-                .into(),
-            LQ,
-        )
-        .await?,
-        insert_head: p(
-            "INSERT INTO snapshot_heads (group_id, partition, snapshot_id, readings_offset, \
-             households_offset, incidents_offset, taken_at_ms, chunks, size, checksum) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                .into(),
-            LQ,
-        )
-        .await?,
-        select_head: p(
-            "SELECT snapshot_id, readings_offset, households_offset, incidents_offset, \
-             taken_at_ms, chunks, size, checksum FROM snapshot_heads \
-             WHERE group_id = ? AND partition = ?"
-                .into(),
-            LQ,
-        )
-        .await?,
-        select_chunks: p(
-            "SELECT chunk, data FROM snapshot_chunks WHERE group_id = ? AND partition = ? \
-             AND snapshot_id = ?"
-                .into(),
-            LQ,
-        )
-        .await?,
-        delete_chunks: p(
-            "DELETE FROM snapshot_chunks WHERE group_id = ? AND partition = ? AND snapshot_id = ?"
-                .into(),
-            LQ,
-        )
-        .await?,
-    })
-}
-
-type HeadRow = (i64, i64, i64, i64, i64, i32, i64, i64);
 
 #[async_trait]
 impl HistoryStore for ScyllaStore {
@@ -988,44 +626,5 @@ impl HistoryStore for ScyllaStore {
         // Rows carry their TTL; ScyllaDB expires them and TWCS drops whole
         // windows.
         Ok(RetentionReport::default())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn buckets_and_ttls() {
-        let t = 1_767_193_200_000; // 2025-12-31T15:00Z
-        assert_eq!(utc_day(t), 20453);
-        assert_eq!(utc_month(t), 2025 * 12 + 11);
-        assert_eq!(month_start_ms(utc_month(t)), 1_764_547_200_000);
-        assert_eq!(ttl(t, t, DAY_MS), Some(86_400));
-        assert_eq!(ttl(t, t - DAY_MS, DAY_MS), None);
-    }
-
-    #[test]
-    fn migration_files_split_into_statements() {
-        let s = statements(MIGRATIONS[0].2);
-        assert!(s
-            .iter()
-            .all(|s| s.starts_with("CREATE TABLE IF NOT EXISTS")));
-        assert_eq!(s.len(), 11);
-    }
-
-    #[test]
-    fn options_validate() {
-        assert!(ScyllaOptions::default().validate().is_ok());
-        let bad = ScyllaOptions {
-            keyspace: "drop table;".into(),
-            ..Default::default()
-        };
-        assert!(bad.validate().is_err());
-        let nodes = ScyllaOptions {
-            uri: "scylla://a:9042, b:9042".into(),
-            ..Default::default()
-        };
-        assert_eq!(nodes.nodes(), vec!["a:9042", "b:9042"]);
     }
 }
