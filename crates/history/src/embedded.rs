@@ -8,9 +8,12 @@
 //! tokio's blocking pool; [`EmbeddedStore::write_blocking`] and friends are for
 //! callers already on a blocking thread.
 //!
-//! Schema versions are the files in `migrations/sqlite/`, applied in order
+//! Schema versions (`embedded_schema.rs`; rows in `embedded_rows.rs`) are
+//! the files in `migrations/sqlite/`, applied in order
 //! inside a transaction and recorded in `PRAGMA user_version`.
 
+use crate::embedded_rows::*;
+use crate::embedded_schema::{migrate, open_conn};
 use crate::error::HistoryError;
 use crate::model::*;
 use crate::store::HistoryStore;
@@ -18,17 +21,9 @@ use async_trait::async_trait;
 use dolbom_domain::{SharedClock, WallClock};
 use dolbom_proto::v1::IncidentEvent;
 use dolbom_snapshots::ShardSnapshot;
-use prost::Message;
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::{params, Connection, OptionalExtension};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-
-/// The schema, in order. Never edit a released file: add the next one.
-const MIGRATIONS: &[(u32, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("../migrations/sqlite/0001_init.sql"),
-)];
 
 struct Inner {
     path: PathBuf,
@@ -36,6 +31,14 @@ struct Inner {
     writer: Mutex<Connection>,
     reader: Mutex<Connection>,
     retention: Retention,
+}
+
+impl Inner {
+    /// Writes `batch` in one transaction, at the store clock's now.
+    fn write(&self, batch: &WriteBatch) -> Result<(), HistoryError> {
+        let mut conn = self.writer.lock().expect("writer lock");
+        write(&mut conn, self.retention, batch, self.clock.now().millis())
+    }
 }
 
 /// History in one SQLite file.
@@ -50,33 +53,6 @@ impl std::fmt::Debug for EmbeddedStore {
             .field("path", &self.inner.path)
             .finish()
     }
-}
-
-fn open_conn(path: &Path) -> Result<Connection, HistoryError> {
-    let conn = Connection::open(path)?;
-    conn.busy_timeout(std::time::Duration::from_secs(30))?;
-    // Switching a new file to WAL takes an exclusive lock and does not wait
-    // on the busy handler: two processes opening one fresh store at once
-    // retry here instead of failing.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        match conn.pragma_update(None, "journal_mode", "WAL") {
-            Err(rusqlite::Error::SqliteFailure(e, _))
-                if e.code == rusqlite::ErrorCode::DatabaseBusy
-                    && std::time::Instant::now() < deadline =>
-            {
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-            r => break r?,
-        }
-    }
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    conn.pragma_update(None, "foreign_keys", "ON")?;
-    // 64 MiB of page cache, and checkpoints every 64 MiB of WAL rather than
-    // every 4 MiB: bulk aggregate writes are bound by checkpoint fsyncs.
-    conn.pragma_update(None, "cache_size", -65_536)?;
-    conn.pragma_update(None, "wal_autocheckpoint", 16_384)?;
-    Ok(conn)
 }
 
 impl EmbeddedStore {
@@ -149,7 +125,7 @@ impl EmbeddedStore {
 
     /// [`HistoryStore::write`], on the calling thread.
     pub fn write_blocking(&self, batch: &WriteBatch) -> Result<(), HistoryError> {
-        write(&self.inner, batch, self.inner.clock.now().millis())
+        self.inner.write(batch)
     }
 
     /// [`HistoryStore::put_snapshot`], on the calling thread.
@@ -200,241 +176,6 @@ impl EmbeddedStore {
     }
 }
 
-/// Applies pending migrations. The version is read inside an immediate
-/// (write-locked) transaction, so two processes opening one store at once
-/// (notify and the history ingest on one data directory) take turns: the
-/// second waits for the lock (busy timeout) and finds nothing to do.
-fn migrate(conn: &mut Connection) -> Result<(), HistoryError> {
-    for &(version, name, sql) in MIGRATIONS {
-        let fail = |e: rusqlite::Error| HistoryError::Migration {
-            version,
-            name: name.to_string(),
-            reason: e.to_string(),
-        };
-        let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(fail)?;
-        let current: u32 = tx
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .map_err(fail)?;
-        if version <= current {
-            continue;
-        }
-        tx.execute_batch(sql).map_err(fail)?;
-        tx.pragma_update(None, "user_version", version)
-            .map_err(fail)?;
-        tx.commit().map_err(fail)?;
-        tracing::info!(version, name, "history: applied embedded schema migration");
-    }
-    Ok(())
-}
-
-/// Is a record of this time still kept?
-fn kept(now: i64, at_ms: i64, keep_ms: i64) -> bool {
-    at_ms > now - keep_ms
-}
-
-fn table(r: Resolution) -> &'static str {
-    match r {
-        Resolution::Minute => "readings_minute",
-        Resolution::Hour => "readings_hour",
-    }
-}
-
-fn insert_aggregate(tx: &rusqlite::Transaction<'_>, a: &Aggregate) -> rusqlite::Result<()> {
-    let sql = match a.resolution {
-        Resolution::Minute => {
-            "INSERT OR REPLACE INTO readings_minute VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)"
-        }
-        Resolution::Hour => {
-            "INSERT OR REPLACE INTO readings_hour VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)"
-        }
-    };
-    let mut st = tx.prepare_cached(sql)?;
-    let w = a.watts;
-    let l = a.lux;
-    st.execute(params![
-        a.household_id,
-        a.bucket_start_ms,
-        a.readings,
-        w.map(|s| s.count),
-        w.map(|s| s.min),
-        w.map(|s| s.max),
-        w.map(|s| s.sum),
-        l.map(|s| s.count),
-        l.map(|s| s.min),
-        l.map(|s| s.max),
-        l.map(|s| s.sum),
-    ])?;
-    Ok(())
-}
-
-fn summary(r: &Row<'_>, at: usize) -> rusqlite::Result<Option<Summary>> {
-    let count: Option<u32> = r.get(at)?;
-    Ok(match count {
-        None => None,
-        Some(count) => Some(Summary {
-            count,
-            min: r.get(at + 1)?,
-            max: r.get(at + 2)?,
-            sum: r.get(at + 3)?,
-        }),
-    })
-}
-
-fn aggregate_row(r: &Row<'_>, resolution: Resolution) -> rusqlite::Result<Aggregate> {
-    Ok(Aggregate {
-        household_id: r.get(0)?,
-        resolution,
-        bucket_start_ms: r.get(1)?,
-        readings: r.get(2)?,
-        watts: summary(r, 3)?,
-        lux: summary(r, 7)?,
-    })
-}
-
-const AGGREGATE_COLUMNS: &str = "household_id, bucket_start, readings, watts_count, watts_min, \
-     watts_max, watts_sum, lux_count, lux_min, lux_max, lux_sum";
-
-fn decode_event(bytes: Vec<u8>) -> Result<IncidentEvent, HistoryError> {
-    IncidentEvent::decode(bytes.as_slice()).map_err(|e| HistoryError::Corrupt(e.to_string()))
-}
-
-fn write(inner: &Inner, batch: &WriteBatch, now: i64) -> Result<(), HistoryError> {
-    let ret = inner.retention;
-    let mut conn = inner.writer.lock().expect("writer lock");
-    let tx = conn.transaction()?;
-    for a in &batch.aggregates {
-        if kept(now, a.bucket_start_ms, ret.aggregates_ms(a.resolution)) {
-            insert_aggregate(&tx, a)?;
-        }
-    }
-    for h in &batch.roll_up_hours {
-        if !kept(now, h.hour_start_ms, ret.aggregates_ms(Resolution::Hour)) {
-            continue;
-        }
-        let minutes = {
-            let mut st = tx.prepare_cached(&format!(
-                "SELECT {AGGREGATE_COLUMNS} FROM readings_minute \
-                 WHERE household_id = ?1 AND bucket_start >= ?2 AND bucket_start < ?3"
-            ))?;
-            let rows = st.query_map(
-                params![h.household_id, h.hour_start_ms, h.hour_start_ms + HOUR_MS],
-                |r| aggregate_row(r, Resolution::Minute),
-            )?;
-            rows.collect::<Result<Vec<_>, _>>()?
-        };
-        if let Some(hour) = Aggregate::roll_up(&h.household_id, h.hour_start_ms, &minutes) {
-            insert_aggregate(&tx, &hour)?;
-        }
-    }
-    {
-        let mut st = tx.prepare_cached(
-            "INSERT OR REPLACE INTO incident_events (event_id, incident_id, household_id, \
-             municipality_code, dong_code, kind, type, stage, at_ms, payload) \
-             VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
-        )?;
-        for e in &batch.incident_events {
-            let at = event_time_ms(e);
-            if !kept(now, at, Retention::days_ms(ret.incident_days)) {
-                continue;
-            }
-            st.execute(params![
-                e.event_id,
-                e.incident_id,
-                e.household_id,
-                e.municipality_code,
-                e.dong_code,
-                e.kind,
-                e.r#type,
-                e.stage,
-                at,
-                e.encode_to_vec()
-            ])?;
-        }
-    }
-    {
-        let mut st = tx.prepare_cached(
-            "INSERT OR REPLACE INTO state_changes (household_id, at_ms, state, cause) \
-             VALUES (?1,?2,?3,?4)",
-        )?;
-        for s in &batch.state_changes {
-            if kept(now, s.at_ms, Retention::days_ms(ret.state_days)) {
-                st.execute(params![s.household_id, s.at_ms, s.state.as_str(), s.cause])?;
-            }
-        }
-    }
-    {
-        let mut st = tx.prepare_cached(
-            "INSERT OR REPLACE INTO escalation_log (incident_id, entry_id, municipality_code, \
-             at_ms, action, policy_version, step, attempt, tier, channel, message_id, result, \
-             detail) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13)",
-        )?;
-        for e in &batch.escalation {
-            if kept(now, e.at_ms, Retention::days_ms(ret.escalation_days)) {
-                st.execute(params![
-                    e.incident_id,
-                    e.entry_id,
-                    e.municipality_code,
-                    e.at_ms,
-                    e.action.as_str(),
-                    e.policy_version,
-                    e.step,
-                    e.attempt,
-                    e.tier,
-                    e.channel,
-                    e.message_id,
-                    e.result,
-                    e.detail
-                ])?;
-            }
-        }
-    }
-    {
-        let mut st = tx.prepare_cached(
-            "INSERT OR REPLACE INTO audit_log (audit_id, municipality_code, at_ms, principal, \
-             action, subject, detail) VALUES (?1,?2,?3,?4,?5,?6,?7)",
-        )?;
-        for a in &batch.audit {
-            if kept(now, a.at_ms, Retention::days_ms(ret.audit_days)) {
-                st.execute(params![
-                    a.audit_id,
-                    a.municipality_code,
-                    a.at_ms,
-                    a.principal,
-                    a.action,
-                    a.subject,
-                    a.detail
-                ])?;
-            }
-        }
-    }
-    tx.commit()?;
-    Ok(())
-}
-
-fn escalation_row(r: &Row<'_>) -> rusqlite::Result<(EscalationEntry, String)> {
-    let action: String = r.get(4)?;
-    Ok((
-        EscalationEntry {
-            incident_id: r.get(0)?,
-            entry_id: r.get(1)?,
-            municipality_code: r.get(2)?,
-            at_ms: r.get(3)?,
-            action: EscalationAction::StepStarted,
-            policy_version: r.get(5)?,
-            step: r.get(6)?,
-            attempt: r.get(7)?,
-            tier: r.get(8)?,
-            channel: r.get(9)?,
-            message_id: r.get(10)?,
-            result: r.get(11)?,
-            detail: r.get(12)?,
-        },
-        action,
-    ))
-}
-
 #[async_trait]
 impl HistoryStore for EmbeddedStore {
     fn backend(&self) -> &'static str {
@@ -446,8 +187,7 @@ impl HistoryStore for EmbeddedStore {
             return Ok(());
         }
         let batch = batch.clone();
-        self.blocking(move |inner| write(inner, &batch, inner.clock.now().millis()))
-            .await
+        self.blocking(move |inner| inner.write(&batch)).await
     }
 
     async fn put_snapshot(&self, snapshot: &ShardSnapshot) -> Result<(), HistoryError> {

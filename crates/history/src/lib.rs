@@ -40,6 +40,8 @@
 pub mod conformance;
 pub mod downsample;
 pub mod embedded;
+mod embedded_rows;
+mod embedded_schema;
 pub mod error;
 pub mod metrics;
 pub mod model;
