@@ -30,13 +30,14 @@
 //! persisted escalation resumes exactly where it left off — are property
 //! tests in `tests.rs`.
 
+mod action;
 mod machine;
 mod policy;
 
-pub use machine::{
-    round_id, route_tier, Action, Escalation, EscalationCause, Notice, Opening, Phase, Purpose,
-    ReopenCause, StopReason,
+pub use action::{
+    Action, EscalationCause, Notice, Opening, Phase, Purpose, ReopenCause, StopReason,
 };
+pub use machine::{round_id, route_tier, Escalation};
 pub use policy::{
     ChannelKind, Policy, PolicyError, Step, Tier, DEFAULT_RECHECK_MINUTES, MAX_RECHECK_MINUTES,
     MAX_REPEATS, MAX_STEPS, MAX_WAIT_MINUTES,
