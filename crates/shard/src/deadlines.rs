@@ -103,10 +103,6 @@ impl Shard {
         match (self.health.stalled, unhealthy) {
             (None, true) => {
                 let frozen = self.fired_to;
-                let episode = if frozen == Ts::MIN { wall_now } else { frozen };
-                self.health.stalled = Some((frozen, episode));
-                self.health.grace = None;
-                self.stats.stalls += 1;
                 let due = if idle {
                     self.health
                         .last_input_wall
@@ -114,6 +110,22 @@ impl Shard {
                 } else {
                     wall_now
                 };
+                // Where firing froze names the stall, so a replay names it
+                // the same; a partition that never fired names it by when
+                // the silence became one.
+                let episode = if frozen == Ts::MIN { due } else { frozen };
+                // Two stalls in one grace (the pipeline came back for a
+                // moment) freeze at the same point; the same id twice would
+                // be dropped downstream as a duplicate and SRE would not
+                // hear of the second.
+                let episode = match self.health.last_stall {
+                    Some(last) if episode <= last => last.plus_ms(1),
+                    _ => episode,
+                };
+                self.health.last_stall = Some(episode);
+                self.health.stalled = Some((frozen, episode));
+                self.health.grace = None;
+                self.stats.stalls += 1;
                 let ev = self.stall_event(EventType::Opened, episode, due, wall_now);
                 self.publish(ev, out);
             }

@@ -134,6 +134,9 @@ struct Health {
     stalled: Option<(Ts, Ts)>,
     /// After a stall: firing frozen at `.0` until event time reaches `.1`.
     grace: Option<(Ts, Ts)>,
+    /// The latest stall's episode start: the next stall's is later, so its
+    /// events have ids of their own (snapshot format 5).
+    last_stall: Option<Ts>,
 }
 
 /// One partition's households. See the crate documentation.

@@ -272,6 +272,17 @@ impl Shard {
     /// Applies a replayed record at `sent_at` as the live run did: the live
     /// ticks before it moved the clock to `sent_at`, the record was applied,
     /// and the tick after it moved the clock again.
+    ///
+    /// A silence before the record longer than `stall_after` stalled the
+    /// live run: its ticks first fired by the wall clock into the silence
+    /// (up to [`QUIET_PARTITION_INPUT_MS`] past the last input), then one
+    /// noticed the stall and froze firing there. The replay ticks once at
+    /// the last moment the silence was not yet a stall, so it freezes at the
+    /// same point: otherwise a deadline fired live inside the silence (and
+    /// published before a crash) would not fire in the replay — the
+    /// household reports after the silence — and its incident would never
+    /// be closed. The silence is counted from the snapshot's last input for
+    /// the first record replayed.
     fn replayed<T>(
         &mut self,
         sent_at: Ts,
@@ -280,8 +291,22 @@ impl Shard {
     ) -> T {
         if let Some(t) = self.replay_from_input.take() {
             self.health.last_input_wall = t;
+            if t != Ts::MIN {
+                self.elapsed = Elapsed {
+                    last_wall: Some(t),
+                    ms: 0,
+                };
+                self.last_input_elapsed = 0;
+            }
         }
         self.caught_up = true;
+        let last_input = self.health.last_input_wall;
+        if last_input != Ts::MIN && self.health.stalled.is_none() {
+            let not_yet_stalled = last_input.plus_ms(self.opts.stall_after_ms);
+            if sent_at > not_yet_stalled {
+                self.advance(not_yet_stalled, out);
+            }
+        }
         self.advance(sent_at, out);
         let r = apply(self, out);
         self.advance(sent_at, out);

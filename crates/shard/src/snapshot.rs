@@ -6,6 +6,9 @@
 //! 4: households carry learned detection (configuration `learning`, engine
 //!    cycles and routine) and reasons their routine evidence (issue 18).
 //!    Formats 2 and 3 restore with defaults: learning starts afresh.
+//! 5: the partition's health keeps its latest stall's episode, so the next
+//!    stall's events get ids of their own (format 4 restores knowing only a
+//!    stall in progress).
 
 use crate::area::Area;
 use crate::{index_insert, Entity, Health, Pending, Shard, ShardOptions, SnapshotError, NEVER};
@@ -16,7 +19,7 @@ use dolbom_engine::legacy::HouseholdStateV3;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 
-pub(crate) const SNAPSHOT_FORMAT: u32 = 4;
+pub(crate) const SNAPSHOT_FORMAT: u32 = 5;
 
 #[derive(Serialize)]
 pub(crate) struct SnapshotRef<'a> {
@@ -49,10 +52,60 @@ impl SnapshotOwned {
         let (format, _) = postcard::take_from_bytes::<u32>(bytes)?;
         Ok(match format {
             SNAPSHOT_FORMAT => postcard::from_bytes(bytes)?,
+            4 => postcard::from_bytes::<SnapshotOwnedV4>(bytes)?.into(),
             3 => postcard::from_bytes::<SnapshotOwnedV3<PendingV3>>(bytes)?.into(),
             2 => postcard::from_bytes::<SnapshotOwnedV3<PendingV2>>(bytes)?.into(),
             f => return Err(SnapshotError::Format(f)),
         })
+    }
+}
+
+/// Formats 2 to 4: the partition's health before it kept its last stall.
+#[derive(Deserialize)]
+struct HealthV4 {
+    last_input_wall: Ts,
+    stalled: Option<(Ts, Ts)>,
+    grace: Option<(Ts, Ts)>,
+}
+
+impl From<HealthV4> for Health {
+    fn from(h: HealthV4) -> Self {
+        Health {
+            last_input_wall: h.last_input_wall,
+            stalled: h.stalled,
+            grace: h.grace,
+            // A stall in progress is the latest one; an earlier one is not
+            // known (the next may repeat its id, as format 4 did).
+            last_stall: h.stalled.map(|(_, episode)| episode),
+        }
+    }
+}
+
+/// Format 4: today's layout but for the health.
+#[derive(Deserialize)]
+struct SnapshotOwnedV4 {
+    format: u32,
+    partition: i32,
+    slots: Vec<Option<Entity>>,
+    areas: Vec<Area>,
+    pending: Vec<Pending>,
+    event_max: Option<Ts>,
+    fired_to: Ts,
+    health: HealthV4,
+}
+
+impl From<SnapshotOwnedV4> for SnapshotOwned {
+    fn from(s: SnapshotOwnedV4) -> Self {
+        SnapshotOwned {
+            format: s.format,
+            partition: s.partition,
+            slots: s.slots,
+            areas: s.areas,
+            pending: s.pending,
+            event_max: s.event_max,
+            fired_to: s.fired_to,
+            health: s.health.into(),
+        }
     }
 }
 
@@ -67,7 +120,7 @@ struct SnapshotOwnedV3<P> {
     pending: Vec<P>,
     event_max: Option<Ts>,
     fired_to: Ts,
-    health: Health,
+    health: HealthV4,
 }
 
 #[derive(Deserialize)]
@@ -148,7 +201,7 @@ impl<P: Into<Pending>> From<SnapshotOwnedV3<P>> for SnapshotOwned {
             pending: s.pending.into_iter().map(Into::into).collect(),
             event_max: s.event_max,
             fired_to: s.fired_to,
-            health: s.health,
+            health: s.health.into(),
         }
     }
 }
