@@ -36,7 +36,7 @@ impl Broker {
 
 /// Where `load-tests/tansu/build.sh` (and `.ci/run`) installs Tansu 0.6.0
 /// with its patches, under `$HOME`.
-pub const PATCHED_TANSU: &str = ".cache/dolbom/tansu-0.6.0-dolbom.4/bin/tansu";
+pub const PATCHED_TANSU: &str = ".cache/dolbom/tansu-0.6.0-dolbom.5/bin/tansu";
 
 /// Where the Tansu binary is, if anywhere: `DOLBOM_TANSU`, else the patched
 /// build ([`PATCHED_TANSU`]), else `~/.cargo/bin/tansu` or `tansu` on `PATH`

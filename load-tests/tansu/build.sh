@@ -3,15 +3,23 @@
 # crates.io with SQLite storage (dynostore, libsql) and the patches in this
 # directory applied to its crates (tansu-broker/*.patch to tansu-broker,
 # tansu-storage/*.patch to tansu-storage), installed under
-# $1 (default ~/.cache/dolbom/tansu-0.6.0-dolbom.4) as bin/tansu.
+# $1 (default ~/.cache/dolbom/tansu-0.6.0-dolbom.5) as bin/tansu.
 #
-# tansu-storage/dynostore-fetch-index.patch: the in-memory storage (dynostore)
-# listed every batch object of a partition on every fetch, so a fetch cost
-# the length of the log: over `scenario town`'s week the monitor's lag grew
-# from ~0.1 s to 0.75-1.9 s while the log grew to ~9 GB, and the deadline
-# latency with it. The patch keeps each partition's batch offsets in an
-# index (made by one listing, kept by produce; a gap between the batches a
-# fetch reads lists again), as Kafka's offset index does.
+# tansu-storage/dynostore-fetch.patch mends two faults of the in-memory
+# storage's (dynostore's) fetch:
+# - it listed every batch object of a partition on every fetch, so a fetch
+#   cost the length of the log: over `scenario town`'s week the monitor's lag
+#   grew from ~0.1 s to 0.75-1.9 s while the log grew to ~9 GB, and the
+#   deadline latency with it. The patch keeps each partition's batch offsets
+#   in an index (made by one listing, kept by produce; a gap between the
+#   batches a fetch reads lists again), as Kafka's offset index does.
+# - a fetch from an offset inside a batch (a monitor resuming from its
+#   snapshot's offset) answered with the *next* batch: the rest of the batch
+#   was never read, and librdkafka, asking again from the same offset, got
+#   the next batch over and over. Kafka answers with the batch holding the
+#   offset, and the client skips what lies before it; so does the patch.
+#   Found by services/dolbom/tests/broker_contract.rs (SQLite storage was
+#   right all along).
 #
 # tansu-broker/coordinator.patch fixes three faults of Tansu 0.6.0's group coordinator
 # that a broker pause or a killed member exposes:
@@ -37,7 +45,7 @@
 # tests that SIGKILL a monitor (the third, once the first two were fixed).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-root="${1:-$HOME/.cache/dolbom/tansu-0.6.0-dolbom.4}"
+root="${1:-$HOME/.cache/dolbom/tansu-0.6.0-dolbom.5}"
 work="${TANSU_BUILD_DIR:-/var/tmp/tansu-dolbom-src}"
 rm -rf "$work"
 mkdir -p "$work/fetch/src"
