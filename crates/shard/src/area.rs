@@ -111,24 +111,60 @@ impl Area {
         }
     }
 
-    /// This part plus `others`: what the area looks like as a whole.
-    pub(crate) fn whole(&self, others: &AreaCounts, window_ms: i64) -> Whole {
-        let mut recent: Vec<Ts> = self
+    /// An offline opening due at `at`: kept in order with the others,
+    /// and those past the window (behind the newest) dropped.
+    pub(crate) fn note_opening(&mut self, at: Ts, window_ms: i64) {
+        let i = self.recent.partition_point(|&t| t <= at);
+        self.recent.insert(i, at);
+        let newest = *self.recent.back().expect("just inserted");
+        while self
             .recent
-            .iter()
-            .chain(&others.recent)
-            .copied()
-            .filter(|&t| t > self.recovered_at)
-            .collect();
-        recent.sort_unstable();
-        if let Some(&newest) = recent.last() {
-            recent.retain(|&t| newest.since(t) <= window_ms);
+            .front()
+            .is_some_and(|&t| newest.since(t) > window_ms)
+        {
+            self.recent.pop_front();
         }
+    }
+
+    /// This part plus `others`: what the area looks like as a whole. Every
+    /// part's recent openings are in order (this one's by
+    /// [`Area::note_opening`], the board's as reported or merged), so the
+    /// openings within the window are counted by a binary search per part,
+    /// never copied or sorted: a blackout asks for each of its households.
+    pub(crate) fn whole(&self, others: &[&AreaCounts], window_ms: i64) -> Whole {
+        let after = self.recovered_at;
+        let newest = others
+            .iter()
+            .filter_map(|c| c.recent.last().copied())
+            .chain(self.recent.back().copied())
+            .max()
+            .filter(|&t| t > after);
+        let mut recent = 0;
+        let mut first_recent: Option<Ts> = None;
+        if let Some(newest) = newest {
+            // Within the window of the newest, and after the last recovery.
+            let from = newest.plus_ms(-window_ms).max(after.plus_ms(1));
+            let mut count = |len: usize, i: usize, first: Option<Ts>| {
+                recent += len - i;
+                if let Some(t) = first {
+                    first_recent = Some(first_recent.map_or(t, |f| f.min(t)));
+                }
+            };
+            let i = self.recent.partition_point(|&t| t < from);
+            count(self.recent.len(), i, self.recent.get(i).copied());
+            for c in others {
+                let i = c.recent.partition_point(|&t| t < from);
+                count(c.recent.len(), i, c.recent.get(i).copied());
+            }
+        }
+        let declared = others.iter().filter_map(|c| c.active).min();
         Whole {
-            households: (self.households + others.households) as usize,
-            offline: (self.offline + others.offline) as usize,
+            households: others.iter().map(|c| c.households).sum::<u32>() as usize
+                + self.households as usize,
+            offline: others.iter().map(|c| c.offline).sum::<u32>() as usize + self.offline as usize,
             recent,
-            declared_elsewhere: others.active.filter(|&e| e > self.recovered_at),
+            first_recent,
+            declared_elsewhere: declared.filter(|&e| e > after),
         }
     }
 
@@ -161,8 +197,9 @@ impl Area {
 pub(crate) struct Whole {
     pub(crate) households: usize,
     pub(crate) offline: usize,
-    /// Offline openings within the window, oldest first.
-    pub(crate) recent: Vec<Ts>,
+    /// Offline openings within the window (of the newest), and the oldest.
+    pub(crate) recent: usize,
+    pub(crate) first_recent: Option<Ts>,
     /// The episode of an outage another partition declared and has not
     /// seen recover.
     pub(crate) declared_elsewhere: Option<Ts>,
@@ -174,27 +211,75 @@ pub struct AreaCounts {
     pub households: u32,
     /// Open DEVICE_OFFLINE incidents (held, absorbed or announced).
     pub offline: u32,
-    /// Offline openings within the window (event time).
+    /// Offline openings within the window (event time), oldest first.
     pub recent: Vec<Ts>,
     /// The episode of the outage this partition has declared.
     pub active: Option<Ts>,
 }
 
-impl AreaCounts {
-    pub(crate) fn add(&mut self, o: &AreaCounts) {
-        self.households += o.households;
-        self.offline += o.offline;
-        self.recent.extend_from_slice(&o.recent);
-        self.active = match (self.active, o.active) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// The area as a whole the plain way: every opening copied, sorted,
+    /// cut to the window of the newest (what `whole` did before it counted
+    /// by binary search).
+    fn whole_by_sorting(own: &Area, others: &[AreaCounts], window_ms: i64) -> (usize, Option<Ts>) {
+        let mut recent: Vec<Ts> = own
+            .recent
+            .iter()
+            .chain(others.iter().flat_map(|c| &c.recent))
+            .copied()
+            .filter(|&t| t > own.recovered_at)
+            .collect();
+        recent.sort_unstable();
+        if let Some(&newest) = recent.last() {
+            recent.retain(|&t| newest.since(t) <= window_ms);
+        }
+        (recent.len(), recent.first().copied())
+    }
+
+    fn sorted_times() -> impl Strategy<Value = Vec<Ts>> {
+        proptest::collection::vec(0i64..5_000, 0..40).prop_map(|mut v| {
+            v.sort_unstable();
+            v.into_iter().map(Ts).collect()
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn whole_counts_the_window_as_sorting_every_opening_would(
+            own in proptest::collection::vec(0i64..5_000, 0..40),
+            others in proptest::collection::vec((sorted_times(), 0u32..50, proptest::option::of(0i64..5_000)), 0..6),
+            recovered in proptest::option::of(0i64..5_000),
+            window_ms in 0i64..3_000,
+        ) {
+            let muni = MunicipalityCode::new("11110").unwrap();
+            let mut area = Area::new("d".into(), muni, DongCode::new("1111051500", muni).unwrap());
+            area.recovered_at = recovered.map_or(Ts::MIN, Ts);
+            area.households = 7;
+            for t in own {
+                area.note_opening(Ts(t), window_ms);
+            }
+            prop_assert!(area.recent.iter().zip(area.recent.iter().skip(1)).all(|(a, b)| a <= b));
+            let others: Vec<AreaCounts> = others
+                .into_iter()
+                .map(|(recent, offline, active)| AreaCounts {
+                    households: offline + 3,
+                    offline,
+                    recent,
+                    active: active.map(Ts),
+                })
+                .collect();
+            let parts: Vec<&AreaCounts> = others.iter().collect();
+            let whole = area.whole(&parts, window_ms);
+            prop_assert_eq!((whole.recent, whole.first_recent), whole_by_sorting(&area, &others, window_ms));
+            prop_assert_eq!(whole.households, 7 + others.iter().map(|c| c.households as usize).sum::<usize>());
+            let declared = others.iter().filter_map(|c| c.active).min().filter(|&e| e > area.recovered_at);
+            prop_assert_eq!(whole.declared_elsewhere, declared);
+        }
+    }
 
     #[test]
     fn the_threshold_is_the_larger_of_the_share_and_the_minimum() {

@@ -2,8 +2,8 @@
 //! monitors.
 //!
 //! Every shard of a monitor writes its part of each area to one
-//! [`AreaBoard`] ([`AreaBoard::report`]) and reads the other partitions'
-//! parts from it ([`AreaBoard::others`]). Between monitors the service
+//! [`AreaBoard`] ([`AreaBoard::report`]) and judges its area as a whole
+//! with the other partitions' parts on it (`AreaBoard::whole`). Between monitors the service
 //! shares what [`AreaBoard::take_changed`] returns on a compacted Kafka topic
 //! and [`AreaBoard::merge`]s what the others share.
 //!
@@ -19,7 +19,7 @@
 //! whatever partition those landed on; until then a partition of another
 //! monitor counts as behind (for at most `area.max_wait_ms`).
 
-use crate::area::AreaCounts;
+use crate::area::{Area, AreaCounts, Whole};
 use dolbom_domain::Ts;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -148,7 +148,9 @@ impl AreaBoard {
 
     /// A part another monitor shared. Applied only if newer than what the
     /// board holds; returns whether it was.
-    pub fn merge(&self, shared: SharedCounts) -> bool {
+    pub fn merge(&self, mut shared: SharedCounts) -> bool {
+        // Judging counts each part's openings by binary search: in order.
+        shared.counts.recent.sort_unstable();
         let mut b = self.lock();
         let parts = b.areas.entry(shared.area).or_default();
         match parts.get(&shared.partition) {
@@ -335,23 +337,24 @@ impl AreaBoard {
         })
     }
 
-    /// Every partition's part of `area` but `partition`'s, added up.
-    pub fn others(&self, area: &str, partition: i32) -> AreaCounts {
+    /// `own` (the part of `partition`) plus every other partition's part of
+    /// its area: the area as a whole ([`Area::whole`], which neither copies
+    /// nor sorts the others' openings).
+    pub(crate) fn whole(&self, own: &Area, partition: i32, window_ms: i64) -> Whole {
         let b = self.lock();
-        let mut sum = AreaCounts::default();
-        if let Some(parts) = b.areas.get(area) {
-            for (_, (_, c)) in parts.iter().filter(|(p, _)| **p != partition) {
-                sum.add(c);
-            }
-        }
-        sum
+        let others: Vec<&AreaCounts> = b.areas.get(&own.id).map_or_else(Vec::new, |parts| {
+            parts
+                .iter()
+                .filter(|(p, _)| **p != partition)
+                .map(|(_, (_, c))| c)
+                .collect()
+        });
+        own.whole(&others, window_ms)
     }
 
     /// Households and open DEVICE_OFFLINE incidents in every partition's
-    /// part of `area` but `partition`'s: [`AreaBoard::others`] without the
-    /// recent openings, for judging a recovery on every household's return
-    /// (copying a blackout's openings each time made a mass return
-    /// quadratic).
+    /// part of `area` but `partition`'s, for judging a recovery on every
+    /// household's return.
     pub fn others_totals(&self, area: &str, partition: i32) -> (u32, u32) {
         let b = self.lock();
         b.areas.get(area).map_or((0, 0), |parts| {
@@ -389,8 +392,8 @@ mod tests {
         b.report("d", 1, counts(4, 2), 10);
         b.report("d", 2, counts(5, 0), 10);
         b.report("e", 1, counts(100, 100), 10);
-        assert_eq!(b.others("d", 1), counts(8, 1));
-        assert_eq!(b.others("x", 1), AreaCounts::default());
+        assert_eq!(b.others_totals("d", 1), (8, 1));
+        assert_eq!(b.others_totals("x", 1), (0, 0));
         assert_eq!(b.areas(), 2);
     }
 
@@ -409,7 +412,7 @@ mod tests {
         assert_eq!(second[0].version, 1_001);
         assert!(b.merge(second[0].clone()));
         assert!(!b.merge(first[0].clone()), "an older copy arrived late");
-        assert_eq!(b.others("d", 9), counts(3, 2));
+        assert_eq!(b.others_totals("d", 9), (3, 2));
         // A copy merged from elsewhere is not shared again…
         assert!(b.take_changed().is_empty());
         // …and a failed share is retried only while it is the newest.

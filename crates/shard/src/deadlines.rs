@@ -11,6 +11,11 @@ impl Shard {
     /// Checks the partition's health and fires every deadline the watermark
     /// has passed. Call after each batch of records and on a regular tick.
     pub fn advance(&mut self, wall_now: Ts, out: &mut Vec<Output>) {
+        self.advance_here(wall_now, out);
+        self.report_areas();
+    }
+
+    fn advance_here(&mut self, wall_now: Ts, out: &mut Vec<Output>) {
         self.check_health(wall_now, out);
         let lateness = self.opts.allowed_lateness_ms;
         let by_wall = (self.opts.clock == ClockMode::Wall

@@ -179,6 +179,9 @@ pub struct Shard {
     /// Where this shard's part of each area is shared (not snapshotted: the
     /// monitor shares it again after a restore).
     board: Option<AreaBoard>,
+    /// Areas whose part changed during the current call, reported to the
+    /// board when it ends.
+    areas_changed: Vec<u32>,
     /// How far ahead, and at least how many entries per advance, stale
     /// wheel entries are swept ([`SWEEP_AHEAD_MS`], [`SWEEP_MIN`]; tests
     /// vary them).
@@ -263,6 +266,7 @@ impl Shard {
             },
             last_input_elapsed: 0,
             board: None,
+            areas_changed: Vec::new(),
             sweep_ahead_ms: SWEEP_AHEAD_MS,
             sweep_min: SWEEP_MIN,
         }

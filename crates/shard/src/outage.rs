@@ -22,14 +22,7 @@ impl Shard {
             let window = self.opts.area.window_ms;
             let a = &mut self.areas[area as usize];
             a.offline += 1;
-            a.recent.push_back(ev.due_at);
-            while a
-                .recent
-                .front()
-                .is_some_and(|t| ev.due_at.since(*t) > window)
-            {
-                a.recent.pop_front();
-            }
+            a.note_opening(ev.due_at, window);
             let active = a.active.is_some();
             self.area_changed(area);
             if hold > 0 {
@@ -97,25 +90,43 @@ impl Shard {
         for area in 0..self.areas.len() as u32 {
             self.area_changed(area);
         }
+        self.report_areas();
     }
 
-    /// Writes this shard's part of `area` to the board, if it shares one.
-    pub(crate) fn area_changed(&self, area: u32) {
-        if let Some(board) = &self.board {
+    /// Notes that this shard's part of `area` changed: it is written to the
+    /// board, if the shard shares one, when the call that changed it ends
+    /// ([`Shard::report_areas`]) — once per call, not per event: a blackout
+    /// changes its area once per household, and each report copies the
+    /// part's recent openings.
+    pub(crate) fn area_changed(&mut self, area: u32) {
+        if self.board.is_some() {
+            self.areas_changed.push(area);
+        }
+    }
+
+    /// Writes the parts changed during this call to the board.
+    pub(crate) fn report_areas(&mut self) {
+        let Some(board) = &self.board else {
+            return;
+        };
+        self.areas_changed.sort_unstable();
+        self.areas_changed.dedup();
+        let wall = self.elapsed.last_wall.unwrap_or_default().millis();
+        for &area in &self.areas_changed {
             let a = &self.areas[area as usize];
-            let wall = self.elapsed.last_wall.unwrap_or_default().millis();
             board.report(&a.id, self.partition, a.counts(), wall);
         }
+        self.areas_changed.clear();
     }
 
     /// `area` as a whole: this shard's part plus the other partitions'.
     fn whole(&self, area: u32) -> area::Whole {
         let a = &self.areas[area as usize];
-        let others = match &self.board {
-            Some(b) => b.others(&a.id, self.partition),
-            None => AreaCounts::default(),
-        };
-        a.whole(&others, self.opts.area.window_ms)
+        let window = self.opts.area.window_ms;
+        match &self.board {
+            Some(b) => b.whole(a, self.partition, window),
+            None => a.whole(&[], window),
+        }
     }
 
     /// With a shared board, what other partitions report changes an area's
@@ -165,12 +176,12 @@ impl Shard {
         let (episode, first) = match whole.declared_elsewhere {
             // Another partition declared it and it is not over: the same outage.
             Some(episode) if whole.offline * 2 >= threshold => {
-                (episode, whole.recent.first().copied().unwrap_or(episode))
+                (episode, whole.first_recent.unwrap_or(episode))
             }
-            _ if whole.recent.len() >= threshold => {
+            _ if whole.recent >= threshold => {
                 // Aligned to the window so shards that see the same outage agree on its id.
                 let window = self.opts.area.window_ms.max(1);
-                let first = whole.recent[0];
+                let first = whole.first_recent.expect("openings within the window");
                 (Ts(first.millis().div_euclid(window) * window), first)
             }
             _ => return,
@@ -198,7 +209,7 @@ impl Shard {
         // or back already (a replay that learnt of the outage late).
         let affected = (absorbed as u32)
             .max(whole.offline as u32)
-            .max(whole.recent.len() as u32);
+            .max(whole.recent as u32);
         let emitted_at = self.emit_time(wall_now, now);
         let a = &self.areas[area as usize];
         let ev = a.event(EventType::Opened, episode, first, emitted_at, affected);

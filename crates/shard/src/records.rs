@@ -48,6 +48,17 @@ impl Shard {
         wall_now: Ts,
         out: &mut Vec<Output>,
     ) -> Result<(), Rejection> {
+        let applied = self.apply_config_here(cfg, wall_now, out);
+        self.report_areas();
+        applied
+    }
+
+    fn apply_config_here(
+        &mut self,
+        cfg: HouseholdConfig,
+        wall_now: Ts,
+        out: &mut Vec<Output>,
+    ) -> Result<(), Rejection> {
         cfg.validate()?;
         let now = self.fired_to;
         if let Some(slot) = self.lookup(cfg.household_id.as_str()) {
@@ -134,6 +145,7 @@ impl Shard {
         self.slots[slot as usize] = None;
         self.free.push(slot);
         self.households -= 1;
+        self.report_areas();
         true
     }
 
@@ -315,6 +327,18 @@ impl Shard {
 
     /// One decoded reading; `sent_at` is when it was sent, if known.
     pub fn on_reading_sent(
+        &mut self,
+        r: &pb::PlugReading,
+        sent_at: Option<Ts>,
+        wall_now: Ts,
+        out: &mut Vec<Output>,
+    ) -> Result<ReadingOutcome, Rejection> {
+        let taken = self.take_reading(r, sent_at, wall_now, out);
+        self.report_areas();
+        taken
+    }
+
+    fn take_reading(
         &mut self,
         r: &pb::PlugReading,
         sent_at: Option<Ts>,

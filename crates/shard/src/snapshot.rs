@@ -243,8 +243,11 @@ impl Shard {
         shard.health = s.health;
         shard.health.last_input_wall = wall_now;
         shard.already_published = already_published;
-        for (i, a) in shard.areas.iter().enumerate() {
+        for (i, a) in shard.areas.iter_mut().enumerate() {
             shard.area_index.insert(a.id.clone(), i as u32);
+            // Judging counts openings by binary search; earlier shards kept
+            // them in the order they fired.
+            a.recent.make_contiguous().sort_unstable();
         }
         for (i, slot) in shard.slots.iter_mut().enumerate() {
             match slot {
