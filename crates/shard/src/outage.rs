@@ -109,6 +109,9 @@ impl Shard {
         let Some(board) = &self.board else {
             return;
         };
+        if self.areas_changed.is_empty() {
+            return; // most calls (a reading) change no area
+        }
         self.areas_changed.sort_unstable();
         self.areas_changed.dedup();
         let wall = self.elapsed.last_wall.unwrap_or_default().millis();

@@ -13,8 +13,6 @@ mod harness;
 
 use dolbom_load_tests::broker::PersistentBroker;
 use harness::*;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
@@ -54,18 +52,7 @@ fn resumes_inside_a_batch(brokers: &str, test: &str) {
     let topic = format!("{test}.contract");
     let rt = runtime();
     rt.block_on(async {
-        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-            .set("bootstrap.servers", brokers)
-            .create()
-            .unwrap();
-        let new = [NewTopic::new(&topic, 1, TopicReplication::Fixed(1))];
-        for r in admin
-            .create_topics(&new, &AdminOptions::new())
-            .await
-            .unwrap()
-        {
-            r.unwrap();
-        }
+        create_topics(brokers, &[(&topic, 1)]).await;
         // Two batches: the producer lingers long enough to gather each.
         let p: FutureProducer = ClientConfig::new()
             .set("bootstrap.servers", brokers)

@@ -10,9 +10,6 @@ mod harness;
 use dolbom_proto::v1 as pb;
 use harness::*;
 use prost::Message as _;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
 use rdkafka::producer::FutureRecord;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
@@ -80,23 +77,10 @@ fn notify_killed_between_a_send_and_its_record_sends_each_message_once_per_key()
     let dir = tempfile::tempdir().unwrap();
     let t = topics(test);
     let rt = runtime();
-    rt.block_on(async {
-        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-            .set("bootstrap.servers", &b.addr)
-            .create()
-            .unwrap();
-        let topics = [
-            NewTopic::new(&t.incidents, PARTITIONS, TopicReplication::Fixed(1)),
-            NewTopic::new(&t.households, PARTITIONS, TopicReplication::Fixed(1)),
-        ];
-        for r in admin
-            .create_topics(&topics, &AdminOptions::new())
-            .await
-            .unwrap()
-        {
-            r.unwrap();
-        }
-    });
+    rt.block_on(create_topics(
+        &b.addr,
+        &[(&t.incidents, PARTITIONS), (&t.households, PARTITIONS)],
+    ));
 
     // notify as deployed, every tier with an SMS number and a webhook at the receiver.
     let rx = Receiver::start(true);
